@@ -1,0 +1,3 @@
+from vmbake.cli import main
+
+raise SystemExit(main())

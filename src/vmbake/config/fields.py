@@ -1,0 +1,291 @@
+"""One table drives the keys: each dataclass field carries its default, description and checks.
+
+`opt()` declares a key. `Decoder.decode()` turns a template's mapping into the dataclass, collecting every
+problem (unknown key, wrong type, bad duration or size, value not in `choices`) with its key path, instead
+of stopping at the first. `describe()` lists the keys for documentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
+
+from vmbake.errors import Problem
+from vmbake.units import parse_duration, parse_size
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FieldMeta:
+    """What vmbake knows about one key besides its type and default."""
+
+    doc: str
+    kind: str | None = None  # "duration" or "size": a string with units, checked at load time
+    choices: tuple[str, ...] = ()
+    supported: bool = True  # False: accepted, but vmbake does not act on it yet (a warning says so)
+    vmbake: bool = False  # True: a vmbake key that Packer does not have
+    sensitive: bool = False  # never printed
+    minimum: int | None = None
+    maximum: int | None = None
+    runtime: bool = False  # holds run-time placeholders such as {{ .HTTPIP }}; rendered during the build
+
+
+def opt(
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    kind: str | None = None,
+    choices: tuple[str, ...] = (),
+    supported: bool = True,
+    vmbake: bool = False,
+    sensitive: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    runtime: bool = False,
+) -> Any:
+    """Declare a template key. Every key has a one-line description; the reference docs come from it."""
+    meta = FieldMeta(doc, kind, choices, supported, vmbake, sensitive, minimum, maximum, runtime)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"vmbake": meta})
+    return dataclasses.field(default=default, metadata={"vmbake": meta})
+
+
+def meta_of(field: dataclasses.Field[Any]) -> FieldMeta:
+    meta = field.metadata.get("vmbake")
+    return meta if isinstance(meta, FieldMeta) else FieldMeta(doc="")
+
+
+def keys_of(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def describe(cls: type) -> list[tuple[str, str, Any, FieldMeta]]:
+    """(key, type name, default, meta) for each key, in declaration order: the reference table."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        rows.append((f.name, _type_name(hints[f.name]), default, meta_of(f)))
+    return rows
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _type_name(args[0]) if len(args) == 1 else " or ".join(_type_name(a) for a in args)
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "map"
+    if dataclasses.is_dataclass(tp):
+        return "object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    return f"did you mean {close[0]!r}?" if close else ""
+
+
+class Decoder:
+    """Decode mappings into config dataclasses, collecting problems instead of raising."""
+
+    def __init__(self, file: str, locate: Callable[[str], int | None] | None = None) -> None:
+        self.file = file
+        self.locate = locate or (lambda _path: None)
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+
+    def problem(self, path: str, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(self.file, path, message, hint, self.locate(path)))
+
+    def warning(self, path: str, message: str, hint: str = "") -> None:
+        self.warnings.append(Problem(self.file, path, message, hint, self.locate(path)))
+
+    def decode(self, cls: type[T], data: Mapping[str, Any], path: str, *, ignore: frozenset[str] = frozenset()) -> T:
+        """`cls` built from `data`; fields with problems keep their defaults so checking can go on."""
+        fields = keys_of(cls)
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            key_path = f"{path}.{key}" if path else key
+            if key in ignore:
+                continue
+            if key not in fields:
+                hint = suggest(key, list(fields)) or f"see 'vmbake help keys {cls.__name__}' for the valid keys"
+                self.problem(key_path, f"unknown key {key!r}", hint)
+                continue
+            field = fields[key]
+            meta = meta_of(field)
+            ok, value = self._value(hints[key], raw, key_path, meta)
+            if not ok:
+                continue
+            if not meta.supported:
+                self.warning(key_path, f"{key!r} is accepted but not yet supported by vmbake; it has no effect")
+            values[key] = value
+        for name, field in fields.items():
+            if name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                key_path = f"{path}.{name}" if path else name
+                self.problem(key_path, f"required key {name!r} is missing", meta_of(field).doc)
+                values[name] = _zero(hints[name])
+        return cls(**values)
+
+    def _value(self, tp: Any, raw: Any, path: str, meta: FieldMeta) -> tuple[bool, Any]:
+        ok, value = self._convert(tp, raw, path)
+        if not ok:
+            return False, None
+        if isinstance(value, str) and value != "" and meta.kind and "{{" not in value:
+            try:
+                if meta.kind == "duration":
+                    parse_duration(value)
+                elif meta.kind == "size":
+                    if parse_size(value) <= 0:
+                        raise ValueError("must be greater than zero")
+            except ValueError as exc:
+                self.problem(path, str(exc), meta.doc)
+                return False, None
+        if meta.choices and isinstance(value, str) and value not in meta.choices and "{{" not in value:
+            self.problem(path, f"{value!r} is not valid", "valid values: " + ", ".join(repr(c) for c in meta.choices))
+            return False, None
+        if isinstance(value, int) and not isinstance(value, bool):
+            if meta.minimum is not None and value < meta.minimum:
+                self.problem(path, f"{value} is below the minimum of {meta.minimum}", meta.doc)
+                return False, None
+            if meta.maximum is not None and value > meta.maximum:
+                self.problem(path, f"{value} is above the maximum of {meta.maximum}", meta.doc)
+                return False, None
+        return True, value
+
+    def _convert(self, tp: Any, raw: Any, path: str) -> tuple[bool, Any]:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (Union, types.UnionType):
+            if raw is None and type(None) in args:
+                return True, None
+            inner = [a for a in args if a is not type(None)]
+            for candidate in inner:
+                scratch = Decoder(self.file, self.locate)
+                ok, value = scratch._convert(candidate, raw, path)
+                if ok and not scratch.problems:
+                    return True, value
+            return self._convert(inner[0], raw, path)
+        if tp is Any:
+            return True, raw
+        if tp is bool:
+            if isinstance(raw, bool):
+                return True, raw
+            # Packer decodes JSON weakly: "true"/"false" and 0/1 are booleans too.
+            if isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0"):
+                return True, raw.lower() in ("true", "1")
+            if isinstance(raw, int) and raw in (0, 1):
+                return True, bool(raw)
+            return self._type_problem(path, "a boolean (true or false)", raw)
+        if tp is int:
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return True, raw
+            if isinstance(raw, float) and raw.is_integer():
+                return True, int(raw)
+            if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+                return True, int(raw.strip())
+            return self._type_problem(path, "a whole number", raw)
+        if tp is float:
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return True, float(raw)
+            return self._type_problem(path, "a number", raw)
+        if tp is str:
+            if isinstance(raw, str):
+                return True, raw
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return True, str(raw)
+            if isinstance(raw, bool):
+                return True, "true" if raw else "false"
+            return self._type_problem(path, "a string", raw)
+        if origin is list:
+            (item_tp,) = args
+            if isinstance(raw, str) and item_tp is str:
+                return True, [raw]  # Packer accepts a single string where a list is expected
+            if not isinstance(raw, list):
+                return self._type_problem(path, "a list", raw)
+            items = []
+            good = True
+            for i, item in enumerate(raw):
+                ok, value = self._convert(item_tp, item, f"{path}[{i}]")
+                good = good and ok
+                items.append(value)
+            return good, items
+        if origin is dict:
+            key_tp, val_tp = args
+            if isinstance(raw, list) and all(isinstance(x, dict) for x in raw):
+                merged: dict[str, Any] = {}
+                for x in raw:
+                    merged.update(x)
+                raw = merged
+            if not isinstance(raw, dict):
+                return self._type_problem(path, "a map of keys to values", raw)
+            out = {}
+            good = True
+            for k, v in raw.items():
+                ok, value = self._convert(val_tp, v, f"{path}.{k}")
+                good = good and ok
+                out[str(k)] = value
+            return good, out
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            if not isinstance(raw, dict):
+                return self._type_problem(path, "an object", raw)
+            before = len(self.problems)
+            value = self.decode(tp, raw, path)
+            return len(self.problems) == before, value
+        return self._type_problem(path, f"a {_type_name(tp)}", raw)
+
+    def _type_problem(self, path: str, expected: str, raw: Any) -> tuple[bool, Any]:
+        shown = repr(raw)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        self.problem(path, f"expected {expected}, got {_json_type(raw)} {shown}")
+        return False, None
+
+
+def _json_type(raw: Any) -> str:
+    if raw is None:
+        return "null"
+    if isinstance(raw, bool):
+        return "boolean"
+    if isinstance(raw, int | float):
+        return "number"
+    if isinstance(raw, str):
+        return "string"
+    if isinstance(raw, list):
+        return "list"
+    if isinstance(raw, dict):
+        return "object"
+    return type(raw).__name__
+
+
+def _zero(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return ""
+    if tp is int:
+        return 0
+    if tp is bool:
+        return False
+    if origin is list:
+        return []
+    if origin is dict:
+        return {}
+    return None

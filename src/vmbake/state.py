@@ -1,0 +1,97 @@
+"""The typed state of one build: what the user asked for (frozen) and what the steps found (mutable).
+
+There is no string-keyed bag: each step's docstring says which of these fields it reads and writes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmbake.ui import BuildUi
+
+if TYPE_CHECKING:
+    from vmbake.comm import Communicator
+    from vmbake.config.bootstrap import BootstrapConfig
+    from vmbake.config.qemu import QemuConfig
+    from vmbake.procs import Child
+    from vmbake.template.model import ProvisionerSpec, Template
+
+
+@dataclass(frozen=True)
+class Options:
+    """Command-line options that change how a build runs."""
+
+    debug: bool = False
+    force: bool = False
+    on_error: str = "cleanup"  # cleanup | abort | ask
+    report: bool = True
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file the build produced, as listed at the end ("VM files in directory: ...")."""
+
+    builder_id: str
+    path: Path
+    description: str
+
+
+@dataclass
+class BuildState:
+    """Facts discovered while building; every field starts empty and one step fills it."""
+
+    work_dir: Path | None = None  # private 0700 temp dir: keys, QMP socket, scratch files
+    iso_path: Path | None = None  # the checked installer ISO (or disk image when disk_image)
+    kernel_path: Path | None = None  # d-i kernel for installer_boot 'kernel'
+    initrd_path: Path | None = None  # d-i initrd (with an appended preseed when preseed_file)
+    output_dir: Path | None = None
+    disk_paths: list[Path] = field(default_factory=list)  # the first is the main disk
+    efivars_path: Path | None = None
+    floppy_path: Path | None = None
+    cd_path: Path | None = None
+    http_ip: str = "10.0.2.2"  # the host as the guest sees it through SLIRP
+    http_port: int | None = None
+    http_server: Any = None  # vmbake.httpserver.HttpServer
+    vnc_port: int | None = None
+    vnc_password: str = ""
+    ssh_host_port: int | None = None  # host side of the forward to the guest's SSH port
+    ssh_public_key: str = ""  # OpenSSH line of the key the guest must accept
+    ssh_private_key_path: Path | None = None
+    ssh_host_key: str = ""  # pinned at the first connection
+    accelerator: str = ""
+    qmp_path: Path | None = None
+    qmp: Any = None  # vmbake.qmp.Qmp once connected
+    qemu: Child | None = None
+    qemu_argv: list[str] = field(default_factory=list)
+    console_log: Path | None = None
+    comm: Communicator | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+    step_times: list[tuple[str, float]] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # facts gathered for the image report
+    rootfs_tarball: Path | None = None  # debian-bootstrap: the mmdebstrap output
+    shutdown_done: bool = False
+
+
+@dataclass
+class BuildContext:
+    """Everything a step sees: the build's name and config, the template, the options, the state."""
+
+    name: str  # the build's name, as in "==> qemu: ..."
+    builder_type: str  # "qemu" or "debian-bootstrap"
+    config: QemuConfig | BootstrapConfig
+    template: Template
+    ui: BuildUi
+    options: Options
+    provisioners: list[ProvisionerSpec] = field(default_factory=list)
+    state: BuildState = field(default_factory=BuildState)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    failed: bool = False  # set when a step failed; cleanups that keep or remove results read it
+    cancelled: bool = False
+
+    @property
+    def halted(self) -> bool:
+        """True when the build did not succeed: cleanups remove or mark what they made."""
+        return self.failed or self.cancelled

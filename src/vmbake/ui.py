@@ -1,0 +1,194 @@
+"""Build output in Packer's shapes: "==> NAME: say", "    NAME: message", machine-readable lines.
+
+One `Ui` serves the whole run; each build gets a `BuildUi` that prefixes its name. Everything printed
+passes through `mask()`, so sensitive values never reach the terminal, logs or machine-readable output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+SENSITIVE = "<sensitive>"
+
+
+class ProgressHandle(Protocol):
+    def advance(self, amount: float) -> None: ...
+
+    def update(self, completed: float, total: float | None = None) -> None: ...
+
+
+class _NullProgress:
+    def advance(self, amount: float) -> None:
+        pass
+
+    def update(self, completed: float, total: float | None = None) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, progress: Progress, task: int) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, amount: float) -> None:
+        self._progress.advance(self._task, amount)  # type: ignore[arg-type]
+
+    def update(self, completed: float, total: float | None = None) -> None:
+        self._progress.update(self._task, completed=completed, total=total)  # type: ignore[arg-type]
+
+
+class Ui:
+    """Thread-safe output for a whole vmbake run."""
+
+    def __init__(
+        self,
+        *,
+        out: IO[str] | None = None,
+        err: IO[str] | None = None,
+        inp: IO[str] | None = None,
+        machine_readable: bool = False,
+        timestamps: bool = False,
+        color: bool | None = None,
+        debug: bool = False,
+    ) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self.inp = inp if inp is not None else sys.stdin
+        self.machine_readable = machine_readable
+        self.timestamps = timestamps
+        self.debug = debug
+        if color is None:
+            color = self.out.isatty()
+        self.color = color and not machine_readable
+        self._console = Console(file=self.out, highlight=False, markup=False, no_color=not self.color)
+        self._lock = threading.RLock()
+        self._secrets: set[str] = set()
+
+    # -- secrets ---------------------------------------------------------------
+    def add_secret(self, value: str | None) -> None:
+        """Never print `value`: it is replaced by <sensitive> wherever it appears."""
+        if value and len(value) >= 3:
+            with self._lock:
+                self._secrets.add(value)
+
+    def mask(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, SENSITIVE)
+        return text
+
+    # -- lines -----------------------------------------------------------------
+    def _emit(self, target: str, kind: str, text: str, style: str | None, stream: IO[str] | None = None) -> None:
+        text = self.mask(text)
+        with self._lock:
+            if self.machine_readable:
+                self._write_machine(target, "ui", kind, text)
+                return
+            if self.timestamps:
+                text = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + ": " + text
+            if stream is not None and stream is not self.out:
+                stream.write(text + "\n")
+                stream.flush()
+            elif self.color and style:
+                self._console.print(text, style=style, soft_wrap=True)
+            else:
+                self.out.write(text + "\n")
+                self.out.flush()
+
+    def _write_machine(self, target: str, kind: str, *data: str) -> None:
+        fields = [str(int(time.time())), target, kind]
+        fields += [d.replace(",", "%!(PACKER_COMMA)").replace("\n", "\\n").replace("\r", "\\r") for d in data]
+        self.out.write(",".join(fields) + "\n")
+        self.out.flush()
+
+    def machine(self, target: str, kind: str, *data: str) -> None:
+        """A machine-readable record (only printed with -machine-readable)."""
+        if self.machine_readable:
+            with self._lock:
+                self._write_machine(target, kind, *(self.mask(d) for d in data))
+
+    def say(self, text: str, target: str = "") -> None:
+        self._emit(target, "say", text, "bold")
+
+    def message(self, text: str, target: str = "") -> None:
+        self._emit(target, "message", text, None)
+
+    def error(self, text: str, target: str = "") -> None:
+        self._emit(target, "error", text, "bold red", stream=self.err if not self.machine_readable else None)
+
+    def warn(self, text: str, target: str = "") -> None:
+        self._emit(target, "say", text, "yellow")
+
+    # -- questions -------------------------------------------------------------
+    def ask(self, prompt: str) -> str:
+        """Print `prompt` and read one line; an empty string when input is closed."""
+        with self._lock:
+            self.out.write(self.mask(prompt) + " ")
+            self.out.flush()
+        line = self.inp.readline()
+        return line.strip()
+
+    # -- progress --------------------------------------------------------------
+    @contextlib.contextmanager
+    def progress(self, description: str, total: float | None, *, transfer: bool = True) -> Iterator[ProgressHandle]:
+        """A progress bar (only on a terminal, never in machine-readable mode)."""
+        if self.machine_readable or not self.out.isatty():
+            yield _NullProgress()
+            return
+        columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
+        if transfer:
+            columns += [DownloadColumn(binary_units=True), TransferSpeedColumn()]
+        columns.append(TimeRemainingColumn())
+        with Progress(*columns, console=self._console, transient=False) as progress:
+            task = progress.add_task(description, total=total)
+            yield _RichProgress(progress, task)
+
+
+class BuildUi:
+    """The Ui seen by one build: every line carries the build's name, as Packer prints it."""
+
+    def __init__(self, ui: Ui, name: str) -> None:
+        self.ui = ui
+        self.name = name
+
+    def say(self, text: str) -> None:
+        self.ui.say(f"==> {self.name}: {text}", self.name)
+
+    def message(self, text: str) -> None:
+        self.ui.message(f"    {self.name}: {text}", self.name)
+
+    def error(self, text: str) -> None:
+        self.ui.error(f"==> {self.name}: {text}", self.name)
+
+    def warn(self, text: str) -> None:
+        self.ui.warn(f"==> {self.name}: Warning: {text}", self.name)
+
+    def debug(self, text: str) -> None:
+        if self.ui.debug:
+            self.ui.message(f"    {self.name}: [debug] {text}", self.name)
+
+    def ask(self, prompt: str) -> str:
+        return self.ui.ask(f"==> {self.name}: {prompt}")
+
+    def progress(self, description: str, total: float | None, *, transfer: bool = True) -> contextlib.AbstractContextManager[ProgressHandle]:
+        return self.ui.progress(description, total, transfer=transfer)
+
+    def add_secret(self, value: str | None) -> None:
+        self.ui.add_secret(value)

@@ -1,0 +1,76 @@
+"""Packer's units: Go durations ("1m30s") and disk sizes ("5120M", "40G")."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_SIZE_RE = re.compile(r"^(\d+)([bkmgt]?)(?:i?b)?$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration string such as "5s", "1m30s" or "300ms". Raises ValueError."""
+    s = text.strip()
+    if s in ("0", ""):
+        if s == "":
+            raise ValueError("empty duration")
+        return 0.0
+    sign = 1.0
+    if s[0] in "+-":
+        sign = -1.0 if s[0] == "-" else 1.0
+        s = s[1:]
+    pos = 0
+    total = 0.0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m:
+            raise ValueError(f"invalid duration {text!r}: use a number with a unit, like 5s, 1m30s or 300ms")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos == 0:
+        raise ValueError(f"invalid duration {text!r}")
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: 95.2 -> "1m35s"."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s"
+
+
+def parse_size(text: str | int, default_unit: str = "M") -> int:
+    """Bytes in a disk size: Packer reads a bare number as MiB. Raises ValueError."""
+    if isinstance(text, bool):
+        raise ValueError("a size is a number with an optional unit, not a boolean")
+    if isinstance(text, int):
+        text = str(text)
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"invalid size {text!r}: use a whole number with an optional unit (5120M, 40G, 512K)")
+    unit = (m.group(2) or default_unit).lower()
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def format_size(nbytes: float) -> str:
+    """Bytes as a short binary-unit string: 303038464 -> "289.0 MiB"."""
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
