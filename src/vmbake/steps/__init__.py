@@ -30,8 +30,10 @@ class Step:
         """Undo or finish what run() made. Called even when run() failed half-way; must be idempotent."""
 
 
-class AbortBuild(Exception):
-    """Raised by the runner for -on-error=abort: leave what the steps made, skip file cleanups."""
+class AbortBuild(VmbakeError):
+    """Raised by the runner for -on-error=abort: leave what the steps made, skip file cleanups.
+
+    The VM itself is still stopped: the build orchestrator stops every child process on the way out."""
 
 
 def _pause(ctx: BuildContext, text: str) -> None:

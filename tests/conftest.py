@@ -1,0 +1,57 @@
+"""Shared fixtures: free ports, a guard against leaked QEMU processes, the d-i netboot files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DI_NETBOOT = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago; tests that start servers bind it right away."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def qemu_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True, check=False).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.fixture
+def no_qemu_left() -> Iterator[None]:
+    """Fails the test if a qemu process started during it is still running at its end."""
+    before = qemu_pids()
+    yield
+    left = qemu_pids() - before
+    assert not left, f"qemu processes left behind: {sorted(left)}"
+
+
+@pytest.fixture(scope="session")
+def di_netboot() -> Path:
+    """The Debian installer's netboot kernel, initrd and syslinux menus (package debian-installer-12-netboot-amd64)."""
+    if not (DI_NETBOOT / "linux").exists():
+        pytest.fail("debian-installer-12-netboot-amd64 is not installed: run .ci/run's apt-get step")
+    return DI_NETBOOT
+
+
+@pytest.fixture
+def vmbake_cmd() -> list[str]:
+    """The vmbake command line, run from this checkout's interpreter."""
+    return [sys.executable, "-m", "vmbake"]
+
+
+@pytest.fixture
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cache")
+    os.environ.setdefault("VMBAKE_TEST", "1")
+    return path
