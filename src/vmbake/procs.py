@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -126,21 +125,11 @@ def run(
     )
     try:
         if on_line is not None:
-            assert proc.stdout is not None
-            collected: list[str] = []
-            if input is not None and proc.stdin is not None:
-                proc.stdin.write(input)  # type: ignore[arg-type]
-                proc.stdin.close()
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for line in proc.stdout:
-                collected.append(line)
-                on_line(line.rstrip("\n"))
-                if deadline is not None and time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(argv, timeout or 0)
-            proc.wait(timeout=None if deadline is None else max(0.1, deadline - time.monotonic()))
-            stdout, stderr = "".join(collected), ""
+            stdout, stderr = _stream_lines(proc, argv, input, on_line, timeout), ""
         else:
-            stdout, stderr = proc.communicate(input=text_input if text_input is not None else input, timeout=timeout)
+            stdout, stderr = proc.communicate(
+                input=text_input if text_input is not None else input, timeout=timeout
+            )
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise VmbakeError(
@@ -156,7 +145,38 @@ def run(
     return result
 
 
-def process_error(result: subprocess.CompletedProcess[Any], *, what: str | None = None, hint: str | None = None) -> VmbakeError:
+def _stream_lines(
+    proc: subprocess.Popen[Any],
+    argv: list[str],
+    input: str | bytes | None,
+    on_line: Callable[[str], None],
+    timeout: float | None,
+) -> str:
+    """Pass each output line to `on_line` as it arrives; the deadline holds even when the child is silent."""
+    assert proc.stdout is not None
+    collected: list[str] = []
+    stream = proc.stdout
+
+    def pump() -> None:
+        for line in stream:
+            collected.append(line)
+            on_line(line.rstrip("\n"))
+
+    if input is not None and proc.stdin is not None:
+        proc.stdin.write(input)
+        proc.stdin.close()
+    reader = threading.Thread(target=pump, name="vmbake-output", daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        raise subprocess.TimeoutExpired(argv, timeout or 0)
+    proc.wait()
+    return "".join(collected)
+
+
+def process_error(
+    result: subprocess.CompletedProcess[Any], *, what: str | None = None, hint: str | None = None
+) -> VmbakeError:
     """One clear error for a failed command: its name, how it ended, and its last lines of output."""
     name = what or os.path.basename(str(result.args[0]))
     code = result.returncode

@@ -95,7 +95,9 @@ class Ui:
         return text
 
     # -- lines -----------------------------------------------------------------
-    def _emit(self, target: str, kind: str, text: str, style: str | None, stream: IO[str] | None = None) -> None:
+    def _emit(
+        self, target: str, kind: str, text: str, style: str | None, stream: IO[str] | None = None
+    ) -> None:
         text = self.mask(text)
         with self._lock:
             if self.machine_readable:
@@ -147,7 +149,9 @@ class Ui:
 
     # -- progress --------------------------------------------------------------
     @contextlib.contextmanager
-    def progress(self, description: str, total: float | None, *, transfer: bool = True) -> Iterator[ProgressHandle]:
+    def progress(
+        self, description: str, total: float | None, *, transfer: bool = True
+    ) -> Iterator[ProgressHandle]:
         """A progress bar (only on a terminal, never in machine-readable mode)."""
         if self.machine_readable or not self.out.isatty():
             yield _NullProgress()
@@ -187,7 +191,9 @@ class BuildUi:
     def ask(self, prompt: str) -> str:
         return self.ui.ask(f"==> {self.name}: {prompt}")
 
-    def progress(self, description: str, total: float | None, *, transfer: bool = True) -> contextlib.AbstractContextManager[ProgressHandle]:
+    def progress(
+        self, description: str, total: float | None, *, transfer: bool = True
+    ) -> contextlib.AbstractContextManager[ProgressHandle]:
         return self.ui.progress(description, total, transfer=transfer)
 
     def add_secret(self, value: str | None) -> None:

@@ -46,7 +46,7 @@ def format_duration(seconds: float) -> str:
     """A short human form: 95.2 -> "1m35s"."""
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -61,7 +61,9 @@ def parse_size(text: str | int, default_unit: str = "M") -> int:
         text = str(text)
     m = _SIZE_RE.match(text.strip())
     if not m:
-        raise ValueError(f"invalid size {text!r}: use a whole number with an optional unit (5120M, 40G, 512K)")
+        raise ValueError(
+            f"invalid size {text!r}: use a whole number with an optional unit (5120M, 40G, 512K)"
+        )
     unit = (m.group(2) or default_unit).lower()
     return int(m.group(1)) * _SIZE_UNITS[unit]
 

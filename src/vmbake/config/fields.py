@@ -117,7 +117,9 @@ class Decoder:
     def warning(self, path: str, message: str, hint: str = "") -> None:
         self.warnings.append(Problem(self.file, path, message, hint, self.locate(path)))
 
-    def decode(self, cls: type[T], data: Mapping[str, Any], path: str, *, ignore: frozenset[str] = frozenset()) -> T:
+    def decode(
+        self, cls: type[T], data: Mapping[str, Any], path: str, *, ignore: frozenset[str] = frozenset()
+    ) -> T:
         """`cls` built from `data`; fields with problems keep their defaults so checking can go on."""
         fields = keys_of(cls)
         hints = typing.get_type_hints(cls)
@@ -127,7 +129,9 @@ class Decoder:
             if key in ignore:
                 continue
             if key not in fields:
-                hint = suggest(key, list(fields)) or f"see 'vmbake help keys {cls.__name__}' for the valid keys"
+                hint = (
+                    suggest(key, list(fields)) or f"see 'vmbake help keys {cls.__name__}' for the valid keys"
+                )
                 self.problem(key_path, f"unknown key {key!r}", hint)
                 continue
             field = fields[key]
@@ -136,10 +140,16 @@ class Decoder:
             if not ok:
                 continue
             if not meta.supported:
-                self.warning(key_path, f"{key!r} is accepted but not yet supported by vmbake; it has no effect")
+                self.warning(
+                    key_path, f"{key!r} is accepted but not yet supported by vmbake; it has no effect"
+                )
             values[key] = value
         for name, field in fields.items():
-            if name not in values and field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            if (
+                name not in values
+                and field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            ):
                 key_path = f"{path}.{name}" if path else name
                 self.problem(key_path, f"required key {name!r} is missing", meta_of(field).doc)
                 values[name] = _zero(hints[name])
@@ -153,14 +163,15 @@ class Decoder:
             try:
                 if meta.kind == "duration":
                     parse_duration(value)
-                elif meta.kind == "size":
-                    if parse_size(value) <= 0:
-                        raise ValueError("must be greater than zero")
+                elif meta.kind == "size" and parse_size(value) <= 0:
+                    raise ValueError("must be greater than zero")
             except ValueError as exc:
                 self.problem(path, str(exc), meta.doc)
                 return False, None
         if meta.choices and isinstance(value, str) and value not in meta.choices and "{{" not in value:
-            self.problem(path, f"{value!r} is not valid", "valid values: " + ", ".join(repr(c) for c in meta.choices))
+            self.problem(
+                path, f"{value!r} is not valid", "valid values: " + ", ".join(repr(c) for c in meta.choices)
+            )
             return False, None
         if isinstance(value, int) and not isinstance(value, bool):
             if meta.minimum is not None and value < meta.minimum:
@@ -229,7 +240,7 @@ class Decoder:
                 items.append(value)
             return good, items
         if origin is dict:
-            key_tp, val_tp = args
+            _key_tp, val_tp = args
             if isinstance(raw, list) and all(isinstance(x, dict) for x in raw):
                 merged: dict[str, Any] = {}
                 for x in raw:

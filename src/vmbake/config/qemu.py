@@ -27,14 +27,18 @@ class ISOConfig:
     )
     iso_target_path: str = opt("", "Where the downloaded ISO is stored, instead of the cache")
     iso_target_extension: str = opt("iso", "Extension of the cached ISO file")
-    iso_skip_cache: bool = opt(False, "Let QEMU read the ISO from its URL (curl block driver)", supported=False)
+    iso_skip_cache: bool = opt(
+        False, "Let QEMU read the ISO from its URL (curl block driver)", supported=False
+    )
 
 
 @dataclass(frozen=True)
 class HTTPConfig:
     http_directory: str = opt("", "Directory served over HTTP to the guest (preseed files)")
     http_content: dict[str, str] = opt(
-        factory=dict, doc="Map of URL path to content served over HTTP; may use {{ .SSHPublicKey }}", runtime=True
+        factory=dict,
+        doc="Map of URL path to content served over HTTP; may use {{ .SSHPublicKey }}",
+        runtime=True,
     )
     http_port_min: int = opt(8000, "Lowest port for the HTTP server", minimum=0, maximum=65535)
     http_port_max: int = opt(9000, "Highest port for the HTTP server", minimum=0, maximum=65535)
@@ -57,10 +61,14 @@ class FloppyCDConfig:
 @dataclass(frozen=True)
 class BootConfig:
     boot_command: list[str] = opt(
-        factory=list, doc="Keys typed at boot, joined with no separator; see the boot command language", runtime=True
+        factory=list,
+        doc="Keys typed at boot, joined with no separator; see the boot command language",
+        runtime=True,
     )
     boot_steps: list[list[str]] = opt(
-        factory=list, doc="Boot command as [keys, description] pairs; each description is printed", runtime=True
+        factory=list,
+        doc="Boot command as [keys, description] pairs; each description is printed",
+        runtime=True,
     )
     boot_wait: str = opt("10s", "Time to wait after starting the VM before typing", kind="duration")
     boot_keygroup_interval: str = opt("", "Pause between key groups (Packer 1.7+)", kind="duration")
@@ -74,7 +82,9 @@ class BootConfig:
     vnc_use_password: bool = opt(False, "Protect VNC with a random password, set through QMP")
     vnc_password: str = opt("", "The VNC password (random when vnc_use_password and unset)", sensitive=True)
     boot_command_transport: str = opt(
-        "vnc", "How the boot command is sent: 'vnc' (as Packer) or 'qmp' (input-send-event)", choices=("vnc", "qmp"),
+        "vnc",
+        "How the boot command is sent: 'vnc' (as Packer) or 'qmp' (input-send-event)",
+        choices=("vnc", "qmp"),
         vmbake=True,
     )
 
@@ -87,10 +97,16 @@ class ShutdownConfig:
 
 @dataclass(frozen=True)
 class CommConfig:
-    communicator: str = opt("ssh", "How vmbake talks to the guest: 'ssh' or 'none'", choices=("ssh", "none", "winrm"))
+    communicator: str = opt(
+        "ssh", "How vmbake talks to the guest: 'ssh' or 'none'", choices=("ssh", "none", "winrm")
+    )
     pause_before_connecting: str = opt("0s", "Wait this long before the first connection", kind="duration")
-    host_port_min: int = opt(2222, "Lowest host port forwarded to the guest's SSH port", minimum=1, maximum=65535)
-    host_port_max: int = opt(4444, "Highest host port forwarded to the guest's SSH port", minimum=1, maximum=65535)
+    host_port_min: int = opt(
+        2222, "Lowest host port forwarded to the guest's SSH port", minimum=1, maximum=65535
+    )
+    host_port_max: int = opt(
+        4444, "Highest host port forwarded to the guest's SSH port", minimum=1, maximum=65535
+    )
     ssh_host_port_min: int = opt(0, "Deprecated name of host_port_min", minimum=0, maximum=65535)
     ssh_host_port_max: int = opt(0, "Deprecated name of host_port_max", minimum=0, maximum=65535)
     skip_nat_mapping: bool = opt(False, "Connect to the guest's port directly, without a host forward")
@@ -105,10 +121,14 @@ class CommConfig:
     ssh_wait_timeout: str = opt("", "Deprecated name of ssh_timeout", kind="duration")
     ssh_handshake_attempts: int = opt(10, "Attempts once the port answers, before giving up", minimum=1)
     ssh_keep_alive_interval: str = opt("5s", "Interval of keep-alive messages; 0 disables", kind="duration")
-    ssh_read_write_timeout: str = opt("0s", "Drop the connection after this long without traffic", kind="duration")
+    ssh_read_write_timeout: str = opt(
+        "0s", "Drop the connection after this long without traffic", kind="duration"
+    )
     ssh_pty: bool = opt(False, "Ask for a pseudo-terminal for commands")
     ssh_disable_agent_forwarding: bool = opt(False, "Do not forward the local SSH agent")
-    ssh_file_transfer_method: str = opt("sftp", "'sftp' (falls back to scp) or 'scp'", choices=("sftp", "scp"))
+    ssh_file_transfer_method: str = opt(
+        "sftp", "'sftp' (falls back to scp) or 'scp'", choices=("sftp", "scp")
+    )
     ssh_clear_authorized_keys: bool = opt(False, "Remove the temporary key from authorized_keys at the end")
     ssh_ciphers: list[str] = opt(factory=list, doc="Allowed ciphers", supported=False)
     ssh_key_exchange_algorithms: list[str] = opt(factory=list, doc="Allowed key exchanges", supported=False)
@@ -126,7 +146,9 @@ class CommConfig:
     temporary_key_pair_type: str = opt(
         "ed25519", "Type of the build's temporary key pair (Packer: rsa)", choices=("ed25519", "ecdsa", "rsa")
     )
-    temporary_key_pair_bits: int = opt(0, "Bits of a temporary rsa or ecdsa key (0: the type's default)", minimum=0)
+    temporary_key_pair_bits: int = opt(
+        0, "Bits of a temporary rsa or ecdsa key (0: the type's default)", minimum=0
+    )
     winrm_username: str = opt("", "WinRM user", supported=False)
     winrm_password: str = opt("", "WinRM password", supported=False, sensitive=True)
     winrm_port: int = opt(5985, "WinRM port", supported=False)
@@ -145,7 +167,8 @@ class MachineConfig:
     """The VM and its disk: shared by the qemu and debian-bootstrap builders."""
 
     accelerator: str = opt(
-        "", "kvm, tcg, hvf, whpx, xen or none; empty probes KVM with a tiny guest and falls back to tcg",
+        "",
+        "kvm, tcg, hvf, whpx, xen or none; empty probes KVM with a tiny guest and falls back to tcg",
         choices=("", "kvm", "tcg", "hvf", "whpx", "xen", "none"),
     )
     cpus: int = opt(1, "Number of virtual CPUs", minimum=1, maximum=1024)
@@ -168,9 +191,13 @@ class MachineConfig:
     disk_additional_size: list[str] = opt(factory=list, doc="Sizes of extra disks, created beside the first")
     disk_interface: str = opt("virtio", "How the disk is attached", choices=DISK_INTERFACES)
     disk_cache: str = opt(
-        "writeback", "QEMU disk cache mode", choices=("writethrough", "writeback", "none", "unsafe", "directsync")
+        "writeback",
+        "QEMU disk cache mode",
+        choices=("writethrough", "writeback", "none", "unsafe", "directsync"),
     )
-    disk_discard: str = opt("ignore", "Pass guest TRIM to the image: 'unmap' or 'ignore'", choices=("unmap", "ignore"))
+    disk_discard: str = opt(
+        "ignore", "Pass guest TRIM to the image: 'unmap' or 'ignore'", choices=("unmap", "ignore")
+    )
     disk_detect_zeroes: str = opt(
         "off", "Turn written zeroes into holes: 'on', 'unmap' or 'off'", choices=("on", "off", "unmap")
     )
@@ -180,8 +207,10 @@ class MachineConfig:
     skip_compaction: bool = opt(False, "Do not compact the disk with qemu-img convert at the end")
     disk_compression: bool = opt(False, "Compress the qcow2 clusters when compacting")
     compression_type: str = opt(
-        "auto", "qcow2 cluster compression: 'zstd', 'zlib', or 'auto' (zstd when qemu-img has it)",
-        choices=("auto", "zstd", "zlib"), vmbake=True,
+        "auto",
+        "qcow2 cluster compression: 'zstd', 'zlib', or 'auto' (zstd when qemu-img has it)",
+        choices=("auto", "zstd", "zlib"),
+        vmbake=True,
     )
     format: str = opt("qcow2", "Output disk format", choices=("qcow2", "raw"))
     headless: bool = opt(False, "Do not show a display window")
@@ -194,15 +223,23 @@ class MachineConfig:
     output_directory: str = opt("", "Where the artifacts go (default: output-BUILDNAME)")
     vm_name: str = opt("", "Name of the VM and of the disk file (default: packer-BUILDNAME)")
     qemuargs: list[list[str]] = opt(
-        factory=list, doc="Extra QEMU arguments; a flag given here replaces vmbake's default for it", runtime=True
+        factory=list,
+        doc="Extra QEMU arguments; a flag given here replaces vmbake's default for it",
+        runtime=True,
     )
-    qemu_img_args: QemuImgArgs = opt(factory=QemuImgArgs, doc="Extra arguments for qemu-img create/convert/resize")
+    qemu_img_args: QemuImgArgs = opt(
+        factory=QemuImgArgs, doc="Extra arguments for qemu-img create/convert/resize"
+    )
     qemu_binary: str = opt("qemu-system-x86_64", "The QEMU program")
     qmp_enable: bool = opt(False, "Packer's switch for the QMP socket; vmbake always opens one")
     qmp_socket_path: str = opt("", "Where the QMP socket is made (default: inside a private temp dir)")
     run_once: bool = opt(False, "Deprecated Packer key", supported=False)
-    size_budget: str = opt("", "Fail the build when the artifact is larger than this (for example 120MiB)", vmbake=True)
-    verify: bool = opt(False, "Boot the finished image and check it reaches SSH, as the last step", vmbake=True)
+    size_budget: str = opt(
+        "", "Fail the build when the artifact is larger than this (for example 120MiB)", vmbake=True
+    )
+    verify: bool = opt(
+        False, "Boot the finished image and check it reaches SSH, as the last step", vmbake=True
+    )
 
 
 @dataclass(frozen=True)
@@ -210,21 +247,34 @@ class InstallerConfig:
     """vmbake's ways to start the Debian installer without typing (see the docs)."""
 
     installer_boot: str = opt(
-        "cdrom", "'cdrom' boots the ISO and types boot_command; 'kernel' boots d-i's kernel directly",
-        choices=("cdrom", "kernel"), vmbake=True,
+        "cdrom",
+        "'cdrom' boots the ISO and types boot_command; 'kernel' boots d-i's kernel directly",
+        choices=("cdrom", "kernel"),
+        vmbake=True,
     )
     kernel_args: str = opt("", "Kernel command line for installer_boot 'kernel'", runtime=True, vmbake=True)
     iso_source: str = opt(
-        "iso", "'iso' uses iso_url; 'debian-netboot' takes d-i from Debian's archive for `suite`",
-        choices=("iso", "debian-netboot"), vmbake=True,
+        "iso",
+        "'iso' uses iso_url; 'debian-netboot' takes d-i from Debian's archive for `suite`",
+        choices=("iso", "debian-netboot"),
+        vmbake=True,
     )
     suite: str = opt("", "Debian suite for iso_source 'debian-netboot' (bookworm, trixie, ...)", vmbake=True)
-    mirror: str = opt("http://deb.debian.org/debian", "Debian mirror for iso_source 'debian-netboot'", vmbake=True)
+    mirror: str = opt(
+        "http://deb.debian.org/debian", "Debian mirror for iso_source 'debian-netboot'", vmbake=True
+    )
     preseed_file: str = opt("", "Preseed appended to the installer initrd as /preseed.cfg", vmbake=True)
 
 
 @dataclass(frozen=True)
 class QemuConfig(
-    ISOConfig, HTTPConfig, FloppyCDConfig, BootConfig, ShutdownConfig, CommConfig, MachineConfig, InstallerConfig
+    ISOConfig,
+    HTTPConfig,
+    FloppyCDConfig,
+    BootConfig,
+    ShutdownConfig,
+    CommConfig,
+    MachineConfig,
+    InstallerConfig,
 ):
     """Every key of a `qemu` builder block."""

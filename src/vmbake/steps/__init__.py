@@ -110,7 +110,9 @@ def _run_one(ctx: BuildContext, step: Step) -> None:
         except Exception as exc:  # a bug in a step: still unwind, but say which step
             ctx.state.step_times.append((step.name, time.monotonic() - started))
             log.debug("step %s raised", step.name, exc_info=True)
-            raise StepError(step.name, f"internal error: {exc!r}", hint="run with -debug for a traceback") from exc
+            raise StepError(
+                step.name, f"internal error: {exc!r}", hint="run with -debug for a traceback"
+            ) from exc
 
 
 def _cleanup(ctx: BuildContext, step: Step) -> None:
