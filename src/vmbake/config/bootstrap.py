@@ -1,0 +1,300 @@
+"""The `debian-bootstrap` builder's keys: a root filesystem made by mmdebstrap, laid onto a bootable disk.
+
+The machine, communicator, HTTP and shutdown keys are the QEMU builder's (shared mixins); the defaults that
+differ suit a small image: a 2G qcow2 disk, 1 GiB of memory, headless, root logging in with the build's key.
+`validate_bootstrap()` adds the checks that span several keys (suite, partition layout, disk size).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vmbake.config.fields import Decoder, opt
+from vmbake.config.qemu import CommConfig, HTTPConfig, MachineConfig, ShutdownConfig
+from vmbake.errors import Problem
+from vmbake.units import format_size, parse_size
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+SUITES = ("buster", "bullseye", "bookworm", "trixie", "sid")
+KERNELS = ("linux-image-amd64", "linux-image-cloud-amd64")
+FIRMWARES = ("bios", "efi", "hybrid")
+VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
+FILESYSTEMS = ("ext4", "ext3", "ext2", "swap")
+MOUNTPOINTS = ("/", "/boot", "/var", "/tmp", "swap")
+DPKG_EXCLUDE_SETS = ("docs", "man", "info", "locales")
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+ARCHIVE_MIRROR = "http://archive.debian.org/debian"  # suites that left the main mirrors
+
+# Space the finished root filesystem needs, with room for `apt-get update` and an upgrade during
+# provisioning. Measured from minimal images with the dpkg excludes on; an estimate, not a promise.
+_BASE_ESTIMATE = {
+    "buster": 700 * MiB,
+    "bullseye": 750 * MiB,
+    "bookworm": 768 * MiB,
+    "trixie": 832 * MiB,
+    "sid": 896 * MiB,
+}
+_GENERIC_KERNEL_EXTRA = 256 * MiB  # the generic kernel's modules and its larger initramfs
+
+# Space the partition table and the boot partitions take before the user's partitions.
+GPT_OVERHEAD = 2 * MiB
+BIOS_BOOT_SIZE = 1 * MiB
+ESP_SIZE = 64 * MiB
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of the disk, in the order given; the ESP and BIOS boot partitions are added by vmbake."""
+
+    mountpoint: str = opt(
+        "/", "Where it is mounted: '/', '/boot', '/var', '/tmp', or 'swap'", choices=MOUNTPOINTS
+    )
+    size: str = opt(
+        "", "Its size (512M, 1G); empty takes the rest of the disk (one partition at most)", kind="size"
+    )
+    fs: str = opt("ext4", "Its filesystem: ext4 (required for '/'), ext3, ext2, or swap", choices=FILESYSTEMS)
+
+
+@dataclass(frozen=True)
+class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig):
+    """Every key of a `debian-bootstrap` builder block."""
+
+    # -- what goes into the root filesystem --------------------------------------------------------------
+    suite: str = opt(
+        "bookworm", "Debian suite to install: buster, bullseye, bookworm, trixie or sid", vmbake=True
+    )
+    mirror: str = opt(
+        "", "Debian mirror (default: deb.debian.org; archive.debian.org for buster)", vmbake=True
+    )
+    variant: str = opt(
+        "apt", "mmdebstrap variant: the package set the image starts from", choices=VARIANTS, vmbake=True
+    )
+    include: list[str] = opt(factory=list, doc="Extra packages to install", vmbake=True)
+    exclude: list[str] = opt(
+        factory=list,
+        doc="Packages left out of vmbake's default set, or purged after the bootstrap",
+        vmbake=True,
+    )
+    components: list[str] = opt(
+        factory=lambda: ["main"], doc="Archive components (main, contrib, ...)", vmbake=True
+    )
+    kernel: str = opt(
+        "linux-image-amd64",
+        "Kernel package: linux-image-amd64 or linux-image-cloud-amd64",
+        choices=KERNELS,
+        vmbake=True,
+    )
+    hostname: str = opt("debian", "Host name of the image", vmbake=True)
+    domain: str = opt("", "DNS domain of the image (written to /etc/hosts)", vmbake=True)
+    locale: str = opt(
+        "C.UTF-8", "Default locale; anything but C.UTF-8 installs the locales package", vmbake=True
+    )
+    timezone: str = opt("Etc/UTC", "Time zone (Area/City); anything but Etc/UTC installs tzdata", vmbake=True)
+    keyboard: str = opt(
+        "us", "Console keyboard layout (XKB name); anything but us installs console-setup", vmbake=True
+    )
+    root_password: str = opt(
+        "",
+        "Hashed root password (crypt(3), for example from 'mkpasswd -m yescrypt'); empty locks it",
+        sensitive=True,
+        vmbake=True,
+    )
+    root_ssh_keys: list[str] = opt(
+        factory=list,
+        doc="Public keys (OpenSSH lines) that may log in as root, besides the build's key",
+        vmbake=True,
+    )
+    keep_build_key: bool = opt(
+        False, "Leave the build's temporary key in root's authorized_keys", vmbake=True
+    )
+    firmware: str = opt(
+        "bios",
+        "Boot firmware of the disk: bios, efi, or hybrid (BIOS and UEFI on one GPT disk)",
+        choices=FIRMWARES,
+        vmbake=True,
+    )
+    partitions: list[Partition] = opt(
+        factory=list,
+        doc="Partition layout (mountpoint, size, fs); empty: one ext4 root filling the disk",
+        vmbake=True,
+    )
+    dpkg_excludes: list[str] = opt(
+        factory=lambda: list(DPKG_EXCLUDE_SETS),
+        doc="Kept off the disk with dpkg path-exclude: docs, man, info, locales, or /path/globs (copyright stays)",
+        vmbake=True,
+    )
+    apt_proxy: str = opt(
+        "", "HTTP proxy for apt during the build only (never left in the image)", vmbake=True
+    )
+    kernel_cmdline: str = opt(
+        "console=tty0 console=ttyS0,115200",
+        "Kernel command line written to the image's grub config",
+        vmbake=True,
+    )
+    mmdebstrap_args: list[str] = opt(
+        factory=list, doc="Extra arguments passed to mmdebstrap as they are", vmbake=True
+    )
+    # -- defaults that differ from the qemu builder -----------------------------------------------------------
+    disk_size: str = opt("2G", "Disk size: a number (MiB) or with a unit (2048M, 2G)", kind="size")
+    memory: int = opt(1024, "Memory in MiB", minimum=1)
+    headless: bool = opt(True, "Do not show a display window")
+    ssh_username: str = opt("root", "User to log in as (root: the build's key is in root's authorized_keys)")
+    shutdown_command: str = opt(
+        "systemctl poweroff", "Command run over the communicator to halt the guest", runtime=True
+    )
+
+
+def effective_mirror(config: BootstrapConfig) -> str:
+    """The mirror the build uses: the key, else the suite's default."""
+    if config.mirror:
+        return config.mirror
+    return ARCHIVE_MIRROR if config.suite == "buster" else DEFAULT_MIRROR
+
+
+def content_estimate(suite: str, kernel: str) -> int:
+    """Bytes the root filesystem needs for `suite` with `kernel` (see _BASE_ESTIMATE)."""
+    base = _BASE_ESTIMATE.get(suite, max(_BASE_ESTIMATE.values()))
+    return base + (_GENERIC_KERNEL_EXTRA if kernel == "linux-image-amd64" else 0)
+
+
+def effective_partitions(config: BootstrapConfig) -> list[Partition]:
+    return list(config.partitions) or [Partition("/", "", "ext4")]
+
+
+def boot_overhead(firmware: str) -> int:
+    """Bytes before the user's partitions: GPT, BIOS boot partition, ESP."""
+    size = GPT_OVERHEAD
+    if firmware in ("bios", "hybrid"):
+        size += BIOS_BOOT_SIZE
+    if firmware in ("efi", "hybrid"):
+        size += ESP_SIZE
+    return size
+
+
+_CRYPT = re.compile(r"^(\$[0-9a-z]+\$.+|!.*|\*)$")
+_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def validate_bootstrap(
+    config: BootstrapConfig, out: Decoder | list[Problem], path: str = "", file: str = ""
+) -> None:
+    """Checks that span keys: the suite, the partition layout, and a disk large enough for the content.
+
+    Problems go to `out`: a Decoder (with its file and line lookup) or a plain list.
+    """
+    report = _reporter(out, path, file)
+    if config.suite not in SUITES:
+        close = difflib.get_close_matches(config.suite, SUITES, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        report("suite", f"unknown Debian suite {config.suite!r}", hint + "valid suites: " + ", ".join(SUITES))
+    if config.hostname and not _HOSTNAME.match(config.hostname):
+        report(
+            "hostname",
+            f"{config.hostname!r} is not a valid host name",
+            "use letters, digits and '-' (63 at most)",
+        )
+    if config.root_password and not _CRYPT.match(config.root_password):
+        report(
+            "root_password",
+            "root_password must be a crypt(3) hash, not a clear-text password",
+            "make one with: mkpasswd -m yescrypt (package whois), or openssl passwd -6",
+        )
+    for i, item in enumerate(config.dpkg_excludes):
+        if item not in DPKG_EXCLUDE_SETS and not item.startswith("/"):
+            report(f"dpkg_excludes[{i}]", f"{item!r} is neither a set nor a path glob",
+                   "use docs, man, info, locales, or a glob starting with '/'")  # fmt: skip
+    kept = {config.kernel, "openssh-server", "systemd-sysv"}
+    for i, name in enumerate(config.exclude):
+        if name in kept:
+            report(
+                f"exclude[{i}]", f"{name!r} cannot be excluded", "the image needs it to boot and be reached"
+            )
+    if config.format not in ("qcow2", "raw"):
+        report("format", f"format {config.format!r} is not supported by debian-bootstrap", "use qcow2 or raw")
+    _check_layout(config, report)
+
+
+def _reporter(out: Decoder | list[Problem], path: str, file: str) -> Callable[[str, str, str], None]:
+    def report(key: str, message: str, hint: str = "") -> None:
+        full = f"{path}.{key}" if path else key
+        if isinstance(out, Decoder):
+            out.problem(full, message, hint)
+        else:
+            out.append(Problem(file, full, message, hint))
+
+    return report
+
+
+def _size(text: str) -> int | None:
+    try:
+        return parse_size(text)
+    except ValueError:
+        return None  # the Decoder already reported it
+
+
+def _check_layout(config: BootstrapConfig, report: Callable[[str, str, str], None]) -> None:
+    disk = _size(config.disk_size)
+    parts = effective_partitions(config)
+    roots = [i for i, p in enumerate(parts) if p.mountpoint == "/"]
+    where = "partitions"
+    if not roots:
+        report(where, "the layout has no root partition", 'add {"mountpoint": "/", "fs": "ext4"}')
+    elif len(roots) > 1:
+        report(
+            where,
+            f"the layout has {len(roots)} root partitions",
+            "keep exactly one partition with mountpoint '/'",
+        )
+    seen: set[str] = set()
+    for i, p in enumerate(parts):
+        if p.mountpoint in seen and p.mountpoint != "swap":
+            report(f"{where}[{i}].mountpoint", f"{p.mountpoint!r} appears twice", "give each mountpoint once")
+        seen.add(p.mountpoint)
+        if p.mountpoint == "/" and p.fs != "ext4":
+            report(f"{where}[{i}].fs", f"the root filesystem must be ext4, not {p.fs!r}", "set fs to ext4")
+        if (p.mountpoint == "swap") != (p.fs == "swap"):
+            report(f"{where}[{i}]", "swap needs both mountpoint 'swap' and fs 'swap'", "set both, or neither")
+    rest = [i for i, p in enumerate(parts) if not p.size]
+    if len(rest) > 1:
+        report(
+            where, f"{len(rest)} partitions have no size", "only one partition may take the rest of the disk"
+        )
+    if disk is None:
+        return
+    overhead = boot_overhead(config.firmware)
+    fixed = sum(_size(p.size) or 0 for p in parts if p.size)
+    room = disk - overhead
+    if fixed > room or (rest and fixed >= room):
+        report(
+            where,
+            f"the partitions need {format_size(fixed)} plus {format_size(overhead)} for the partition table and boot "
+            f"partitions, more than disk_size {config.disk_size} ({format_size(disk)})",
+            "shrink the partitions or raise disk_size",
+        )
+        return
+    # The content check: everything but swap and /tmp holds the system.
+    need = content_estimate(config.suite, config.kernel)
+    system = 0
+    for p in parts:
+        if p.mountpoint in ("swap", "/tmp"):
+            continue
+        system += (_size(p.size) or 0) if p.size else room - fixed
+    if system < need:
+        report(
+            "disk_size",
+            f"disk_size {config.disk_size} leaves {format_size(system)} for the system, less than the estimated "
+            f"{format_size(need)} a {config.suite} image with {config.kernel} needs (base system, kernel, "
+            "initramfs and room for apt)",
+            f"raise disk_size to at least {_round_up(disk + need - system)}",
+        )
+
+
+def _round_up(nbytes: int) -> str:
+    mib = -(-nbytes // MiB)
+    return f"{mib}M" if mib % 1024 else f"{mib // 1024}G"
