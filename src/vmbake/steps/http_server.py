@@ -1,0 +1,88 @@
+"""StepHTTPServer: serve http_directory and http_content to the guest.
+
+Reads: config.http_directory, http_content, http_port_min/max, http_bind_address; state.http_ip,
+ssh_public_key (when a request arrives, so a key made by a later step is still filled in).
+Writes: state.http_port, state.http_server (a vmbake.httpserver.HttpServer). Cleanup stops the server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from vmbake.config.qemu import HTTPConfig
+from vmbake.errors import StepError
+from vmbake.httpserver import Content, HttpServer, Request
+from vmbake.ports import bind_in_range
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+
+_PLACEHOLDER = re.compile(r"\{\{-?\s*\.(\w+)\s*-?\}\}")
+
+
+def _render_local(text: str, values: Mapping[str, str]) -> str:
+    """Fill `{{ .Key }}` placeholders; unknown ones are left as written."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def render_runtime(text: str, values: Mapping[str, str]) -> str:
+    try:
+        from vmbake.template.gotemplate import render_runtime as render  # written by the template engineer
+    except ImportError:
+        return _render_local(text, values)
+    return str(render(text, dict(values)))
+
+
+def runtime_values(ctx: BuildContext) -> dict[str, str]:
+    state = ctx.state
+    return {
+        "HTTPIP": state.http_ip,
+        "HTTPPort": str(state.http_port or ""),
+        "Name": ctx.name,
+        "SSHPublicKey": state.ssh_public_key,
+    }
+
+
+class StepHTTPServer(Step):
+    name = "StepHTTPServer"
+
+    def run(self, ctx: BuildContext) -> None:
+        config = ctx.config
+        if not isinstance(config, HTTPConfig) or not (config.http_directory or config.http_content):
+            return
+        directory: Path | None = None
+        if config.http_directory:
+            directory = Path(config.http_directory)
+            if not directory.is_dir():
+                raise StepError(
+                    self.name,
+                    f"http_directory {config.http_directory!r} is not a directory",
+                    hint="create it, or fix http_directory (relative paths start from the current directory)",
+                )
+        sock = bind_in_range(
+            config.http_bind_address, config.http_port_min, config.http_port_max,
+            keys=("http_port_min", "http_port_max"),
+        )  # fmt: skip
+        content: dict[str, Content] = {
+            key: self._renderer(ctx, text) for key, text in config.http_content.items()
+        }
+        server = HttpServer(sock, directory=directory, content=content, on_request=self._reporter(ctx))
+        ctx.state.http_port = server.port
+        ctx.state.http_server = server
+        ctx.ui.say(f"Starting HTTP server on port {server.port}")
+        server.start()
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        server = ctx.state.http_server
+        if isinstance(server, HttpServer):
+            server.stop()
+        ctx.state.http_server = None
+
+    @staticmethod
+    def _renderer(ctx: BuildContext, text: str) -> Callable[[], str]:
+        return lambda: render_runtime(text, runtime_values(ctx))
+
+    @staticmethod
+    def _reporter(ctx: BuildContext) -> Callable[[Request], None]:
+        return lambda req: ctx.ui.message(f"http: {req.method} {req.path} {req.status}")
