@@ -174,7 +174,7 @@ def test_step_skips_without_directory_or_content() -> None:
 
 def test_step_rejects_missing_directory(tmp_path: Path) -> None:
     ctx = _ctx(QemuConfig(http_directory=str(tmp_path / "nope")), io.StringIO())
-    with pytest.raises(StepError, match="http_directory .* is not a directory"):
+    with pytest.raises(StepError, match=r"http_directory .* is not a directory"):
         StepHTTPServer().run(ctx)
 
 
