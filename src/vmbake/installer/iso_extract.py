@@ -131,16 +131,21 @@ def _grub_entries(iso: _Iso, cfg: str) -> list[tuple[str, str]]:
     return entries
 
 
+def _text_mode(entry: tuple[str, str]) -> bool:
+    """Not the graphical installer (its initrd lives in gtk/) nor the Xen one."""
+    return not any(part in path for path in entry for part in ("/gtk/", "/xen/"))
+
+
 def _choose(iso: _Iso) -> InstallerFiles | None:
     for cfg in ISOLINUX_CONFIGS:
         entries = _isolinux_entries(iso, cfg, set())
-        text_mode = [e for e in entries if "/gtk/" not in e[0] and "/xen/" not in e[0]]
+        text_mode = [e for e in entries if _text_mode(e)]
         if text_mode or entries:
             kernel, initrd = (text_mode or entries)[0]
             return InstallerFiles(kernel, initrd, cfg)
     for cfg in GRUB_CONFIGS:
         entries = _grub_entries(iso, cfg)
-        text_mode = [e for e in entries if "/gtk/" not in e[0] and "/xen/" not in e[0]]
+        text_mode = [e for e in entries if _text_mode(e)]
         if text_mode or entries:
             kernel, initrd = (text_mode or entries)[0]
             return InstallerFiles(kernel, initrd, cfg)
