@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.helpers.installer import make_netinst_iso, sha256
+
 from vmbake.errors import VmbakeError
 from vmbake.installer.iso_extract import extract_installer, find_installer
 
@@ -79,5 +79,5 @@ def test_iso_without_installer_is_refused_with_a_hint(tmp_path: Path) -> None:
 def test_not_an_iso_is_refused(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.iso"
     bogus.write_bytes(b"\0" * 65536)
-    with pytest.raises(VmbakeError, match="cannot read .* as an ISO 9660 image"):
+    with pytest.raises(VmbakeError, match=r"cannot read .* as an ISO 9660 image"):
         find_installer(bogus)

@@ -8,7 +8,6 @@ import lzma
 from pathlib import Path
 
 import pytest
-
 from tests.helpers.installer import (
     NETBOOT_DIR,
     NETBOOT_PACKAGE,
@@ -20,6 +19,7 @@ from tests.helpers.installer import (
     serve_directory,
     sign_release,
 )
+
 from vmbake.errors import VmbakeError
 from vmbake.installer import debarchive
 from vmbake.installer.netboot import fetch_netboot, package_name
