@@ -1,0 +1,56 @@
+"""stepPortForward: choose the host port QEMU forwards to the guest's SSH port.
+
+Reads config.communicator, host_port_min/max (or the deprecated ssh_host_port_min/max), skip_nat_mapping,
+ssh_port, vnc_bind_address. Writes state.ssh_host_port. The port is reserved (a lock file that other
+vmbake builds respect) until the build ends; QEMU binds it itself, and stepRun chooses again if QEMU
+finds it taken after all.
+"""
+
+from __future__ import annotations
+
+from vmbake.config.qemu import QemuConfig
+from vmbake.errors import StepError, VmbakeError
+from vmbake.ports import PortReservation, reserve_port
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.steps._qemu import qemu_config
+
+FORWARD_HOST = "127.0.0.1"
+
+
+def host_port_range(config: QemuConfig) -> tuple[int, int]:
+    low = config.ssh_host_port_min or config.host_port_min
+    high = config.ssh_host_port_max or config.host_port_max
+    return low, high
+
+
+def reserve_ssh_port(config: QemuConfig) -> PortReservation:
+    low, high = host_port_range(config)
+    return reserve_port(FORWARD_HOST, low, high, keys=("host_port_min", "host_port_max"))
+
+
+class StepPortForward(Step):
+    name = "stepPortForward"
+
+    def __init__(self) -> None:
+        self._reservation: PortReservation | None = None
+
+    def run(self, ctx: BuildContext) -> None:
+        config = qemu_config(ctx, self.name)
+        if config.communicator == "none":
+            ctx.ui.message("No communicator is set; skipping port forwarding setup.")
+            return
+        if config.skip_nat_mapping:
+            ctx.state.ssh_host_port = config.ssh_port
+            return
+        try:
+            self._reservation = reserve_ssh_port(config)
+        except VmbakeError as err:
+            raise StepError(self.name, f"Error finding port: {err}", err.hint) from err
+        ctx.state.ssh_host_port = self._reservation.port
+        ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {self._reservation.port}.")
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        if self._reservation is not None:
+            self._reservation.release()
+            self._reservation = None

@@ -1,0 +1,73 @@
+"""stepPrepareOutputDir: make the output directory, empty and ours.
+
+Reads config.output_directory (default output-BUILDNAME) and options.force. Writes state.output_dir.
+An existing directory is an error unless -force, which deletes it first. The cleanup deletes the
+directory when the build failed or was cancelled (under -on-error=abort the runner skips cleanups and
+the build marks the directory INCOMPLETE instead).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from vmbake.errors import StepError
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.steps._qemu import output_dir, qemu_config
+
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+class StepPrepareOutputDir(Step):
+    name = "stepPrepareOutputDir"
+
+    def __init__(self) -> None:
+        self._created = False
+
+    def run(self, ctx: BuildContext) -> None:
+        qemu_config(ctx, self.name)
+        path = output_dir(ctx)
+        if path.exists() or path.is_symlink():
+            if not ctx.options.force:
+                raise StepError(
+                    self.name,
+                    f"Output directory '{path}' already exists. It must not exist.",
+                    hint="remove it, set another output_directory, or run with -force to delete it",
+                )
+            ctx.ui.say("Deleting previous output directory...")
+            _remove(path)
+        try:
+            path.mkdir(parents=True, mode=0o755)
+        except OSError as exc:
+            raise StepError(self.name, f"cannot create output directory '{path}': {exc.strerror}") from exc
+        self._created = True
+        ctx.state.output_dir = path
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        if not (self._created and ctx.halted):
+            return
+        path = ctx.state.output_dir
+        if path is None or not path.exists():
+            return
+        ctx.ui.say("Deleting output directory...")
+        _remove(path)
+        self._created = False
+
+
+def _remove(path: Path) -> None:
+    # A QEMU that is still exiting may hold a file for a moment: try a few times.
+    for attempt in range(5):
+        try:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            else:
+                shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))

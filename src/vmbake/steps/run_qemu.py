@@ -1,0 +1,207 @@
+"""stepRun: start QEMU and wait until its QMP socket answers.
+
+Reads the whole config and state.disk_paths, iso_path, cd_path, floppy_path, efivars_path, kernel_path,
+initrd_path, http_ip/http_port, ssh_host_port, vnc_port/vnc_password, output_dir, work_dir.
+Writes state.accelerator, qmp_path, console_log, qemu_argv, qemu (the Child) and qmp (a vmbake.qmp.Qmp).
+When QEMU exits early its own error is reported; when it finds a chosen port taken, new ports are chosen
+and QEMU is started again. The cleanup stops QEMU: QMP quit, then SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import threading
+from pathlib import Path
+
+from vmbake import accel, procs
+from vmbake.config.qemu import QemuConfig
+from vmbake.errors import BuildCancelled, StepError
+from vmbake.ports import PortReservation
+from vmbake.qemu_argv import RunFacts, qemu_argv
+from vmbake.qmp import Qmp, QmpError
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.steps._qemu import output_dir, qemu_config, vm_name
+from vmbake.steps.configure_vnc import reserve_vnc_port
+from vmbake.steps.forward_port import reserve_ssh_port
+
+QMP_TIMEOUT = 30.0
+START_ATTEMPTS = 3
+_PORT_TAKEN = re.compile(r"Address already in use|host forwarding rule|Failed to find an available port")
+
+
+def stop_vm(ctx: BuildContext, *, quit_timeout: float = 5.0) -> None:
+    """Stop QEMU if it runs: ask it to quit over QMP, then SIGTERM, then SIGKILL. Idempotent."""
+    child = ctx.state.qemu
+    qmp = ctx.state.qmp
+    if child is not None and child.running() and isinstance(qmp, Qmp):
+        qmp.quit()
+        child.wait(quit_timeout)
+    if child is not None:
+        child.stop(grace=5.0)  # also reaps anything left in QEMU's process group
+    if isinstance(qmp, Qmp):
+        qmp.close()
+    ctx.state.qmp = None
+
+
+class ConsoleTail:
+    """Under -debug, show the guest's serial console lines as they are written."""
+
+    def __init__(self, ctx: BuildContext, path: Path) -> None:
+        self._ctx = ctx
+        self._path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="console-tail", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        position = 0
+        pending = b""
+        while not self._stop.wait(0.5):
+            try:
+                with self._path.open("rb") as f:
+                    f.seek(position)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            position += len(data)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace").rstrip("\r")
+                if text.strip():
+                    self._ctx.ui.debug(f"console: {text}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def vnc_connection_message(headless: bool, address: str, password: str) -> str:
+    if not headless:
+        return ""
+    if password:
+        return (
+            "The VM will be run headless, without a GUI. If you want to\n"
+            f"view the screen of the VM, connect via VNC to vnc://{address}\nwith the password: {password}"
+        )
+    return (
+        "The VM will be run headless, without a GUI. If you want to\n"
+        f"view the screen of the VM, connect via VNC without a password to\nvnc://{address}"
+    )
+
+
+class StepRun(Step):
+    name = "stepRun"
+
+    def __init__(self) -> None:
+        self._reservations: list[PortReservation] = []
+        self._tail: ConsoleTail | None = None
+
+    def run(self, ctx: BuildContext) -> None:
+        config = qemu_config(ctx, self.name)
+        state = ctx.state
+        if state.work_dir is None:
+            raise StepError(self.name, "no work directory", hint="this is a vmbake bug")
+        choice = accel.choose(config.accelerator, config.qemu_binary)
+        state.accelerator = choice.accelerator
+        if not config.accelerator:
+            ctx.ui.message(f"Using accelerator {choice.accelerator}: {choice.reason}")
+        state.qmp_path = (
+            Path(config.qmp_socket_path) if config.qmp_socket_path else state.work_dir / "qmp.sock"
+        )
+        state.console_log = output_dir(ctx) / f"{vm_name(ctx)}.console.log"
+        ctx.ui.say(
+            "Starting VM, booting disk image" if config.disk_image else "Starting VM, booting from CD-ROM"
+        )
+        if choice.accelerator == "none":
+            ctx.ui.message(
+                "WARNING: The VM will be started with no hardware acceleration.\n"
+                "The installation may take considerably longer to finish.\n"
+            )
+        if state.vnc_port is not None:
+            address = f"{config.vnc_bind_address}:{state.vnc_port}"
+            message = vnc_connection_message(config.headless, address, state.vnc_password)
+            if message:
+                ctx.ui.message(message)
+        if config.qemuargs:
+            ctx.ui.say("Overriding defaults Qemu arguments with QemuArgs...")
+        facts = RunFacts(
+            vm_name=vm_name(ctx),
+            accelerator=choice.accelerator,
+            display_available=bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+        )
+        for attempt in range(1, START_ATTEMPTS + 1):
+            argv = qemu_argv(config, state, facts)
+            state.qemu_argv = argv
+            ctx.ui.debug("Executing " + shlex.join(argv))
+            error = self._start(ctx, argv)
+            if error is None:
+                break
+            if _PORT_TAKEN.search(error) and attempt < START_ATTEMPTS:
+                ctx.ui.message("A chosen port was taken before QEMU could bind it; choosing again")
+                self._choose_ports_again(ctx)
+                continue
+            raise StepError(
+                self.name,
+                "Error launching VM: Qemu failed to start" + (f":\n{error}" if error else ""),
+                hint="see the QEMU command line with -debug",
+            )
+        if state.vnc_password and isinstance(state.qmp, Qmp):
+            state.qmp.change_vnc_password(state.vnc_password)
+        if ctx.ui.ui.debug and state.console_log is not None:
+            self._tail = ConsoleTail(ctx, state.console_log)
+
+    def _start(self, ctx: BuildContext, argv: list[str]) -> str | None:
+        """Start QEMU; None when QMP answers, else QEMU's error output."""
+        state = ctx.state
+        assert state.qmp_path is not None and state.work_dir is not None
+        with contextlib.suppress(FileNotFoundError):
+            state.qmp_path.unlink()
+        log_path = state.work_dir / "qemu.log"
+        with log_path.open("wb") as log:
+            child = procs.spawn(argv, stdout=log, stderr=log)
+        state.qemu = child
+        try:
+            state.qmp = Qmp.connect(
+                state.qmp_path, timeout=QMP_TIMEOUT, alive=lambda: child.running() and not ctx.cancel.is_set()
+            )
+            return None
+        except QmpError as err:
+            if ctx.cancel.is_set():
+                child.stop()
+                raise BuildCancelled() from err
+            child.wait(2.0)
+            child.stop()
+            state.qemu = None
+            output = log_path.read_text(errors="replace").strip()
+            lines = [line for line in output.splitlines() if line.strip()]
+            return "\n".join(lines[-12:]) or str(err)
+
+    def _choose_ports_again(self, ctx: BuildContext) -> None:
+        config = qemu_config(ctx, self.name)
+        if ctx.state.vnc_port is not None:
+            reservation = reserve_vnc_port(config)
+            self._reservations.append(reservation)
+            ctx.state.vnc_port = reservation.port
+        if ctx.state.ssh_host_port is not None and not config.skip_nat_mapping:
+            reservation = reserve_ssh_port(config)
+            self._reservations.append(reservation)
+            ctx.state.ssh_host_port = reservation.port
+            ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {reservation.port}.")
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        stop_vm(ctx)
+        if self._tail is not None:
+            self._tail.stop()
+            self._tail = None
+        qmp_path = ctx.state.qmp_path
+        if qmp_path is not None and isinstance(ctx.config, QemuConfig) and ctx.config.qmp_socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                qmp_path.unlink()
+        for reservation in self._reservations:
+            reservation.release()
+        self._reservations.clear()

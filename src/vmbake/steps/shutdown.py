@@ -1,0 +1,94 @@
+"""stepShutdown: bring the guest down so its disk is complete before conversion.
+
+Reads config.communicator, shutdown_command, shutdown_timeout; state.comm, state.qemu, state.qmp.
+Writes state.shutdown_done.
+- communicator 'none': wait up to shutdown_timeout for the guest to power off by itself.
+- shutdown_command: run it over the communicator (the command may drop the connection), then wait.
+- neither: press the ACPI power button through QMP and wait; only then stop QEMU by force.
+  (Packer kills QEMU at once here, which can lose writes the guest had not flushed.)
+"""
+
+from __future__ import annotations
+
+import time
+
+from vmbake.comm import DISCONNECTED
+from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.procs import Child
+from vmbake.qmp import Qmp, QmpError
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.steps._qemu import qemu_config, seconds
+from vmbake.steps.run_qemu import stop_vm
+from vmbake.units import format_duration
+
+
+def wait_for_exit(ctx: BuildContext, child: Child, timeout: float) -> bool:
+    """True when QEMU exited within `timeout` seconds; polls so that Ctrl-C and cancellation stay quick."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if ctx.cancel.is_set():
+            raise BuildCancelled()
+        if child.wait(min(0.5, max(0.0, deadline - time.monotonic()))) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+class StepShutdown(Step):
+    name = "stepShutdown"
+
+    def run(self, ctx: BuildContext) -> None:
+        config = qemu_config(ctx, self.name)
+        child = ctx.state.qemu
+        if child is None:
+            raise StepError(self.name, "QEMU is not running", hint="this is a vmbake bug")
+        timeout = seconds(config.shutdown_timeout, 300.0)
+        if config.communicator == "none":
+            ctx.ui.say("Waiting for shutdown...")
+            if not wait_for_exit(ctx, child, timeout):
+                raise StepError(
+                    self.name,
+                    f"Failed to shutdown: the guest did not power off within {format_duration(timeout)}",
+                    hint="with communicator 'none' the guest must power off by itself; raise shutdown_timeout",
+                )
+        elif config.shutdown_command:
+            self._command(ctx, config.shutdown_command, child, timeout)
+        else:
+            self._powerdown(ctx, child, timeout)
+        ctx.state.shutdown_done = True
+        stop_vm(ctx)  # reaps QEMU and closes QMP; QEMU has exited by now
+
+    def _command(self, ctx: BuildContext, command: str, child: Child, timeout: float) -> None:
+        comm = ctx.state.comm
+        if comm is None:
+            raise StepError(self.name, "no connection to the guest to send shutdown_command over")
+        ctx.ui.say("Gracefully halting virtual machine...")
+        try:
+            status = comm.run(command, on_stdout=ctx.ui.message, on_stderr=ctx.ui.message)
+        except VmbakeError as err:
+            if child.running():
+                raise StepError(self.name, f"Failed to send shutdown command: {err}", err.hint) from err
+            status = DISCONNECTED
+        if status not in (0, DISCONNECTED):
+            ctx.ui.message(f"The shutdown command exited with status {status}; waiting for the VM anyway")
+        if not wait_for_exit(ctx, child, timeout):
+            raise StepError(
+                self.name,
+                "Timeout while waiting for machine to shut down.",
+                hint=f"shutdown_command did not power the guest off within {format_duration(timeout)}; "
+                "check the command or raise shutdown_timeout",
+            )
+
+    def _powerdown(self, ctx: BuildContext, child: Child, timeout: float) -> None:
+        qmp = ctx.state.qmp
+        ctx.ui.say("Halting the virtual machine with an ACPI power-down request...")
+        if isinstance(qmp, Qmp):
+            try:
+                qmp.system_powerdown()
+            except QmpError as err:
+                ctx.ui.message(f"QEMU did not take the power-down request: {err}")
+        if wait_for_exit(ctx, child, timeout):
+            return
+        ctx.ui.say(f"The guest did not power off within {format_duration(timeout)}; stopping QEMU")
+        stop_vm(ctx)
