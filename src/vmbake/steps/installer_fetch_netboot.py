@@ -8,16 +8,12 @@ from pathlib import Path
 from vmbake.errors import StepError, VmbakeError
 from vmbake.installer.debarchive import DEBIAN_KEYRING
 from vmbake.installer.netboot import fetch_netboot
+from vmbake.iso import cache_dir
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 
 # Keyrings that sign a private mirror's InRelease, separated by ':' (default: Debian's archive keyring).
 KEYRING_ENV = "VMBAKE_ARCHIVE_KEYRING"
-
-
-def cache_dir() -> Path:
-    """Packer's cache: PACKER_CACHE_DIR, else ./packer_cache."""
-    return Path(os.environ.get("PACKER_CACHE_DIR") or "packer_cache")
 
 
 def keyrings() -> list[Path]:
