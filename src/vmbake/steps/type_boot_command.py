@@ -1,0 +1,362 @@
+"""Type the boot command into the VM: over VNC as Packer does, or over QMP (`boot_command_transport: qmp`).
+
+The step waits `boot_wait`, fills the run-time placeholders ({{ .HTTPIP }}, {{ .HTTPPort }}, {{ .Name }},
+{{ .SSHPublicKey }}), parses the boot command language (vmbake.bootcommand) and sends the key events.
+A connection that drops half-way stops the build at once, saying how far typing got, instead of
+leaving a half-typed installer line and an SSH timeout minutes later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import string
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from vmbake.bootcommand import BootCommandError, KeyEvent, Wait, parse, strokes, to_events
+from vmbake.config.qemu import QemuConfig
+from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.rfb import RfbClient, VncConnectionDropped, VncError, VncUnreachable
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.units import parse_duration
+
+log = logging.getLogger("vmbake.steps.type_boot_command")
+
+KEY_INTERVAL_ENV = "PACKER_KEY_INTERVAL"
+DEFAULT_KEY_INTERVAL = 0.1  # Packer's pause after each VNC key event
+DEFAULT_QMP_INTERVAL = 0.02  # QMP sends a whole key stroke at once, then pauses this long
+PACKER_DEFAULT_BOOT_WAIT = 10.0  # Packer turns a boot_wait of 0 into 10s; a negative one means none
+VNC_CONNECT_TIMEOUT = 15.0
+
+
+class _QmpKeys(Protocol):
+    def send_keys(self, events: list[dict[str, object]]) -> None: ...
+
+    def change_vnc_password(self, password: str) -> None: ...
+
+
+class TypingStopped(VmbakeError):
+    """Typing stopped half-way; `sent` key events went out before it did."""
+
+    def __init__(self, message: str, sent: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.sent = sent
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it: 5s, 1m30s, 1h0m0s, 300ms."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 1:
+        for unit, scale in (("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
+            if seconds * scale >= 1 or unit == "ns":
+                return f"{sign}{seconds * scale:.6f}".rstrip("0").rstrip(".") + unit
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs:.9f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{sign}{int(hours)}h{int(minutes)}m{text}"
+    if minutes:
+        return f"{sign}{int(minutes)}m{text}"
+    return sign + text
+
+
+def key_interval(config_value: str, *, qmp: bool = False) -> float:
+    """The pause after each key event: boot_key_interval, else $PACKER_KEY_INTERVAL, else the default."""
+    interval = DEFAULT_QMP_INTERVAL if qmp else DEFAULT_KEY_INTERVAL
+    env = os.environ.get(KEY_INTERVAL_ENV, "")
+    if env:
+        try:
+            interval = parse_duration(env)
+        except ValueError:
+            log.debug("ignoring %s=%r: not a duration", KEY_INTERVAL_ENV, env)
+    if config_value:
+        configured = parse_duration(config_value)
+        if configured > 0:
+            interval = configured
+    return max(interval, 0.0)
+
+
+def _pause(seconds: float, cancel: Callable[[], bool], alive: Callable[[], bool] | None = None) -> None:
+    """Sleep `seconds`, returning early (with an error) on cancellation or when QEMU exits."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if cancel():
+            raise BuildCancelled()
+        if alive is not None and not alive():
+            raise VmbakeError("QEMU exited while vmbake waited to type the boot command")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
+
+
+def type_over_vnc(
+    client: RfbClient, events: list[KeyEvent | Wait], interval: float, cancel: Callable[[], bool]
+) -> None:
+    """Send `events` one by one, pausing `interval` after each (Packer's VNC pacing)."""
+    for event in events:
+        if cancel():
+            raise BuildCancelled()
+        if isinstance(event, Wait):
+            _settle(client, event.seconds, cancel)
+            continue
+        try:
+            client.key_event(event.keysym, event.down)
+            if interval:
+                _settle(client, interval, cancel)
+        except VncConnectionDropped as exc:
+            raise TypingStopped(str(exc), exc.sent, exc.hint) from exc
+
+
+def _settle(client: RfbClient, seconds: float, cancel: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if cancel():
+            raise BuildCancelled()
+        client.settle(min(left, 0.2))
+
+
+def type_over_qmp(
+    qmp: _QmpKeys, events: list[KeyEvent | Wait], interval: float, cancel: Callable[[], bool]
+) -> None:
+    """Send `events` through QMP input-send-event, one key stroke per command, pausing after each."""
+    sent = 0
+    for group in strokes(events):
+        if cancel():
+            raise BuildCancelled()
+        if isinstance(group, Wait):
+            _pause(group.seconds, cancel)
+            continue
+        payload: list[dict[str, object]] = [
+            {"type": "key", "data": {"down": e.down, "key": {"type": "qcode", "data": e.qcode}}}
+            for e in group
+        ]
+        try:
+            qmp.send_keys(payload)
+        except VmbakeError as exc:
+            raise TypingStopped(f"the QMP connection failed after {sent} key events ({exc})", sent) from exc
+        sent += len(group)
+        if interval:
+            _pause(interval, cancel)
+
+
+def _typed_so_far(command: str, events: list[KeyEvent | Wait], sent: int) -> str:
+    keys = [e for e in events if isinstance(e, KeyEvent)]
+    end = keys[sent - 1].end if 0 < sent <= len(keys) else 0
+    typed = command[:end]
+    return typed if len(typed) <= 60 else "..." + typed[-60:]
+
+
+class StepTypeBootCommand(Step):
+    """Wait `boot_wait`, then type `boot_command` (or each of `boot_steps`) into the VM.
+
+    Reads: config boot_command, boot_steps, boot_wait, boot_key_interval, boot_command_transport,
+    vnc_bind_address, vnc_use_password, disable_vnc, installer_boot, vm_name; state.vnc_port,
+    state.vnc_password, state.http_ip, state.http_port, state.ssh_public_key, state.qmp, state.qemu.
+    Writes: state.vnc_password (a random one when vnc_use_password and none was set yet).
+    """
+
+    name = "StepTypeBootCommand"
+
+    def run(self, ctx: BuildContext) -> None:
+        config = ctx.config
+        if not isinstance(config, QemuConfig) or config.installer_boot == "kernel":
+            return
+        steps = self._boot_steps(config)
+        if not steps:
+            return
+        transport = config.boot_command_transport
+        if transport == "vnc" and config.disable_vnc:
+            raise StepError(
+                self.name,
+                "a boot command cannot be typed over VNC when disable_vnc is true",
+                hint="set boot_command_transport to 'qmp', or remove disable_vnc",
+            )
+        self._boot_wait(ctx, config)
+        values = self._values(ctx, config)
+        rendered = [(self._render(command, values), description) for command, description in steps]
+        planned = [
+            (command, description, self._events(command, transport)) for command, description in rendered
+        ]
+        if transport == "qmp":
+            self._type_qmp(ctx, config, planned)
+        else:
+            self._type_vnc(ctx, config, planned)
+
+    # -- preparing -------------------------------------------------------------------------------------
+    @staticmethod
+    def _boot_steps(config: QemuConfig) -> list[tuple[str, str]]:
+        if config.boot_command:
+            return [("".join(config.boot_command), "")]
+        return [(step[0], step[1] if len(step) > 1 else "") for step in config.boot_steps if step]
+
+    def _boot_wait(self, ctx: BuildContext, config: QemuConfig) -> None:
+        seconds = parse_duration(config.boot_wait) if config.boot_wait else 0.0
+        if seconds == 0:
+            seconds = PACKER_DEFAULT_BOOT_WAIT
+        if seconds < 0:
+            return
+        ctx.ui.say(f"Waiting {go_duration(seconds)} for boot...")
+        qemu = ctx.state.qemu
+        try:
+            _pause(seconds, ctx.cancel.is_set, qemu.running if qemu is not None else None)
+        except BuildCancelled:
+            raise
+        except VmbakeError as exc:
+            raise StepError(self.name, str(exc), hint="see QEMU's output above or with -debug") from exc
+
+    @staticmethod
+    def _values(ctx: BuildContext, config: QemuConfig) -> dict[str, str]:
+        return {
+            "HTTPIP": ctx.state.http_ip,
+            "HTTPPort": str(ctx.state.http_port or 0),
+            "Name": config.vm_name or f"packer-{ctx.name}",
+            "SSHPublicKey": ctx.state.ssh_public_key,
+            "BuildName": ctx.name,
+            "BuilderType": ctx.builder_type,
+        }
+
+    def _render(self, command: str, values: dict[str, str]) -> str:
+        from vmbake.template.gotemplate import render_runtime
+
+        try:
+            return render_runtime(command, values)
+        except VmbakeError as exc:
+            raise StepError(self.name, f"cannot prepare the boot command: {exc}", hint=exc.hint) from exc
+
+    def _events(self, command: str, transport: str) -> list[KeyEvent | Wait]:
+        try:
+            events = to_events(parse(command))
+        except BootCommandError as exc:
+            raise StepError(
+                self.name, f"invalid boot command: {exc}", hint="see docs/boot-command.md"
+            ) from exc
+        if transport == "qmp":
+            for event in events:
+                if isinstance(event, KeyEvent) and event.qcode is None:
+                    char = chr(event.keysym & 0xFFFFFF)  # only characters can lack a qcode
+                    raise StepError(
+                        self.name,
+                        f"the boot command character {char!r} has no key on a US keyboard, which QMP types on",
+                        hint="use boot_command_transport 'vnc' with QEMU's -k option for other layouts",
+                    )
+        return events
+
+    # -- typing ----------------------------------------------------------------------------------------
+    def _type_vnc(
+        self, ctx: BuildContext, config: QemuConfig, planned: list[tuple[str, str, list[KeyEvent | Wait]]]
+    ) -> None:
+        port = ctx.state.vnc_port
+        if port is None:
+            raise StepError(self.name, "no VNC port was chosen for this VM", hint="this is a bug in vmbake")
+        host = config.vnc_bind_address or "127.0.0.1"
+        password = self._vnc_password(ctx, config)
+        ctx.ui.say(f"Connecting to VM via VNC ({host}:{port})")
+        dial = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        client = self._connect_vnc(ctx, dial, port, password)
+        with client:
+            log.debug("connected to VNC desktop %r (RFB %d.%d)", client.desktop_name, *client.version)
+            interval = key_interval(config.boot_key_interval)
+            ctx.ui.say("Typing the boot command over VNC...")
+            for command, description, events in planned:
+                if description:
+                    ctx.ui.say(f"Typing boot command for: {description}")
+                self._type(
+                    ctx,
+                    "VNC",
+                    command,
+                    events,
+                    lambda ev: type_over_vnc(client, ev, interval, ctx.cancel.is_set),
+                )
+                self._debug_pause(ctx, command, description)
+
+    def _connect_vnc(self, ctx: BuildContext, host: str, port: int, password: str) -> RfbClient:
+        deadline = time.monotonic() + VNC_CONNECT_TIMEOUT
+        while True:
+            try:
+                return RfbClient.connect(host, port, password=password)
+            except VncUnreachable as exc:
+                qemu = ctx.state.qemu
+                if (qemu is not None and not qemu.running()) or time.monotonic() >= deadline:
+                    raise StepError(self.name, f"Error connecting to VNC: {exc}", hint=exc.hint) from exc
+            except VncError as exc:
+                raise StepError(self.name, f"Error handshaking with VNC: {exc}", hint=exc.hint) from exc
+            _pause(0.2, ctx.cancel.is_set)
+
+    def _vnc_password(self, ctx: BuildContext, config: QemuConfig) -> str:
+        if not config.vnc_use_password:
+            return ""
+        password = ctx.state.vnc_password or config.vnc_password
+        if not password:
+            alphabet = string.ascii_letters + string.digits
+            password = "".join(secrets.choice(alphabet) for _ in range(8))
+        ctx.state.vnc_password = password
+        ctx.ui.add_secret(password)
+        qmp = ctx.state.qmp
+        if qmp is not None:
+            # Setting the same password twice is harmless, so this does not depend on run_qemu doing it.
+            try:
+                qmp.change_vnc_password(password)
+            except VmbakeError as exc:
+                raise StepError(self.name, f"cannot set the VNC password through QMP: {exc}") from exc
+        return password
+
+    def _type_qmp(
+        self, ctx: BuildContext, config: QemuConfig, planned: list[tuple[str, str, list[KeyEvent | Wait]]]
+    ) -> None:
+        qmp = ctx.state.qmp
+        if qmp is None:
+            raise StepError(self.name, "QMP is not connected, so the boot command cannot be typed over QMP")
+        interval = key_interval(config.boot_key_interval, qmp=True)
+        ctx.ui.say("Typing the boot command over QMP...")
+        for command, description, events in planned:
+            if description:
+                ctx.ui.say(f"Typing boot command for: {description}")
+            self._type(
+                ctx, "QMP", command, events, lambda ev: type_over_qmp(qmp, ev, interval, ctx.cancel.is_set)
+            )
+            self._debug_pause(ctx, command, description)
+
+    def _type(
+        self,
+        ctx: BuildContext,
+        transport: str,
+        command: str,
+        events: list[KeyEvent | Wait],
+        send: Callable[[list[KeyEvent | Wait]], None],
+    ) -> None:
+        try:
+            send(events)
+        except TypingStopped as exc:
+            total = sum(1 for e in events if isinstance(e, KeyEvent))
+            qemu = ctx.state.qemu
+            why = ""
+            if qemu is not None and not qemu.running():
+                why = f"; QEMU exited with status {qemu.returncode}"
+            raise StepError(
+                self.name,
+                f"the {transport} connection dropped while typing the boot command, after {exc.sent} of {total} "
+                f"key events (typed up to {_typed_so_far(command, events, exc.sent)!r}){why}: {exc}",
+                hint="the boot command is incomplete, so the build stops here; check QEMU's log, "
+                "and consider boot_command_transport 'qmp', which no VNC viewer can disturb",
+            ) from exc
+
+    @staticmethod
+    def _debug_pause(ctx: BuildContext, command: str, description: str) -> None:
+        if not ctx.options.debug:
+            return
+        if description:
+            message = f'boot description: "{description}", command: {command}'
+        else:
+            message = f"boot_command: {command}"
+        ctx.ui.ask(f"Pausing after run of step '{message}'. Press enter to continue.")
