@@ -1,0 +1,85 @@
+"""What each `type` in a template means: builder, provisioner and post-processor config classes.
+
+Also finds shipped templates: a bare name such as `bookworm` is a directory of the `templates` folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from vmbake.config.postprocessors import ChecksumConfig, CompressConfig, ManifestConfig
+from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
+from vmbake.config.qemu import QemuConfig
+
+# Builder configs are looked up by module and class name so a builder that is not written yet does not
+# stop the others from loading.
+_BUILDERS: dict[str, tuple[str, str]] = {
+    "qemu": ("vmbake.config.qemu", "QemuConfig"),
+    "debian-bootstrap": ("vmbake.config.bootstrap", "BootstrapConfig"),
+}
+
+PROVISIONERS: dict[str, type] = {
+    "shell": ShellConfig,
+    "file": FileConfig,
+    "shell-local": ShellLocalConfig,
+}
+
+POST_PROCESSORS: dict[str, type] = {
+    "checksum": ChecksumConfig,
+    "manifest": ManifestConfig,
+    "compress": CompressConfig,
+}
+
+
+def builder_types() -> list[str]:
+    """The builder types this installation can load."""
+    return [name for name in _BUILDERS if builder_class(name) is not None]
+
+
+def builder_class(type_name: str) -> type | None:
+    """The config class of a builder type, or None when the type is unknown (or not installed yet)."""
+    if type_name == "qemu":
+        return QemuConfig
+    where = _BUILDERS.get(type_name)
+    if where is None:
+        return None
+    try:
+        module = importlib.import_module(where[0])
+    except ImportError:
+        return None
+    cls = getattr(module, where[1], None)
+    return cls if isinstance(cls, type) else None
+
+
+def provisioner_class(type_name: str) -> type:
+    return PROVISIONERS[type_name]
+
+
+def post_processor_class(type_name: str) -> type:
+    return POST_PROCESSORS[type_name]
+
+
+def templates_dirs() -> list[Path]:
+    """Where shipped templates live: inside the installed package, or at the top of a source checkout."""
+    here = Path(__file__).resolve().parent
+    return [here / "templates", here.parents[1] / "templates"]
+
+
+def shipped_templates() -> list[str]:
+    names: set[str] = set()
+    for base in templates_dirs():
+        if base.is_dir():
+            names.update(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(names)
+
+
+def find_shipped(name: str) -> Path | None:
+    """The directory of the shipped template `name`, or None."""
+    if not name or "/" in name or name.startswith("."):
+        return None
+    for base in templates_dirs():
+        candidate = base / name
+        if candidate.is_dir():
+            return candidate
+    return None

@@ -1,0 +1,205 @@
+"""Packer JSON templates: top-level sections, user variables, Go-template functions, exact lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vmbake.config.fields import suggest
+from vmbake.errors import Problem, TemplateError
+from vmbake.template.assemble import Assembler
+from vmbake.template.decode import render_tree
+from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
+from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
+from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template, Variable
+from vmbake.template.variables import Inputs, as_text
+
+TOP_LEVEL = ("variables", "sensitive-variables", "builders", "provisioners", "post-processors", "description",
+             "min_packer_version", "error-cleanup-provisioner")  # fmt: skip
+
+
+def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -> Template:
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TemplateError([Problem(name, "", f"cannot read template: {exc.strerror or exc}")]) from None
+    try:
+        data, lines = parse(text)
+    except JsonSyntaxError as exc:
+        raise TemplateError([Problem(name, "", f"invalid JSON: {exc.reason} (column {exc.column})",
+                                     "check commas, quotes and brackets near this line", exc.line)]) from None  # fmt: skip
+    locate = locator(lines)
+    asm = Assembler(name, locate)
+    asm.problems.extend(inputs.problems)
+    if not isinstance(data, dict):
+        asm.problem("", "a template is a JSON object", "start the file with '{'")
+        raise TemplateError(asm.problems)
+    for key in data:
+        if key not in TOP_LEVEL and not key.startswith("_"):
+            hint = suggest(key, list(TOP_LEVEL)) or "valid keys: " + ", ".join(TOP_LEVEL)
+            asm.problem(key, f"unknown top-level key {key!r}", hint)
+    directory = path.resolve().parent
+    variables, values = _variables(data, inputs, asm, str(directory))
+    ctx = RenderContext(user=values, template_dir=str(directory))
+
+    def rendered(value: Any, key_path: str, *, build: tuple[str, str] | None = None) -> Any:
+        local = RenderContext(user=values, template_dir=str(directory))
+        if build is not None:
+            local.build_name, local.build_type = build
+        out = render_tree(value, local, key_path, asm.problem)
+        for undefined in dict.fromkeys(local.undefined):
+            asm.problem(key_path, f"undefined variable {undefined!r}",
+                        "declare it under \"variables\"; defined: " + (", ".join(variables) or "none"))  # fmt: skip
+        return out
+
+    _builders(data.get("builders"), asm, rendered)
+    provisioners = _provisioners(data.get("provisioners"), "provisioners", asm, rendered)
+    cleanup = None
+    if "error-cleanup-provisioner" in data:
+        raw = data["error-cleanup-provisioner"]
+        if isinstance(raw, dict):
+            cleanup = asm.provisioner(rendered(raw, "error-cleanup-provisioner"), "error-cleanup-provisioner")
+        else:
+            asm.problem("error-cleanup-provisioner", "expected a provisioner object", "")
+    chains = _post_processors(data.get("post-processors"), asm, rendered)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        asm.problem("description", "expected a string", "")
+        description = ""
+    builds = asm.select(only, except_)
+    if asm.problems:
+        raise TemplateError(asm.problems)
+    del ctx
+    return Template(path=path, directory=directory, format="json", description=description, variables=variables,
+                    values=values, builds=builds, provisioners=provisioners, error_cleanup_provisioner=cleanup,
+                    post_processors=chains, warnings=asm.warnings, all_builds=asm.build_names())  # fmt: skip
+
+
+def _variables(data: dict[str, Any], inputs: Inputs, asm: Assembler, directory: str) -> tuple[dict[str, Variable], dict[str, Any]]:
+    raw = data.get("variables", {})
+    if not isinstance(raw, dict):
+        asm.problem("variables", "expected an object of name: default value", "for example {\"memory\": \"1024\"}")
+        raw = {}
+    sensitive_raw = data.get("sensitive-variables", [])
+    if not isinstance(sensitive_raw, list) or not all(isinstance(s, str) for s in sensitive_raw):
+        asm.problem("sensitive-variables", "expected a list of variable names", "")
+        sensitive_raw = []
+    for i, name in enumerate(sensitive_raw):
+        if name not in raw:
+            asm.problem(f"sensitive-variables[{i}]", f"variable {name!r} is not declared", "declare it under \"variables\"")
+    variables: dict[str, Variable] = {}
+    pending: dict[str, str] = {}
+    for name, default in raw.items():
+        if isinstance(default, dict | list):
+            asm.problem(f"variables.{name}", "a variable's default must be a string (or null for a required one)", "")
+            continue
+        required = default is None
+        variables[name] = Variable(name, None if required else as_text(default), required, name in sensitive_raw)
+        if not required:
+            pending[name] = as_text(default)
+    for source, values in inputs.files:
+        for key, value in values.items():
+            if key not in variables:
+                asm.problems.append(Problem(source, key, f"variable {key!r} is not declared in the template", ""))
+            else:
+                pending[key] = as_text(value)
+    for key, value in inputs.cli.items():
+        if key not in variables:
+            asm.problems.append(Problem("-var", key, f"variable {key!r} is not declared in the template",
+                                        "declared: " + (", ".join(variables) or "none")))  # fmt: skip
+        else:
+            pending[key] = value
+    for name, var in variables.items():
+        if var.required and name not in pending:
+            asm.problem(f"variables.{name}", f"required variable {name!r} is not set", f"pass -var '{name}=VALUE'")
+    return variables, _resolve(pending, asm, directory)
+
+
+def _resolve(pending: dict[str, str], asm: Assembler, directory: str) -> dict[str, Any]:
+    """Render variable values that use {{env}} or {{user}}, in rounds, as later ones may use earlier ones."""
+    done: dict[str, Any] = {k: v for k, v in pending.items() if "{{" not in v}
+    todo = {k: v for k, v in pending.items() if k not in done}
+    while todo:
+        progress = False
+        for name, text in list(todo.items()):
+            ctx = RenderContext(user=done, pending=frozenset(todo), allow_env=True, template_dir=directory)
+            try:
+                done[name] = render(text, ctx)
+            except Pending:
+                continue
+            except TemplateSyntaxError as exc:
+                asm.problem(f"variables.{name}", f"template error: {exc}", "")
+                done[name] = text
+            for undefined in ctx.undefined:
+                asm.problem(f"variables.{name}", f"undefined variable {undefined!r}", "")
+            del todo[name]
+            progress = True
+        if not progress:
+            for name in todo:
+                asm.problem(f"variables.{name}", "variables refer to each other in a loop", "break the cycle")
+            break
+    return {k: done[k] for k in pending if k in done}
+
+
+def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
+    if raw is None:
+        asm.problem("builders", "a template needs at least one builder", "add a \"builders\" list")
+        return
+    if not isinstance(raw, list) or not raw:
+        asm.problem("builders", "expected a non-empty list of builder objects", "")
+        return
+    for i, block in enumerate(raw):
+        path = f"builders[{i}]"
+        if not isinstance(block, dict):
+            asm.problem(path, "expected a builder object", "")
+            continue
+        kind = block.get("type")
+        if not isinstance(kind, str) or not kind:
+            asm.problem(path, "a builder needs a \"type\"", "for example \"qemu\"")
+            continue
+        name = block.get("name", kind)
+        if not isinstance(name, str) or not name:
+            asm.problem(f"{path}.name", "expected a non-empty string", "")
+            continue
+        body = {k: v for k, v in block.items() if not k.startswith("_")}
+        asm.add_build(name, kind, rendered(body, path, build=(name, kind)), path)
+
+
+def _provisioners(raw: Any, key: str, asm: Assembler, rendered: Any) -> list[ProvisionerSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        asm.problem(key, "expected a list of provisioner objects", "")
+        return []
+    out: list[ProvisionerSpec] = []
+    for i, block in enumerate(raw):
+        path = f"{key}[{i}]"
+        if not isinstance(block, dict):
+            asm.problem(path, "expected a provisioner object", "")
+            continue
+        spec = asm.provisioner(rendered(block, path), path)
+        if spec is not None:
+            out.append(spec)
+    return out
+
+
+def _post_processors(raw: Any, asm: Assembler, rendered: Any) -> list[list[PostProcessorSpec]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        asm.problem("post-processors", "expected a list of post-processors or chains", "")
+        return []
+    chains: list[list[PostProcessorSpec]] = []
+    for i, item in enumerate(raw):
+        path = f"post-processors[{i}]"
+        members = item if isinstance(item, list) else [item]
+        chain: list[PostProcessorSpec] = []
+        for j, member in enumerate(members):
+            sub = f"{path}[{j}]" if isinstance(item, list) else path
+            spec = asm.post_processor(rendered(member, sub), sub)
+            if spec is not None:
+                chain.append(spec)
+        if chain:
+            chains.append(chain)
+    return chains

@@ -1,0 +1,223 @@
+"""Checks that span several keys of a block, run after decoding: each adds a Problem with its key path."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vmbake.config.fields import Decoder
+from vmbake.config.postprocessors import CHECKSUM_TYPES, ChecksumConfig
+from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
+from vmbake.config.qemu import QemuConfig
+from vmbake.units import parse_size
+
+Report = Callable[[str, str, str], None]
+
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_WAIT = re.compile(r"<wait([^>]*)>")
+
+
+def _reporter(decoder: Decoder, path: str) -> Report:
+    def report(key: str, message: str, hint: str = "") -> None:
+        decoder.problem(f"{path}.{key}" if key else path, message, hint)
+
+    return report
+
+
+def _local(path: str) -> bool:
+    """True for a plain path that can be checked now (not a URL, not holding a run-time placeholder)."""
+    return bool(path) and "{{" not in path and "://" not in path
+
+
+def check_checksum(value: str) -> str | None:
+    """Why `value` is not a valid iso_checksum, or None when it is."""
+    if "{{" in value:
+        return None
+    if value.lower() == "none":
+        return None
+    if value.startswith("file:"):
+        return None if len(value) > len("file:") else "'file:' must be followed by the URL or path of a SUMS file"
+    kind, sep, digest = value.partition(":")
+    if not sep:
+        digest, kind = value, ""
+    kind = kind.lower()
+    if sep and digest.startswith(("file:", "http://", "https://", "./", "/")):
+        return None if kind in HASH_LENGTHS else f"unknown checksum type {kind!r}"
+    if sep and kind not in HASH_LENGTHS:
+        return f"unknown checksum type {kind!r} (valid: {', '.join(HASH_LENGTHS)})"
+    if not _HEX.match(digest):
+        return f"{digest!r} is not a hexadecimal digest"
+    if kind:
+        want = HASH_LENGTHS[kind]
+        if len(digest) != want:
+            return f"a {kind} digest has {want} hex digits, this one has {len(digest)}"
+    elif len(digest) not in HASH_LENGTHS.values():
+        return f"a bare digest of {len(digest)} hex digits matches no hash type (md5 32, sha1 40, sha256 64, sha512 128)"
+    return None
+
+
+def check_boot_command(text: str) -> str | None:
+    """Why the joined boot command cannot be typed, or None."""
+    try:
+        bootcommand = importlib.import_module("vmbake.bootcommand")
+    except ImportError:
+        bootcommand = None
+    if bootcommand is not None:
+        try:
+            bootcommand.parse(text)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    from vmbake.units import parse_duration
+
+    for m in _WAIT.finditer(text):  # fallback while the boot command module is missing
+        arg = m.group(1)
+        try:
+            seconds = 1.0 if arg == "" else float(int(arg)) if arg.lstrip("-").isdigit() else parse_duration(arg)
+        except ValueError:
+            return f"malformed wait {m.group(0)}"
+        if seconds <= 0:
+            return f"wait {m.group(0)} must be longer than zero"
+    return None
+
+
+def _ranges(config: Any, report: Report) -> None:
+    for low, high in (("host_port_min", "host_port_max"), ("http_port_min", "http_port_max"),
+                      ("vnc_port_min", "vnc_port_max")):  # fmt: skip
+        lo, hi = getattr(config, low, None), getattr(config, high, None)
+        if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+            report(low, f"{low} ({lo}) is greater than {high} ({hi})", f"make {low} <= {high}")
+
+
+def _common_machine(config: Any, report: Report) -> None:
+    _ranges(config, report)
+    http_dir = getattr(config, "http_directory", "")
+    if _local(http_dir) and not Path(http_dir).is_dir():
+        report("http_directory", f"directory {http_dir!r} does not exist",
+               "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...")  # fmt: skip
+    key = getattr(config, "ssh_private_key_file", "")
+    if _local(key) and not Path(key).expanduser().is_file():
+        report("ssh_private_key_file", f"file {key!r} does not exist", "give the path of an OpenSSH private key")
+    if getattr(config, "communicator", "") == "ssh" and not getattr(config, "ssh_username", "x"):
+        report("ssh_username", "ssh_username is required with the ssh communicator", "for example \"root\"")
+    for i, size in enumerate(getattr(config, "disk_additional_size", [])):
+        try:
+            if "{{" not in size and parse_size(size) <= 0:
+                raise ValueError("must be greater than zero")
+        except ValueError as exc:
+            report(f"disk_additional_size[{i}]", str(exc), "use a size such as 1024M or 10G")
+    for i, arg in enumerate(getattr(config, "qemuargs", [])):
+        if not arg:
+            report(f"qemuargs[{i}]", "an empty argument list", "each entry is a list such as [\"-m\", \"1024M\"]")
+
+
+def check_qemu(config: QemuConfig, report: Report) -> None:
+    netboot = config.iso_source == "debian-netboot"
+    if config.iso_url and config.iso_urls:
+        report("iso_urls", "iso_url and iso_urls cannot both be set", "keep only one of them")
+    if not netboot and not config.iso_url and not config.iso_urls:
+        report("iso_url", "one of iso_url or iso_urls is required",
+               "give the installer ISO's URL, or use iso_source \"debian-netboot\" with a suite")  # fmt: skip
+    if netboot and not config.suite:
+        report("suite", "iso_source 'debian-netboot' needs a suite", "for example \"bookworm\"")
+    if not netboot:
+        if not config.iso_checksum:
+            report("iso_checksum", "iso_checksum is required",
+                   "give 'sha256:HEX', 'file:URL-of-SHA256SUMS', or 'none' to skip the check")  # fmt: skip
+        else:
+            why = check_checksum(config.iso_checksum)
+            if why:
+                report("iso_checksum", why, "use 'sha256:HEX' (or md5/sha1/sha512), 'file:URL', or 'none'")
+    if config.boot_command:
+        why = check_boot_command("".join(config.boot_command))
+        if why:
+            report("boot_command", why, "see the boot command language in the docs")
+    for i, step in enumerate(config.boot_steps):
+        if not step or len(step) > 2:
+            report(f"boot_steps[{i}]", "each boot step is [keys] or [keys, description]", "")
+            continue
+        why = check_boot_command(step[0])
+        if why:
+            report(f"boot_steps[{i}]", why, "see the boot command language in the docs")
+    if config.boot_command and config.boot_steps:
+        report("boot_steps", "boot_command and boot_steps cannot both be set", "keep only one of them")
+    if config.use_backing_file and (not config.disk_image or config.format != "qcow2"):
+        report("use_backing_file", "use_backing_file needs disk_image true and format qcow2", "")
+    if config.installer_boot == "kernel" and not config.kernel_args and not netboot:
+        report("kernel_args", "installer_boot 'kernel' needs kernel_args",
+               "for example \"auto=true priority=critical url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed.cfg\"")  # fmt: skip
+    if config.preseed_file and _local(config.preseed_file) and not Path(config.preseed_file).is_file():
+        report("preseed_file", f"file {config.preseed_file!r} does not exist", "")
+    _common_machine(config, report)
+
+
+def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> None:
+    report = _reporter(decoder, path)
+    if isinstance(config, QemuConfig):
+        check_qemu(config, report)
+        return
+    _common_machine(config, report)
+    if type_name == "debian-bootstrap":
+        try:
+            module = importlib.import_module("vmbake.config.bootstrap")
+        except ImportError:
+            return
+        check = getattr(module, "validate_bootstrap", None)
+        if callable(check):
+            check(config, decoder, path, decoder.file)
+
+
+def _exists(report: Report, key: str, value: str) -> None:
+    if _local(value) and not Path(value).exists():
+        report(key, f"file {value!r} does not exist", "relative paths are taken from the current directory")
+
+
+def _one_of(report: Report, config: Any, keys: tuple[str, ...]) -> None:
+    given = [k for k in keys if getattr(config, k)]
+    if not given:
+        report("", f"one of {', '.join(keys)} is required", "")
+    elif len(given) > 1:
+        report(given[1], f"only one of {', '.join(keys)} can be set, got {' and '.join(given)}", "")
+
+
+def check_provisioner(config: Any, decoder: Decoder, path: str) -> None:
+    report = _reporter(decoder, path)
+    if isinstance(config, ShellConfig):
+        _one_of(report, config, ("inline", "script", "scripts"))
+        _exists(report, "script", config.script)
+        for i, script in enumerate(config.scripts):
+            _exists(report, f"scripts[{i}]", script)
+        _env_vars(report, config.environment_vars)
+    elif isinstance(config, ShellLocalConfig):
+        _one_of(report, config, ("command", "inline", "script", "scripts"))
+        _exists(report, "script", config.script)
+        for i, script in enumerate(config.scripts):
+            _exists(report, f"scripts[{i}]", script)
+        _env_vars(report, config.environment_vars)
+    elif isinstance(config, FileConfig):
+        if not config.destination:
+            report("destination", "destination is required", "the path to copy to")
+        if config.direction == "upload" and not (config.source or config.sources or config.content):
+            report("source", "one of source, sources or content is required", "")
+        if config.direction == "upload" and not config.generated:
+            _exists(report, "source", config.source)
+            for i, source in enumerate(config.sources):
+                _exists(report, f"sources[{i}]", source)
+
+
+def _env_vars(report: Report, items: list[str]) -> None:
+    for i, item in enumerate(items):
+        if "=" not in item or item.startswith("="):
+            report(f"environment_vars[{i}]", f"{item!r} is not KEY=VALUE", "for example \"DEBIAN_FRONTEND=noninteractive\"")
+
+
+def check_post_processor(config: Any, decoder: Decoder, path: str) -> None:
+    report = _reporter(decoder, path)
+    if isinstance(config, ChecksumConfig):
+        for i, kind in enumerate(config.checksum_types):
+            if kind not in CHECKSUM_TYPES:
+                report(f"checksum_types[{i}]", f"unknown checksum type {kind!r}", "valid: " + ", ".join(CHECKSUM_TYPES))
