@@ -1,0 +1,104 @@
+# Debian 11 (bullseye): a minimal qcow2 VM image, baked two ways.
+#   vmbake build -only=installer bullseye   the Debian installer from the netinst ISO, driven by a preseed
+#   vmbake build -only=bootstrap bullseye   mmdebstrap onto a partitioned disk, no installer
+# Both builds end with the same provisioning (provision.sh). See README.md.
+
+variable "iso_directory" {
+  type        = string
+  description = "Where Debian's CD server keeps the netinst ISO of iso_version, with its SHA256SUMS"
+  default     = "https://cdimage.debian.org/cdimage/archive/11.11.0/amd64/iso-cd"
+}
+
+variable "iso_version" {
+  type        = string
+  description = "The point release of the netinst ISO (11.N.0)"
+  default     = "11.11.0"
+}
+
+locals {
+  vm_name = "bullseye.qcow2"
+  # Sections run while provisioning: the default ones, then the free space is wiped so the image compacts.
+  provision = "/tmp/provision.sh --batch --section default --section zero_freespace"
+  # Run at the end of the build, instead of a plain poweroff: clean up (keys, logs, identity) then power off.
+  shutdown = "/tmp/provision.sh --batch --section clean_shutdown"
+}
+
+source "qemu" "installer" {
+  iso_url      = "${var.iso_directory}/debian-${var.iso_version}-amd64-netinst.iso"
+  iso_checksum = "file:${var.iso_directory}/SHA256SUMS"
+
+  # The preseed files, plus the build's temporary public key, which the preseed's late_command installs.
+  http_directory = "${path.root}/htdocs"
+  http_content = {
+    "/authorized_keys" = "{{ .SSHPublicKey }}"
+  }
+
+  boot_wait = "5s"
+  boot_command = [
+    "<esc><wait5>expert<spacebar>ipv6.disable=1<spacebar>net.ifnames=0<spacebar>auto=true<spacebar>priority=critical<spacebar>url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg<wait5><enter>"
+  ]
+
+  memory            = 1024
+  disk_size         = "5120M"
+  format            = "qcow2"
+  disk_compression  = true
+  disk_interface    = "virtio"
+  disk_discard      = "unmap"
+  disk_detect_zeroes = "unmap"
+  accelerator       = ""
+  headless          = true
+  output_directory  = "output-installer"
+  vm_name           = local.vm_name
+
+  communicator     = "ssh"
+  ssh_username     = "root"
+  ssh_timeout      = "60m"
+  shutdown_command = local.shutdown
+  shutdown_timeout = "5m"
+}
+
+source "debian-bootstrap" "bootstrap" {
+  suite    = "bullseye"
+  kernel   = "linux-image-amd64"
+  firmware = "bios"
+  hostname = "debian"
+  domain   = "localdomain"
+  # The closest to the installer's layout that plain partitions allow (no LVM).
+  partitions = [
+    { mountpoint = "/boot", size = "512M", fs = "ext4" },
+    { mountpoint = "/", size = "2G", fs = "ext4" },
+    { mountpoint = "/var", size = "1G", fs = "ext4" },
+    { mountpoint = "/tmp", size = "512M", fs = "ext4" },
+    { mountpoint = "swap", fs = "swap" },
+  ]
+
+  memory             = 1024
+  disk_size          = "5120M"
+  format             = "qcow2"
+  disk_compression   = true
+  disk_discard       = "unmap"
+  disk_detect_zeroes = "unmap"
+  accelerator        = ""
+  headless           = true
+  output_directory   = "output-bootstrap"
+  vm_name            = local.vm_name
+
+  ssh_username     = "root"
+  shutdown_command = local.shutdown
+}
+
+build {
+  sources = ["source.qemu.installer", "source.debian-bootstrap.bootstrap"]
+
+  provisioner "file" {
+    source      = "${path.root}/provision.sh"
+    destination = "/tmp/"
+  }
+
+  provisioner "shell" {
+    inline = [
+      "chmod 0755 /tmp/provision.sh",
+      local.provision,
+    ]
+  }
+}
