@@ -40,6 +40,7 @@ class VncConnectionDropped(VncError):
             hint="check that QEMU is still running (see its log), and attach VNC viewers in shared mode",
         )
         self.sent = sent
+        self.cause = cause
 
 
 def vnc_auth_response(password: str, challenge: bytes) -> bytes:

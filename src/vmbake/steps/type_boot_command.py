@@ -40,11 +40,13 @@ class _QmpKeys(Protocol):
 
 
 class TypingStopped(VmbakeError):
-    """Typing stopped half-way; `sent` key events went out before it did."""
+    """Typing stopped half-way: `sent` key events went out before the connection at `where` failed."""
 
-    def __init__(self, message: str, sent: int, hint: str | None = None) -> None:
-        super().__init__(message, hint)
+    def __init__(self, where: str, sent: int, cause: str) -> None:
+        super().__init__(f"the connection to {where} dropped after {sent} key events ({cause})")
+        self.where = where
         self.sent = sent
+        self.cause = cause
 
 
 def go_duration(seconds: float) -> str:
@@ -112,7 +114,7 @@ def type_over_vnc(
             if interval:
                 _settle(client, interval, cancel)
         except VncConnectionDropped as exc:
-            raise TypingStopped(str(exc), exc.sent, exc.hint) from exc
+            raise TypingStopped(client.address, exc.sent, exc.cause) from exc
 
 
 def _settle(client: RfbClient, seconds: float, cancel: Callable[[], bool]) -> None:
@@ -144,7 +146,7 @@ def type_over_qmp(
         try:
             qmp.send_keys(payload)
         except VmbakeError as exc:
-            raise TypingStopped(f"the QMP connection failed after {sent} key events ({exc})", sent) from exc
+            raise TypingStopped("QEMU", sent, str(exc)) from exc
         sent += len(group)
         if interval:
             _pause(interval, cancel)
@@ -343,12 +345,15 @@ class StepTypeBootCommand(Step):
             why = ""
             if qemu is not None and not qemu.running():
                 why = f"; QEMU exited with status {qemu.returncode}"
+            hint = "the boot command is incomplete, so the build stops here; check QEMU's log"
+            if transport == "VNC":
+                hint += ", and consider boot_command_transport 'qmp', which no VNC viewer can disturb"
             raise StepError(
                 self.name,
-                f"the {transport} connection dropped while typing the boot command, after {exc.sent} of {total} "
-                f"key events (typed up to {_typed_so_far(command, events, exc.sent)!r}){why}: {exc}",
-                hint="the boot command is incomplete, so the build stops here; check QEMU's log, "
-                "and consider boot_command_transport 'qmp', which no VNC viewer can disturb",
+                f"the {transport} connection to {exc.where} dropped while typing the boot command, after "
+                f"{exc.sent} of {total} key events (typed up to {_typed_so_far(command, events, exc.sent)!r}): "
+                f"{exc.cause}{why}",
+                hint=hint,
             ) from exc
 
     @staticmethod
