@@ -19,7 +19,9 @@ COMPRESS_FORMATS = ("", "tar.gz", "tgz", "gz", "zip", "lz4", "tar.lz4", "bgzf", 
 class ChecksumConfig:
     """A `checksum` post-processor: writes a checksum file of each artifact file."""
 
-    checksum_types: list[str] = opt(factory=lambda: ["md5"], doc="Hash types to compute: md5, sha1, sha224, sha256, ...")
+    checksum_types: list[str] = opt(
+        factory=lambda: ["md5"], doc="Hash types to compute: md5, sha1, sha224, sha256, ..."
+    )
     output: str = opt(
         "packer_{{.BuildName}}_{{.BuilderType}}_{{.ChecksumType}}.checksum",
         "Checksum file path; {{.BuildName}}, {{.BuilderType}} and {{.ChecksumType}} are filled in",
@@ -46,6 +48,9 @@ class CompressConfig:
         "Archive path; the extension picks the format unless `format` is set",
         runtime=True,
     )
-    format: str = opt("", "Archive format; empty means the output's extension decides", choices=COMPRESS_FORMATS)
-    compression_level: int = opt(6, "Compression level from 1 (fast) to 9 (small); -1 is the format's default",
-                                 minimum=-1, maximum=9)
+    format: str = opt(
+        "", "Archive format; empty means the output's extension decides", choices=COMPRESS_FORMATS
+    )
+    compression_level: int = opt(
+        6, "Compression level from 1 (fast) to 9 (small); -1 is the format's default", minimum=-1, maximum=9
+    )

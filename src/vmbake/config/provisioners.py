@@ -26,7 +26,9 @@ class ShellConfig:
     environment_vars: list[str] = opt(factory=list, doc="KEY=VALUE pairs set for the script (sorted, quoted)")
     env_var_format: str = opt("", "printf-style format of one variable (default: \"%s='%s' \")")
     execute_command: str = opt(
-        "", "Command that runs the script; {{.Path}}, {{.Vars}} and {{.EnvVarFile}} are filled in", runtime=True
+        "",
+        "Command that runs the script; {{.Path}}, {{.Vars}} and {{.EnvVarFile}} are filled in",
+        runtime=True,
     )
     use_env_var_file: bool = opt(False, "Write the variables to a file sourced by execute_command")
     inline_shebang: str = opt("/bin/sh -e", "Interpreter line put before inline commands")
@@ -36,7 +38,9 @@ class ShellConfig:
     skip_clean: bool = opt(False, "Leave the uploaded script on the guest")
     expect_disconnect: bool = opt(False, "A dropped connection while the script runs is not an error")
     valid_exit_codes: list[int] = opt(factory=lambda: [0], doc="Exit statuses that count as success")
-    start_retry_timeout: str = opt("5m", "How long to retry starting the script (the guest may reboot)", kind="duration")
+    start_retry_timeout: str = opt(
+        "5m", "How long to retry starting the script (the guest may reboot)", kind="duration"
+    )
     pause_after: str = opt("", "Wait this long after the script finished", kind="duration")
     binary: bool = opt(False, "Upload the script as is, without turning CRLF into LF")
 
@@ -60,8 +64,12 @@ class FileConfig:
     sources: list[str] = opt(factory=list, doc="Several sources uploaded into destination")
     content: str = opt("", "Text written to destination instead of a source file (Packer 1.7+)")
     destination: str = opt("", "Path on the guest (or on the host when direction is download)")
-    direction: str = opt("upload", "'upload' to the guest or 'download' from it", choices=("upload", "download"))
-    generated: bool = opt(False, "The source is made during the build: do not check it exists at validate time")
+    direction: str = opt(
+        "upload", "'upload' to the guest or 'download' from it", choices=("upload", "download")
+    )
+    generated: bool = opt(
+        False, "The source is made during the build: do not check it exists at validate time"
+    )
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class ShellLocalConfig:
     )
     inline_shebang: str = opt("/bin/sh -e", "Interpreter line put before inline commands")
     only_on: list[str] = opt(factory=list, doc="Run only on these host systems (linux, darwin, ...)")
-    use_linux_pathing: bool = opt(False, "Windows Subsystem for Linux paths (Windows hosts only)", supported=False)
+    use_linux_pathing: bool = opt(
+        False, "Windows Subsystem for Linux paths (Windows hosts only)", supported=False
+    )
     valid_exit_codes: list[int] = opt(factory=lambda: [0], doc="Exit statuses that count as success")
     tempfile_extension: str = opt("", "Extension of the temporary script file")

@@ -68,7 +68,9 @@ def load_template(
 
         return load_hcl(path, inputs, list(only), list(except_))
     if path.suffix != ".json":
-        raise TemplateError([Problem(str(path), "", "unknown template format", "use a .json or .pkr.hcl file")])
+        raise TemplateError(
+            [Problem(str(path), "", "unknown template format", "use a .json or .pkr.hcl file")]
+        )
     from vmbake.template.json_loader import load_json
 
     return load_json(path, inputs, list(only), list(except_))

@@ -20,7 +20,9 @@ from vmbake.template.model import BuildSpec, PostProcessorSpec, ProvisionerSpec
 from vmbake.template.validate import check_builder, check_post_processor, check_provisioner
 from vmbake.units import parse_duration
 
-PROVISIONER_COMMON = frozenset({"type", "only", "except", "override", "pause_before", "max_retries", "timeout"})
+PROVISIONER_COMMON = frozenset(
+    {"type", "only", "except", "override", "pause_before", "max_retries", "timeout"}
+)
 POST_PROCESSOR_COMMON = frozenset({"type", "only", "except", "keep_input_artifact", "name"})
 
 
@@ -55,10 +57,10 @@ class Assembler:
                          (hint + " " if hint else "") + "supported: " + ", ".join(registry.builder_types()))  # fmt: skip
             return
         if any(b.name == name for b in self.builds):
-            self.problem(path, f"duplicate build name {name!r}", "give each builder a distinct \"name\"")
+            self.problem(path, f"duplicate build name {name!r}", 'give each builder a distinct "name"')
             return
         decoder = self._decoder()
-        config = decoder.decode(cls, raw, path, ignore=frozenset({"type", "name"}))
+        config: Any = decoder.decode(cls, raw, path, ignore=frozenset({"type", "name"}))
         if not decoder.problems:
             check_builder(type_name, config, decoder, path)
         self._flush(decoder)
@@ -70,7 +72,10 @@ class Assembler:
         return [b.name for b in self.builds]
 
     def _known(self, name: str) -> bool:
-        return any(name == b or name in self.aliases.get(b, ()) or fnmatch.fnmatchcase(b, name) for b in self.build_names())
+        return any(
+            name == b or name in self.aliases.get(b, ()) or fnmatch.fnmatchcase(b, name)
+            for b in self.build_names()
+        )
 
     def _names(self, raw: Any, path: str) -> tuple[str, ...]:
         if raw is None:
@@ -78,11 +83,13 @@ class Assembler:
         if isinstance(raw, str):
             raw = [raw]
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-            self.problem(path, "expected a list of build names", "for example [\"qemu\"]")
+            self.problem(path, "expected a list of build names", 'for example ["qemu"]')
             return ()
         for i, name in enumerate(raw):
             if not self._known(name):
-                self.problem(f"{path}[{i}]", f"no build named {name!r}", "builds: " + ", ".join(self.build_names()))
+                self.problem(
+                    f"{path}[{i}]", f"no build named {name!r}", "builds: " + ", ".join(self.build_names())
+                )
         return tuple(raw)
 
     def _duration(self, raw: Any, path: str) -> float | None:
@@ -102,7 +109,9 @@ class Assembler:
         """A ProvisionerSpec from a raw block (common keys included); `scope` limits it to some builds."""
         kind = type_name if type_name is not None else raw.get("type")
         if not isinstance(kind, str) or not kind:
-            self.problem(path, "a provisioner needs a \"type\"", "supported: " + ", ".join(registry.PROVISIONERS))
+            self.problem(
+                path, 'a provisioner needs a "type"', "supported: " + ", ".join(registry.PROVISIONERS)
+            )
             return None
         if kind not in registry.PROVISIONERS:
             hint = suggest(kind, list(registry.PROVISIONERS))
@@ -135,7 +144,7 @@ class Assembler:
         body = {k: v for k, v in raw.items() if k not in PROVISIONER_COMMON and not k.startswith("_")}
         cls = registry.provisioner_class(kind)
         decoder = self._decoder()
-        config = decoder.decode(cls, body, path)
+        config: Any = decoder.decode(cls, body, path)
         for name, keys in override.items():
             decoder.decode(cls, {**body, **keys}, f"{path}.override.{name}")
         if not decoder.problems:
@@ -150,12 +159,14 @@ class Assembler:
         if isinstance(raw, str):
             raw = {"type": raw}
         if not isinstance(raw, dict):
-            self.problem(path, "a post-processor is a type name or an object", "for example {\"type\": \"checksum\"}")
+            self.problem(
+                path, "a post-processor is a type name or an object", 'for example {"type": "checksum"}'
+            )
             return None
         kind = type_name if type_name is not None else raw.get("type")
         supported = ", ".join(registry.POST_PROCESSORS)
         if not isinstance(kind, str) or not kind:
-            self.problem(path, "a post-processor needs a \"type\"", "supported: " + supported)
+            self.problem(path, 'a post-processor needs a "type"', "supported: " + supported)
             return None
         if kind not in registry.POST_PROCESSORS:
             hint = suggest(kind, list(registry.POST_PROCESSORS))
@@ -173,7 +184,7 @@ class Assembler:
                 keep = None
         body = {k: v for k, v in raw.items() if k not in POST_PROCESSOR_COMMON and not k.startswith("_")}
         decoder = self._decoder()
-        config = decoder.decode(registry.post_processor_class(kind), body, path)
+        config: Any = decoder.decode(registry.post_processor_class(kind), body, path)
         if not decoder.problems:
             check_post_processor(config, decoder, path)
         self._flush(decoder)

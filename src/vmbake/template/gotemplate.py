@@ -199,7 +199,9 @@ def _to_text(value: Any) -> str:
 
 def _pipeline(tokens: list[_Tok], ctx: RenderContext, source: str) -> Any:
     if tokens[0].kind == "ident" and tokens[0].text in _KEYWORDS:
-        raise TemplateSyntaxError(f"{{{{{source.strip()}}}}}: '{tokens[0].text}' blocks are not supported by vmbake")
+        raise TemplateSyntaxError(
+            f"{{{{{source.strip()}}}}}: '{tokens[0].text}' blocks are not supported by vmbake"
+        )
     commands: list[list[_Tok]] = [[]]
     depth = 0
     for tok in tokens:
@@ -261,7 +263,9 @@ def _operand_value(tok: _Tok, value: Any, ctx: RenderContext, source: str) -> An
         return None
     if tok.kind == "ident":
         return _call(tok.text, [], ctx, source)
-    raise TemplateSyntaxError(f"{{{{{source.strip()}}}}}: template variables such as {tok.text} are not supported")
+    raise TemplateSyntaxError(
+        f"{{{{{source.strip()}}}}}: template variables such as {tok.text} are not supported"
+    )
 
 
 def _field(name: str, ctx: RenderContext) -> Any:
@@ -365,10 +369,17 @@ def _one(name: str, fn: Callable[[str], Any]) -> Callable[[RenderContext, list[A
 def _build_field(name: str) -> Callable[[RenderContext, list[Any]], Any]:
     def call(ctx: RenderContext, args: list[Any]) -> Any:
         _want(name, args, 0)
-        value = {"build_name": ctx.build_name, "build_type": ctx.build_type, "source_name": ctx.source_name}[name]
+        value = {"build_name": ctx.build_name, "build_type": ctx.build_type, "source_name": ctx.source_name}[
+            name
+        ]
         return value or ""
 
     return call
+
+
+def _template_dir(ctx: RenderContext, args: list[Any]) -> Any:
+    _want("template_dir", args, 0)
+    return ctx.template_dir
 
 
 def _build(ctx: RenderContext, args: list[Any]) -> Any:
@@ -389,7 +400,7 @@ def _printf(ctx: RenderContext, args: list[Any]) -> Any:
 FUNCTIONS: dict[str, Callable[[RenderContext, list[Any]], Any]] = {
     "user": _user,
     "env": _env,
-    "template_dir": lambda ctx, args: (_want("template_dir", args, 0), ctx.template_dir)[1],
+    "template_dir": _template_dir,
     "pwd": _simple("pwd", os.getcwd),
     "timestamp": _simple("timestamp", lambda: str(int(INIT_TIME.timestamp()))),
     "isotime": _isotime,

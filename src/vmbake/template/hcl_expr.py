@@ -228,7 +228,11 @@ class Evaluator:
         if level == len(self._LEVELS):
             return self._unary()
         left = self._binary(level + 1)
-        while self.pos < len(self.tokens) and self.tokens[self.pos][0] == "op" and self.tokens[self.pos][1] in self._LEVELS[level]:
+        while (
+            self.pos < len(self.tokens)
+            and self.tokens[self.pos][0] == "op"
+            and self.tokens[self.pos][1] in self._LEVELS[level]
+        ):
             op = self.tokens[self.pos][1]
             self.pos += 1
             right = self._binary(level + 1)
@@ -265,7 +269,11 @@ class Evaluator:
                     value = value[index if isinstance(value, dict) else int(index)]
                 except (KeyError, IndexError, TypeError, ValueError):
                     raise ExprError(f"no element [{index!r}] in {self.text!r}") from None
-            elif self._peek(".") and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] == "ident":
+            elif (
+                self._peek(".")
+                and self.pos + 1 < len(self.tokens)
+                and self.tokens[self.pos + 1][0] == "ident"
+            ):
                 name = self.tokens[self.pos + 1][1]
                 self.pos += 2
                 if not isinstance(value, dict) or name not in value:
@@ -322,7 +330,9 @@ class Evaluator:
             if self._peek("("):
                 return self._call(tok)
             if tok not in self.scope:
-                raise ExprError(f"unknown name {tok!r} in {self.text!r} (known: {', '.join(sorted(self.scope))})")
+                raise ExprError(
+                    f"unknown name {tok!r} in {self.text!r} (known: {', '.join(sorted(self.scope))})"
+                )
             root = self.scope[tok]
             if isinstance(root, dict) and self._peek(".") and self.pos + 1 < len(self.tokens):
                 attr = self.tokens[self.pos + 1][1]

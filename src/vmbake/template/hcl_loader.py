@@ -189,7 +189,7 @@ def _block(key: str, item: Any, file: str, blocks: _Blocks, asm: Assembler) -> N
             blocks.locals.append((label, expr, file))
     elif key == "source":
         for kind, named in item.items():
-            for label, body in (named.items() if isinstance(named, dict) else []):
+            for label, body in named.items() if isinstance(named, dict) else []:
                 ref = f"source.{kind}.{label}"
                 if ref in blocks.sources:
                     asm.problems.append(Problem(file, ref, f"duplicate source block {ref!r}", "rename one"))
@@ -217,7 +217,9 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
     for i, (build, file) in enumerate(blocks.builds):
         names, build_scope = scopes[i]
         limit = names if multi else ()
-        provisioners += _provisioners(build.get("provisioner", []), f"build[{i}].provisioner", build_scope, limit, asm, file)
+        provisioners += _provisioners(
+            build.get("provisioner", []), f"build[{i}].provisioner", build_scope, limit, asm, file
+        )
         for found in _provisioners(build.get("error-cleanup-provisioner", []), f"build[{i}].error-cleanup-provisioner",
                                    build_scope, limit, asm, file):  # fmt: skip
             cleanup = found
@@ -239,7 +241,9 @@ def _reporter(asm: Assembler, file: str) -> Any:
     return report
 
 
-def _variables(blocks: _Blocks, inputs: Inputs, directory: Path, asm: Assembler) -> tuple[dict[str, Variable], dict[str, Any]]:
+def _variables(
+    blocks: _Blocks, inputs: Inputs, directory: Path, asm: Assembler
+) -> tuple[dict[str, Variable], dict[str, Any]]:
     variables: dict[str, Variable] = {}
     values: dict[str, Any] = {}
     types: dict[str, str] = {}
@@ -253,7 +257,11 @@ def _variables(blocks: _Blocks, inputs: Inputs, directory: Path, asm: Assembler)
             body = {}
         for key in body:
             if key not in VARIABLE_KEYS:
-                report(f"{path}.{key}", f"unknown key {key!r} in a variable block", "valid: " + ", ".join(VARIABLE_KEYS))
+                report(
+                    f"{path}.{key}",
+                    f"unknown key {key!r} in a variable block",
+                    "valid: " + ", ".join(VARIABLE_KEYS),
+                )
         type_node = body.get("type")
         types[name] = type_node.text if isinstance(type_node, Expr) else ""
         has_default = "default" in body
@@ -274,10 +282,10 @@ def _variables(blocks: _Blocks, inputs: Inputs, directory: Path, asm: Assembler)
     from vmbake.template.variables import read_var_file
 
     sources: list[tuple[str, dict[str, Any]]] = []
-    for file in auto:
-        found, problems = read_var_file(file)
+    for auto_file in auto:
+        found, problems = read_var_file(auto_file)
         asm.problems.extend(problems)
-        sources.append((str(file), found))
+        sources.append((str(auto_file), found))
     for source, found in [*sources, *inputs.files]:
         for key, value in found.items():
             if key not in variables:
@@ -321,7 +329,9 @@ def _locals(blocks: _Blocks, scope: dict[str, Any], asm: Assembler) -> dict[str,
             progress = True
         if not progress:
             for name, (message, file) in errors.items():
-                asm.problems.append(Problem(file, f"local.{name}", message, "locals may not refer to each other in a loop"))
+                asm.problems.append(
+                    Problem(file, f"local.{name}", message, "locals may not refer to each other in a loop")
+                )
             break
     return done
 
@@ -332,7 +342,11 @@ def _add_builds(build: dict[str, Any], file: str, index: int, blocks: _Blocks, s
     path = f"build[{index}]"
     for key in build:
         if key not in BUILD_KEYS:
-            report(f"{path}.{key}", f"unknown key or block {key!r} in a build block", "valid: " + ", ".join(BUILD_KEYS))
+            report(
+                f"{path}.{key}",
+                f"unknown key or block {key!r} in a build block",
+                "valid: " + ", ".join(BUILD_KEYS),
+            )
     build_name = evaluate(build.get("name", ""), scope, f"{path}.name", report) or ""
     refs: list[tuple[str, dict[str, Any], str]] = []
     for i, ref in enumerate(evaluate(build.get("sources", []), scope, f"{path}.sources", report) or []):
@@ -341,7 +355,7 @@ def _add_builds(build: dict[str, Any], file: str, index: int, blocks: _Blocks, s
         for ref, body in item.items():
             refs.append((ref, body if isinstance(body, dict) else {}, f"{path}.source.{ref}"))
     if not refs:
-        report(f"{path}.sources", "a build block needs sources", "for example sources = [\"source.qemu.NAME\"]")
+        report(f"{path}.sources", "a build block needs sources", 'for example sources = ["source.qemu.NAME"]')
     names: list[str] = []
     for ref, extra, where in refs:
         if ref not in blocks.sources:

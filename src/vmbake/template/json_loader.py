@@ -76,10 +76,14 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
                     post_processors=chains, warnings=asm.warnings, all_builds=asm.build_names())  # fmt: skip
 
 
-def _variables(data: dict[str, Any], inputs: Inputs, asm: Assembler, directory: str) -> tuple[dict[str, Variable], dict[str, Any]]:
+def _variables(
+    data: dict[str, Any], inputs: Inputs, asm: Assembler, directory: str
+) -> tuple[dict[str, Variable], dict[str, Any]]:
     raw = data.get("variables", {})
     if not isinstance(raw, dict):
-        asm.problem("variables", "expected an object of name: default value", "for example {\"memory\": \"1024\"}")
+        asm.problem(
+            "variables", "expected an object of name: default value", 'for example {"memory": "1024"}'
+        )
         raw = {}
     sensitive_raw = data.get("sensitive-variables", [])
     if not isinstance(sensitive_raw, list) or not all(isinstance(s, str) for s in sensitive_raw):
@@ -87,21 +91,31 @@ def _variables(data: dict[str, Any], inputs: Inputs, asm: Assembler, directory: 
         sensitive_raw = []
     for i, name in enumerate(sensitive_raw):
         if name not in raw:
-            asm.problem(f"sensitive-variables[{i}]", f"variable {name!r} is not declared", "declare it under \"variables\"")
+            asm.problem(
+                f"sensitive-variables[{i}]",
+                f"variable {name!r} is not declared",
+                'declare it under "variables"',
+            )
     variables: dict[str, Variable] = {}
     pending: dict[str, str] = {}
     for name, default in raw.items():
         if isinstance(default, dict | list):
-            asm.problem(f"variables.{name}", "a variable's default must be a string (or null for a required one)", "")
+            asm.problem(
+                f"variables.{name}", "a variable's default must be a string (or null for a required one)", ""
+            )
             continue
         required = default is None
-        variables[name] = Variable(name, None if required else as_text(default), required, name in sensitive_raw)
+        variables[name] = Variable(
+            name, None if required else as_text(default), required, name in sensitive_raw
+        )
         if not required:
             pending[name] = as_text(default)
     for source, values in inputs.files:
         for key, value in values.items():
             if key not in variables:
-                asm.problems.append(Problem(source, key, f"variable {key!r} is not declared in the template", ""))
+                asm.problems.append(
+                    Problem(source, key, f"variable {key!r} is not declared in the template", "")
+                )
             else:
                 pending[key] = as_text(value)
     for key, value in inputs.cli.items():
@@ -112,7 +126,9 @@ def _variables(data: dict[str, Any], inputs: Inputs, asm: Assembler, directory: 
             pending[key] = value
     for name, var in variables.items():
         if var.required and name not in pending:
-            asm.problem(f"variables.{name}", f"required variable {name!r} is not set", f"pass -var '{name}=VALUE'")
+            asm.problem(
+                f"variables.{name}", f"required variable {name!r} is not set", f"pass -var '{name}=VALUE'"
+            )
     return variables, _resolve(pending, asm, directory)
 
 
@@ -144,7 +160,7 @@ def _resolve(pending: dict[str, str], asm: Assembler, directory: str) -> dict[st
 
 def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
     if raw is None:
-        asm.problem("builders", "a template needs at least one builder", "add a \"builders\" list")
+        asm.problem("builders", "a template needs at least one builder", 'add a "builders" list')
         return
     if not isinstance(raw, list) or not raw:
         asm.problem("builders", "expected a non-empty list of builder objects", "")
@@ -156,7 +172,7 @@ def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
             continue
         kind = block.get("type")
         if not isinstance(kind, str) or not kind:
-            asm.problem(path, "a builder needs a \"type\"", "for example \"qemu\"")
+            asm.problem(path, 'a builder needs a "type"', 'for example "qemu"')
             continue
         name = block.get("name", kind)
         if not isinstance(name, str) or not name:

@@ -69,7 +69,10 @@ class ProvisionerSpec:
         from vmbake.registry import provisioner_class
         from vmbake.template.decode import decode_block
 
-        names = (build_name, source_name, *self.aliases.get(build_name, ()))
+        aliases = self.aliases.get(build_name, ())
+        if not source_name:
+            source_name = aliases[-1] if aliases else build_name
+        names = (build_name, source_name, *aliases)
         patch: dict[str, Any] = {}
         for key in names:
             if key and key in self.override:
@@ -81,8 +84,13 @@ class ProvisionerSpec:
         merged = {**self.raw, **patch}
         file, _, path = self.origin.partition(":")
         problems: list[Problem] = []
-        config = decode_block(
-            provisioner_class(self.type), merged, file, path, problems, build=(build_name, build_type, source_name)
+        config: Any = decode_block(
+            provisioner_class(self.type),
+            merged,
+            file,
+            path,
+            problems,
+            build=(build_name, build_type, source_name),
         )
         if problems:
             raise TemplateError(problems)

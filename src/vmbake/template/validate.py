@@ -40,7 +40,11 @@ def check_checksum(value: str) -> str | None:
     if value.lower() == "none":
         return None
     if value.startswith("file:"):
-        return None if len(value) > len("file:") else "'file:' must be followed by the URL or path of a SUMS file"
+        return (
+            None
+            if len(value) > len("file:")
+            else "'file:' must be followed by the URL or path of a SUMS file"
+        )
     kind, sep, digest = value.partition(":")
     if not sep:
         digest, kind = value, ""
@@ -77,7 +81,9 @@ def check_boot_command(text: str) -> str | None:
     for m in _WAIT.finditer(text):  # fallback while the boot command module is missing
         arg = m.group(1)
         try:
-            seconds = 1.0 if arg == "" else float(int(arg)) if arg.lstrip("-").isdigit() else parse_duration(arg)
+            seconds = (
+                1.0 if arg == "" else float(int(arg)) if arg.lstrip("-").isdigit() else parse_duration(arg)
+            )
         except ValueError:
             return f"malformed wait {m.group(0)}"
         if seconds <= 0:
@@ -101,9 +107,11 @@ def _common_machine(config: Any, report: Report) -> None:
                "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...")  # fmt: skip
     key = getattr(config, "ssh_private_key_file", "")
     if _local(key) and not Path(key).expanduser().is_file():
-        report("ssh_private_key_file", f"file {key!r} does not exist", "give the path of an OpenSSH private key")
+        report(
+            "ssh_private_key_file", f"file {key!r} does not exist", "give the path of an OpenSSH private key"
+        )
     if getattr(config, "communicator", "") == "ssh" and not getattr(config, "ssh_username", "x"):
-        report("ssh_username", "ssh_username is required with the ssh communicator", "for example \"root\"")
+        report("ssh_username", "ssh_username is required with the ssh communicator", 'for example "root"')
     for i, size in enumerate(getattr(config, "disk_additional_size", [])):
         try:
             if "{{" not in size and parse_size(size) <= 0:
@@ -112,7 +120,7 @@ def _common_machine(config: Any, report: Report) -> None:
             report(f"disk_additional_size[{i}]", str(exc), "use a size such as 1024M or 10G")
     for i, arg in enumerate(getattr(config, "qemuargs", [])):
         if not arg:
-            report(f"qemuargs[{i}]", "an empty argument list", "each entry is a list such as [\"-m\", \"1024M\"]")
+            report(f"qemuargs[{i}]", "an empty argument list", 'each entry is a list such as ["-m", "1024M"]')
 
 
 def check_qemu(config: QemuConfig, report: Report) -> None:
@@ -123,7 +131,7 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
         report("iso_url", "one of iso_url or iso_urls is required",
                "give the installer ISO's URL, or use iso_source \"debian-netboot\" with a suite")  # fmt: skip
     if netboot and not config.suite:
-        report("suite", "iso_source 'debian-netboot' needs a suite", "for example \"bookworm\"")
+        report("suite", "iso_source 'debian-netboot' needs a suite", 'for example "bookworm"')
     if not netboot:
         if not config.iso_checksum:
             report("iso_checksum", "iso_checksum is required",
@@ -212,7 +220,11 @@ def check_provisioner(config: Any, decoder: Decoder, path: str) -> None:
 def _env_vars(report: Report, items: list[str]) -> None:
     for i, item in enumerate(items):
         if "=" not in item or item.startswith("="):
-            report(f"environment_vars[{i}]", f"{item!r} is not KEY=VALUE", "for example \"DEBIAN_FRONTEND=noninteractive\"")
+            report(
+                f"environment_vars[{i}]",
+                f"{item!r} is not KEY=VALUE",
+                'for example "DEBIAN_FRONTEND=noninteractive"',
+            )
 
 
 def check_post_processor(config: Any, decoder: Decoder, path: str) -> None:
@@ -220,4 +232,8 @@ def check_post_processor(config: Any, decoder: Decoder, path: str) -> None:
     if isinstance(config, ChecksumConfig):
         for i, kind in enumerate(config.checksum_types):
             if kind not in CHECKSUM_TYPES:
-                report(f"checksum_types[{i}]", f"unknown checksum type {kind!r}", "valid: " + ", ".join(CHECKSUM_TYPES))
+                report(
+                    f"checksum_types[{i}]",
+                    f"unknown checksum type {kind!r}",
+                    "valid: " + ", ".join(CHECKSUM_TYPES),
+                )

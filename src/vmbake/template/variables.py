@@ -36,7 +36,9 @@ def read_var_file(path: Path) -> tuple[dict[str, Any], list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        return {}, [Problem(name, "", f"cannot read variable file: {exc.strerror or exc}", "check the -var-file path")]
+        return {}, [
+            Problem(name, "", f"cannot read variable file: {exc.strerror or exc}", "check the -var-file path")
+        ]
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             data, lines = parse_json(text)

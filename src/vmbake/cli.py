@@ -1,0 +1,365 @@
+"""The `vmbake` command line: Packer's commands and flags, in single-dash and GNU double-dash form.
+
+Only this module turns errors into exit statuses: a VmbakeError prints "Error: ..." and a hint and exits 1;
+a traceback appears only with -debug. Ctrl-C exits 130 once cleanups have run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from vmbake import __version__
+from vmbake.errors import Problem, TemplateError, VmbakeError
+from vmbake.state import Options
+from vmbake.template import load_template
+from vmbake.template.inspect import inspect_lines
+from vmbake.template.model import Template
+from vmbake.template.variables import parse_var_flag
+from vmbake.ui import Ui
+
+ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    kind: str  # "bool", "str", "list" (repeatable), "int"
+    help: str
+
+
+COMMON_TEMPLATE = [
+    Flag("only", "str", "Build only the named builds (comma list, globs)"),
+    Flag("except", "str", "Build all builds but the named ones (comma list, globs)"),
+    Flag("var", "list", "Set a variable: -var 'name=value' (repeatable)"),
+    Flag("var-file", "list", "Read variables from a JSON or .pkrvars.hcl file (repeatable)"),
+    Flag("machine-readable", "bool", "Print machine-readable output"),
+    Flag("debug", "bool", "Debug mode: pause after each step; show tracebacks"),
+]
+
+COMMANDS: dict[str, tuple[str, list[Flag]]] = {
+    "build": ("Build images from a template", [
+        *COMMON_TEMPLATE,
+        Flag("force", "bool", "Remove existing output directories before building"),
+        Flag("on-error", "str", "What a failure does: cleanup (default), abort or ask"),
+        Flag("timestamp-ui", "bool", "Prefix each output line with a UTC timestamp"),
+        Flag("color", "bool", "Colour the output (-color=false turns it off)"),
+        Flag("report", "bool", "Write the image report (-report=false turns it off)"),
+        Flag("parallel-builds", "int", "Accepted for Packer compatibility; builds run one after the other"),
+        Flag("parallel", "bool", "Accepted for Packer compatibility"),
+    ]),
+    "validate": ("Check that a template is valid", [
+        *COMMON_TEMPLATE,
+        Flag("syntax-only", "bool", "Only check the syntax, not the configuration"),
+    ]),
+    "inspect": ("Show the variables, builds and provisioners of a template", [
+        Flag("machine-readable", "bool", "Print machine-readable output"),
+        Flag("debug", "bool", "Show tracebacks"),
+    ]),
+    "verify": ("Boot a finished image and check it reaches SSH", []),
+    "version": ("Print the vmbake version", []),
+    "help": ("Show help for a command", []),
+}  # fmt: skip
+
+
+class UsageError(VmbakeError):
+    pass
+
+
+@dataclass
+class Parsed:
+    values: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+
+
+def _bool(text: str, name: str) -> bool:
+    low = text.lower()
+    if low in ("1", "t", "true", "yes", "on"):
+        return True
+    if low in ("0", "f", "false", "no", "off"):
+        return False
+    raise UsageError(f"invalid value {text!r} for flag -{name}", hint="use true or false")
+
+
+def parse_flags(command: str, argv: Sequence[str]) -> Parsed:
+    """Flags of `command` in Packer's (-flag, -flag=v, -flag v) or GNU (--flag) form, then positionals."""
+    flags = {f.name: f for f in COMMANDS[command][1]}
+    out = Parsed()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.args += argv[i + 1 :]
+            break
+        if not arg.startswith("-") or arg == "-":
+            out.args.append(arg)
+            i += 1
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in ("h", "help"):
+            raise _HelpRequested(command)
+        flag = flags.get(name)
+        if flag is None:
+            known = " ".join("-" + f for f in flags) or "none"
+            raise UsageError(f"flag provided but not defined: {arg.split('=')[0]}",
+                             hint=f"flags of 'vmbake {command}': {known}")  # fmt: skip
+        if flag.kind == "bool":
+            out.values[name] = _bool(value, name) if eq else True
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError(f"flag needs an argument: -{name}", hint=flag.help)
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if flag.kind == "list":
+            out.values.setdefault(name, []).append(value)
+        elif flag.kind == "int":
+            try:
+                out.values[name] = int(value)
+            except ValueError:
+                raise UsageError(
+                    f"invalid value {value!r} for flag -{name}", hint="use a whole number"
+                ) from None
+        else:
+            out.values[name] = value
+    return out
+
+
+class _HelpRequested(Exception):
+    def __init__(self, command: str) -> None:
+        super().__init__(command)
+        self.command = command
+
+
+def _csv(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _usage() -> str:
+    lines = ["Usage: vmbake [--version] [--help] <command> [args]", "", "Available commands are:"]
+    lines += [f"    {name:<10} {desc}" for name, (desc, _) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def command_help(command: str) -> str:
+    desc, flags = COMMANDS[command]
+    target = (
+        " TEMPLATE"
+        if command in ("build", "validate", "inspect")
+        else " IMAGE"
+        if command == "verify"
+        else ""
+    )
+    lines = [f"Usage: vmbake {command} [options]{target}", "", f"  {desc}."]
+    if command in ("build", "validate", "inspect"):
+        lines += ["", "  TEMPLATE is a .json or .pkr.hcl file, a directory of .pkr.hcl files, or the name",
+                  "  of a shipped template (for example bookworm)."]  # fmt: skip
+    if flags:
+        lines += ["", "Options:", ""]
+        for f in flags:
+            arg = {"bool": "", "str": "=VALUE", "list": "=VALUE", "int": "=N"}[f.kind]
+            lines.append(f"  -{f.name + arg:<22} {f.help}")
+        lines += ["", "  Flags may be written -flag or --flag; values as -flag=value or -flag value."]
+    return "\n".join(lines)
+
+
+def _template_from(parsed: Parsed, command: str) -> Template:
+    if len(parsed.args) != 1:
+        raise UsageError(f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
+                         hint=f"run 'vmbake help {command}'")  # fmt: skip
+    variables: dict[str, str] = {}
+    for text in parsed.values.get("var", []):
+        try:
+            key, value = parse_var_flag(text)
+        except ValueError as exc:
+            raise UsageError(str(exc), hint="write -var 'name=value'") from None
+        variables[key] = value
+    return load_template(
+        parsed.args[0],
+        vars=variables,
+        var_files=[Path(p) for p in parsed.values.get("var-file", [])],
+        only=_csv(parsed.values.get("only")),
+        except_=_csv(parsed.values.get("except")),
+    )
+
+
+def _warn(ui: Ui, warnings: list[Problem]) -> None:
+    for w in warnings:
+        ui.error(f"Warning: {w.render()}")
+
+
+def _make_ui(parsed: Parsed) -> Ui:
+    return Ui(
+        machine_readable=bool(parsed.values.get("machine-readable")),
+        timestamps=bool(parsed.values.get("timestamp-ui")),
+        color=False if parsed.values.get("color") is False else None,
+        debug=bool(parsed.values.get("debug")),
+    )
+
+
+def cmd_validate(parsed: Parsed) -> int:
+    ui = _make_ui(parsed)
+    if parsed.values.get("syntax-only"):
+        _syntax_only(parsed)
+        ui.say("Syntax-only check passed. Everything looks okay.")
+        return 0
+    template = _template_from(parsed, "validate")
+    _warn(ui, template.warnings)
+    ui.machine("", "ui", "say", "Template validated successfully.")
+    if not ui.machine_readable:
+        ui.say(
+            "The configuration is valid." if template.format == "hcl2" else "Template validated successfully."
+        )
+    return 0
+
+
+def _syntax_only(parsed: Parsed) -> None:
+    """Parse the file only; a syntax error is a TemplateError as usual."""
+    try:
+        _template_from(parsed, "validate")
+    except TemplateError as exc:
+        syntax = [p for p in exc.problems if p.message.startswith(("invalid JSON", "invalid HCL"))]
+        if syntax:
+            raise TemplateError(syntax) from None
+
+
+def cmd_inspect(parsed: Parsed) -> int:
+    ui = _make_ui(parsed)
+    template = _template_from(parsed, "inspect")
+    if ui.machine_readable:
+        for name, var in template.variables.items():
+            shown = "<sensitive>" if var.sensitive else str(template.values.get(name, "") or "")
+            ui.machine("", "template-variable", name, shown, "1" if var.required else "0")
+        for build in template.builds:
+            ui.machine("", "template-builder", build.name, build.type)
+        for prov in template.provisioners:
+            ui.machine("", "template-provisioner", prov.type)
+        return 0
+    for secret in template.sensitive_values:
+        ui.add_secret(secret)
+    for line in inspect_lines(template):
+        ui.message(line)
+    return 0
+
+
+def cmd_build(parsed: Parsed) -> int:
+    on_error = parsed.values.get("on-error", "cleanup")
+    if on_error not in ON_ERROR:
+        raise UsageError(f"invalid -on-error={on_error!r}", hint="use cleanup, abort or ask")
+    if on_error == "run-cleanup-provisioner":
+        on_error = "cleanup"
+    ui = _make_ui(parsed)
+    template = _template_from(parsed, "build")
+    for secret in template.sensitive_values:
+        ui.add_secret(secret)
+    _warn(ui, template.warnings)
+    options = Options(
+        debug=bool(parsed.values.get("debug")),
+        force=bool(parsed.values.get("force")),
+        on_error=on_error,
+        report=parsed.values.get("report", True) is not False,
+    )
+    try:
+        build = importlib.import_module("vmbake.build")
+    except ImportError:
+        raise VmbakeError("the build command is not available in this installation",
+                          hint="reinstall vmbake; 'vmbake validate' and 'inspect' still work") from None  # fmt: skip
+    run_builds: Callable[..., int] = build.run_builds
+    return run_builds(
+        template, options, ui, _csv(parsed.values.get("only")), _csv(parsed.values.get("except"))
+    )
+
+
+def cmd_verify(args: Sequence[str]) -> int:
+    try:
+        verify = importlib.import_module("vmbake.verify")
+    except ImportError:
+        raise VmbakeError("'vmbake verify' is not available yet in this version",
+                          hint="boot the image with qemu-system-x86_64 by hand meanwhile") from None  # fmt: skip
+    result: int = verify.main(list(args))
+    return result
+
+
+def _setup_logging(debug: bool) -> None:
+    if not (os.environ.get("PACKER_LOG") or os.environ.get("VMBAKE_LOG") or debug):
+        return
+    if (os.environ.get("PACKER_LOG") or os.environ.get("VMBAKE_LOG")) in ("0", "false"):
+        return
+    path = os.environ.get("PACKER_LOG_PATH") or os.environ.get("VMBAKE_LOG_PATH")
+    handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    root = logging.getLogger("vmbake")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+
+def _print_error(exc: VmbakeError, err: IO[str], debug: bool) -> None:
+    if debug:
+        traceback.print_exc(file=err)
+    err.write(f"Error: {exc.message}\n")
+    if exc.hint:
+        err.write(f"  {exc.hint}\n")
+    err.flush()
+
+
+def _stop_children() -> None:
+    try:
+        from vmbake import procs
+
+        procs.stop_all()
+    except Exception:  # the exit path must not fail
+        logging.getLogger("vmbake").debug("stop_all failed", exc_info=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out, err = sys.stdout, sys.stderr
+    debug = any(a.lstrip("-").split("=")[0] == "debug" and not a.endswith("=false") for a in args)
+    _setup_logging(debug)
+    leading: list[str] = []  # Packer accepts -machine-readable before the command too
+    while args and args[0].startswith("-") and args[0].lstrip("-") == "machine-readable":
+        leading.append(args.pop(0))
+    if not args or args[0] in ("-h", "--help", "-help"):
+        out.write(_usage() + "\n")
+        return 0 if args else 1
+    if args[0] in ("--version", "-version", "-v", "version"):
+        out.write(f"vmbake {__version__} (Packer 1.6.6 template compatible)\n")
+        return 0
+    command, rest = args[0], args[1:] + leading
+    try:
+        if command == "help":
+            target = rest[0] if rest else ""
+            if target and target not in COMMANDS:
+                raise UsageError(f"unknown command {target!r}", hint="commands: " + ", ".join(COMMANDS))
+            out.write((command_help(target) if target else _usage()) + "\n")
+            return 0
+        if command not in COMMANDS:
+            raise UsageError(f"unknown command {command!r}", hint="commands: " + ", ".join(COMMANDS))
+        if command == "verify":
+            return cmd_verify(rest)
+        try:
+            parsed = parse_flags(command, rest)
+        except _HelpRequested as exc:
+            out.write(command_help(exc.command) + "\n")
+            return 0
+        handler = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect}[command]
+        return handler(parsed)
+    except VmbakeError as exc:
+        _print_error(exc, err, debug)
+        return 1
+    except KeyboardInterrupt:
+        _stop_children()
+        err.write("Error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
