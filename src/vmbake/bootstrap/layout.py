@@ -1,0 +1,144 @@
+"""The disk layout, as pure data: GPT partitions with their offsets, types and filesystem UUIDs.
+
+The UUIDs are chosen here, before any filesystem exists, so that the sfdisk script, the mkfs options and
+the fstab are all derived from one value and can be tested without a disk.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vmbake.config.bootstrap import (
+    BIOS_BOOT_SIZE,
+    ESP_SIZE,
+    BootstrapConfig,
+    MiB,
+    Partition,
+    effective_partitions,
+)
+from vmbake.errors import VmbakeError
+from vmbake.units import parse_size
+
+# GPT partition type GUIDs (UEFI spec and the Discoverable Partitions Specification).
+TYPE_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+TYPE_ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+TYPE_ROOT_X86_64 = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+TYPE_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
+TYPE_VAR = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
+TYPE_TMP = "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1"
+_TYPES = {"/": TYPE_ROOT_X86_64, "/var": TYPE_VAR, "/tmp": TYPE_TMP, "swap": TYPE_SWAP}
+SECTOR = 512
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One partition as it will be made: number, GPT name and type, place, filesystem and its UUID."""
+
+    number: int
+    name: str
+    type_guid: str
+    start: int  # bytes, MiB-aligned
+    size: int  # bytes
+    mountpoint: str  # "" for the BIOS boot partition, "swap" for swap
+    fs: str  # "" (none), "vfat", "ext4", "ext3", "ext2", "swap"
+    fs_uuid: str  # "" for none; "ABCD-1234" for vfat
+
+
+def _new_uuid(kind: str) -> str:
+    if kind == "vfat":
+        serial = uuid.uuid4().hex[:8].upper()
+        return f"{serial[:4]}-{serial[4:]}"
+    return str(uuid.uuid4())
+
+
+def plan_layout(config: BootstrapConfig, *, make_uuid: Callable[[str], str] = _new_uuid) -> list[Planned]:
+    """The partitions of the disk, in order. Raises VmbakeError if they do not fit (validate says so first)."""
+    disk = parse_size(config.disk_size)
+    end = disk - MiB  # the backup GPT lives in the last MiB
+    pos = MiB
+    plan: list[Planned] = []
+
+    def add(name: str, type_guid: str, size: int, mountpoint: str, fs: str) -> None:
+        nonlocal pos
+        plan.append(
+            Planned(len(plan) + 1, name, type_guid, pos, size, mountpoint, fs, make_uuid(fs) if fs else "")
+        )
+        pos += size
+
+    if config.firmware in ("bios", "hybrid"):
+        add("bios", TYPE_BIOS_BOOT, BIOS_BOOT_SIZE, "", "")
+    if config.firmware in ("efi", "hybrid"):
+        add("esp", TYPE_ESP, ESP_SIZE, "/boot/efi", "vfat")
+    parts = effective_partitions(config)
+    fixed = sum(_mib_align(parse_size(p.size)) for p in parts if p.size)
+    rest = end - pos - fixed
+    if rest < (MiB if any(not p.size for p in parts) else 0):
+        raise VmbakeError(
+            f"the partitions do not fit on a disk of {config.disk_size}",
+            hint="shrink the partitions or raise disk_size",
+        )
+    for p in parts:
+        size = _mib_align(parse_size(p.size)) if p.size else rest // MiB * MiB
+        add(_name(p), _TYPES.get(p.mountpoint, TYPE_LINUX), size, p.mountpoint, p.fs)
+    return plan
+
+
+def _name(p: Partition) -> str:
+    return "root" if p.mountpoint == "/" else p.mountpoint.strip("/") or "part"
+
+
+def _mib_align(nbytes: int) -> int:
+    return -(-nbytes // MiB) * MiB
+
+
+def sfdisk_script(plan: list[Planned]) -> str:
+    """The sfdisk input that makes `plan` on an empty disk."""
+    lines = ["label: gpt", "unit: sectors", "first-lba: 2048", ""]
+    for p in plan:
+        lines.append(
+            f'start={p.start // SECTOR}, size={p.size // SECTOR}, type={p.type_guid}, name="{p.name}"'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def mkfs_argv(p: Planned, device: str) -> list[str] | None:
+    """The command that makes `p`'s filesystem on `device` with its planned UUID (None: no filesystem)."""
+    if p.fs == "vfat":
+        return ["mkfs.vfat", "-F", "32", "-n", "ESP", "-i", p.fs_uuid.replace("-", ""), device]
+    if p.fs == "swap":
+        return ["mkswap", "-U", p.fs_uuid, "-L", "swap", device]
+    if p.fs in ("ext4", "ext3", "ext2"):
+        argv = [f"mkfs.{p.fs}", "-q", "-F", "-U", p.fs_uuid, "-L", p.name[:16]]
+        if p.fs == "ext4":
+            # Features older grub and e2fsck (buster, bullseye) cannot read.
+            argv += ["-O", "^metadata_csum_seed,^orphan_file"]
+        return [*argv, device]
+    return None
+
+
+def fstab_text(plan: list[Planned]) -> str:
+    """The image's /etc/fstab, every filesystem by UUID."""
+    lines = ["# /etc/fstab: written by vmbake (debian-bootstrap); filesystems by UUID", ""]
+    for p in sorted(plan, key=lambda x: (x.mountpoint != "/", x.mountpoint)):
+        if not p.fs:
+            continue
+        if p.fs == "swap":
+            lines.append(f"UUID={p.fs_uuid}\tnone\tswap\tsw\t0\t0")
+        elif p.fs == "vfat":
+            lines.append(f"UUID={p.fs_uuid}\t{p.mountpoint}\tvfat\tumask=0077\t0\t1")
+        elif p.mountpoint == "/":
+            lines.append(f"UUID={p.fs_uuid}\t/\t{p.fs}\terrors=remount-ro\t0\t1")
+        else:
+            lines.append(f"UUID={p.fs_uuid}\t{p.mountpoint}\t{p.fs}\tdefaults\t0\t2")
+    return "\n".join(lines) + "\n"
+
+
+def mount_order(plan: list[Planned]) -> list[Planned]:
+    """The partitions with a mounted filesystem, parents before children (/ before /boot before /boot/efi)."""
+    mounted = [p for p in plan if p.fs and p.fs != "swap"]
+    return sorted(
+        mounted, key=lambda p: (p.mountpoint.count("/") if p.mountpoint != "/" else 0, p.mountpoint)
+    )

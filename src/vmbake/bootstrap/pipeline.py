@@ -1,0 +1,98 @@
+"""The two halves of a bootstrap, callable without a build: the root filesystem, then the disk.
+
+The build steps (steps/bootstrap_*.py) call these with the build's UI; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmbake import procs
+from vmbake.bootstrap import cache as debcache
+from vmbake.bootstrap.disk import lay_disk, require_root
+from vmbake.bootstrap.layout import plan_layout
+from vmbake.bootstrap.rootfs import (
+    CacheHooks,
+    customize_script,
+    mmdebstrap_argv,
+    progress_filter,
+    run_mmdebstrap,
+)
+from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
+from vmbake.units import parse_size
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RootfsResult:
+    tarball: Path
+    seconds: float
+    cache: debcache.CacheStats | None
+
+
+def make_rootfs(
+    config: BootstrapConfig,
+    work_dir: Path,
+    authorized_keys: list[str],
+    message: Say,
+    *,
+    debug: bool = False,
+    use_cache: bool = True,
+    cache_root: Path | None = None,
+) -> RootfsResult:
+    """mmdebstrap `config.suite` into work_dir/rootfs.tar, with the .deb cache unless `use_cache` is off."""
+    require_root()
+    started = time.monotonic()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    hook = work_dir / "customize.sh"
+    hook.write_text(customize_script(config, authorized_keys))
+    hook.chmod(0o700)
+    tarball = work_dir / "rootfs.tar"
+    hooks = None
+    before: dict[str, int] = {}
+    if use_cache:
+        cache_dir = debcache.deb_cache_dir(config.suite, effective_mirror(config), cache_root)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        before = debcache.debs_in(cache_dir)
+        used = work_dir / "debs-used"
+        shutil.rmtree(used, ignore_errors=True)
+        used.mkdir()
+        hooks = CacheHooks(cache_dir, used)
+    argv = mmdebstrap_argv(config, tarball, hook, hooks, verbose=debug)
+    run_mmdebstrap(argv, progress_filter(message, debug))
+    stats = None
+    if hooks is not None:
+        stats = debcache.absorb(hooks.used_dir, hooks.cache_dir, before)
+        shutil.rmtree(hooks.used_dir, ignore_errors=True)
+    return RootfsResult(tarball, time.monotonic() - started, stats)
+
+
+def make_disk(
+    config: BootstrapConfig,
+    tarball: Path,
+    output: Path,
+    work_dir: Path,
+    say: Say,
+    *,
+    debug: Say | None = None,
+) -> Path:
+    """The bootable disk at `output` in config.format (qcow2 or raw), laid from `tarball`."""
+    plan = plan_layout(config)
+    raw = output if config.format == "raw" else work_dir / "disk.raw"
+    try:
+        lay_disk(
+            raw, parse_size(config.disk_size), plan, tarball, config.firmware, work_dir / "mnt", say, debug
+        )
+        if config.format != "raw":
+            output.parent.mkdir(parents=True, exist_ok=True)
+            procs.run(["qemu-img", "convert", "-f", "raw", "-O", config.format, str(raw), str(output)],
+                      what="qemu-img convert")  # fmt: skip
+    finally:
+        if raw != output:
+            raw.unlink(missing_ok=True)
+    return output

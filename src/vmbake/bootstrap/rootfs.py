@@ -1,0 +1,231 @@
+"""The root filesystem: which packages, which dpkg excludes, which customizations, and mmdebstrap's argv.
+
+Everything here is pure (config in, text or argv out) except `run_mmdebstrap`. The customization is one
+shell script that mmdebstrap runs as a customize hook with the root directory as "$1"; it is written to the
+build's private work directory because it may carry the hashed root password.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmbake import procs
+from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
+
+# dpkg path-exclude sets; copyright files stay because the licences require them.
+EXCLUDE_SETS: dict[str, tuple[str, ...]] = {
+    "docs": ("path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright"),
+    "man": ("path-exclude=/usr/share/man/*",),
+    "info": ("path-exclude=/usr/share/info/*",),
+    "locales": ("path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias"),
+}
+MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/maybe-merged-usr"
+OLD_SUITES = ("buster", "bullseye")  # systemd-resolved is still part of systemd there
+
+
+def grub_packages(firmware: str) -> list[str]:
+    if firmware == "bios":
+        return ["grub-pc"]
+    if firmware == "efi":
+        return ["grub-efi-amd64", "dosfstools"]
+    return ["grub-pc", "grub-efi-amd64-bin", "dosfstools"]  # hybrid: grub-pc owns the config
+
+
+def packages(config: BootstrapConfig) -> list[str]:
+    """The packages added to the variant: boot, network, SSH, bootloader, then the user's."""
+    wanted = [
+        config.kernel, "initramfs-tools", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
+        "libnss-resolve", *grub_packages(config.firmware),
+    ]  # fmt: skip
+    if config.locale not in ("C.UTF-8", "C", "POSIX"):
+        wanted.append("locales")
+    if config.timezone not in ("Etc/UTC", "UTC"):
+        wanted.append("tzdata")
+    if config.keyboard != "us":
+        wanted.append("console-setup")
+    wanted += config.include
+    seen: list[str] = []
+    for name in wanted:
+        if name not in config.exclude and name not in seen:
+            seen.append(name)
+    return seen
+
+
+def dpkg_options(excludes: list[str]) -> list[str]:
+    """dpkg options (for --dpkgopt and the image's dpkg.cfg.d) keeping `excludes` off the disk."""
+    lines: list[str] = []
+    includes: list[str] = []
+    for item in excludes:
+        if item in EXCLUDE_SETS:
+            for line in EXCLUDE_SETS[item]:
+                (includes if line.startswith("path-include") else lines).append(line)
+        else:
+            lines.append(f"path-exclude={item}")
+    return lines + includes  # dpkg applies the last matching rule: includes come last
+
+
+def grub_defaults(config: BootstrapConfig) -> str:
+    """The image's /etc/default/grub.d drop-in: a short menu on the console and the serial port."""
+    return (
+        "GRUB_TIMEOUT=1\n"
+        f"GRUB_CMDLINE_LINUX_DEFAULT={shlex.quote(config.kernel_cmdline)}\n"
+        'GRUB_TERMINAL="console serial"\n'
+        'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n'
+    )
+
+
+def network_unit() -> str:
+    """systemd-networkd: DHCP on the first wired NIC, whatever naming scheme the kernel uses."""
+    return "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n\n[DHCP]\nUseDomains=yes\n"
+
+
+# Only an ed25519 host key: an RSA key takes most of a minute to make on an emulated CPU (TCG).
+SSH_HOST_KEYS_UNIT = """[Unit]
+Description=Generate the SSH host key on first boot
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -C "" -f /etc/ssh/ssh_host_ed25519_key
+
+[Install]
+WantedBy=ssh.service
+"""
+
+
+def _heredoc(path: str, text: str, mode: str = "644") -> str:
+    marker = "VMBAKE_EOF"
+    assert marker not in text
+    return f'cat > "$root"{shlex.quote(path)} <<\'{marker}\'\n{text.rstrip(chr(10))}\n{marker}\nchmod {mode} "$root"{shlex.quote(path)}\n'
+
+
+def customize_script(config: BootstrapConfig, authorized_keys: list[str]) -> str:
+    """The customize hook: host name, network, SSH access, locale, grub defaults, and no litter."""
+    fqdn = f"{config.hostname}.{config.domain}" if config.domain else config.hostname
+    hosts = (
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{fqdn}"
+        + (f" {config.hostname}" if config.domain else "")
+        + ("\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+    )
+    disk = "/dev/vda" if config.disk_interface == "virtio" else "/dev/sda"
+    parts = [
+        '#!/bin/sh\n# vmbake debian-bootstrap customize hook; $1 is the root filesystem\nset -eu\nroot="$1"\n',
+        _heredoc("/etc/hostname", config.hostname + "\n"),
+        _heredoc("/etc/hosts", hosts),
+        'mkdir -p "$root/etc/systemd/network"\n',
+        _heredoc("/etc/systemd/network/20-wired.network", network_unit()),
+        'chroot "$root" systemctl enable systemd-networkd.service\n',
+    ]
+    if config.suite in OLD_SUITES:
+        parts.append('chroot "$root" systemctl enable systemd-resolved.service\n')
+    # The build host's resolv.conf must not stay; resolved provides one at boot.
+    parts.append(
+        'rm -f "$root/etc/resolv.conf"\nln -s ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"\n'
+    )
+    # SSH: root's keys, and host keys made on the first boot rather than shared by every copy of the image.
+    parts.append('install -d -m 700 "$root/root/.ssh"\n')
+    parts.append(_heredoc("/root/.ssh/authorized_keys", "\n".join(authorized_keys) + "\n", "600"))
+    parts.append('rm -f "$root"/etc/ssh/ssh_host_*\n')
+    parts.append(_heredoc("/etc/systemd/system/vmbake-ssh-host-keys.service", SSH_HOST_KEYS_UNIT))
+    parts.append('chroot "$root" systemctl enable vmbake-ssh-host-keys.service\n')
+    if config.root_password:
+        parts.append(f'chroot "$root" usermod -p {shlex.quote(config.root_password)} root\n')
+    if config.locale not in ("C.UTF-8", "C", "POSIX"):
+        charset = config.locale.split(".", 1)[1] if "." in config.locale else "UTF-8"
+        parts.append(f'echo {shlex.quote(config.locale + " " + charset)} >> "$root/etc/locale.gen"\n')
+        parts.append('chroot "$root" locale-gen\n')
+    parts.append(_heredoc("/etc/default/locale", f"LANG={config.locale}\n"))
+    parts.append(f'ln -sf /usr/share/zoneinfo/{shlex.quote(config.timezone)} "$root/etc/localtime"\n')
+    parts.append(_heredoc("/etc/timezone", config.timezone + "\n"))
+    if config.keyboard != "us":
+        parts.append(_heredoc("/etc/default/keyboard", f'XKBMODEL="pc105"\nXKBLAYOUT="{config.keyboard}"\n'))
+    parts.append('mkdir -p "$root/etc/default/grub.d"\n')
+    parts.append(_heredoc("/etc/default/grub.d/50-vmbake.cfg", grub_defaults(config)))
+    selections = [f"grub-pc grub-pc/install_devices multiselect {disk}"]
+    if config.firmware != "bios":
+        selections += ["grub-efi-amd64 grub2/force_efi_extra_removable boolean true",
+                       "grub-efi-amd64 grub2/update_nvram boolean false"]  # fmt: skip
+    parts.append(
+        f"printf '%s\\n' {' '.join(shlex.quote(s) for s in selections)} | chroot \"$root\" debconf-set-selections\n"
+    )
+    purge = [name for name in config.exclude]
+    if purge:
+        names = " ".join(shlex.quote(n) for n in purge)
+        parts.append(
+            f'for p in {names}; do if chroot "$root" dpkg-query -W -f \'${{Status}}\' "$p" 2>/dev/null'
+            ' | grep -q installed; then chroot "$root" env DEBIAN_FRONTEND=noninteractive'
+            ' apt-get -y purge --auto-remove "$p"; fi; done\n'
+        )
+    if config.dpkg_excludes:
+        parts.append(
+            _heredoc("/etc/dpkg/dpkg.cfg.d/vmbake-excludes", "\n".join(dpkg_options(config.dpkg_excludes)))
+        )
+    # No litter: the build's apt options (proxy), a machine-id shared by every copy, the host's hostname.
+    parts.append('rm -f "$root/etc/apt/apt.conf.d/99mmdebstrap" "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"\n')
+    parts.append(': > "$root/etc/machine-id"\nrm -f "$root/var/lib/dbus/machine-id"\n')
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class CacheHooks:
+    """Where mmdebstrap reads cached .debs from and writes the .debs it used to."""
+
+    cache_dir: Path
+    used_dir: Path
+
+
+def mmdebstrap_argv(
+    config: BootstrapConfig, target: Path, hook: Path, cache: CacheHooks | None, *, verbose: bool = False
+) -> list[str]:
+    """The exact mmdebstrap command line (pure: tested against exact lists)."""
+    argv = ["mmdebstrap", f"--variant={config.variant}", f"--components={','.join(config.components)}"]
+    names = packages(config)
+    if names:
+        argv.append(f"--include={','.join(names)}")
+    argv += [f"--dpkgopt={line}" for line in dpkg_options(config.dpkg_excludes)]
+    if config.apt_proxy:
+        argv.append(f'--aptopt=Acquire::http::Proxy "{config.apt_proxy}"')
+    argv.append(f"--hook-dir={MERGED_USR_HOOKS}")
+    if cache is not None:
+        argv += [
+            "--skip=download/empty",
+            "--skip=essential/unlink",
+            '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
+            f"--setup-hook=sync-in {cache.cache_dir} /var/cache/apt/archives/",
+            f"--customize-hook=sync-out /var/cache/apt/archives {cache.used_dir}",
+        ]
+    argv.append(f"--customize-hook={hook}")
+    if verbose:
+        argv.append("--verbose")
+    argv += config.mmdebstrap_args
+    argv += [config.suite, str(target), effective_mirror(config)]
+    return argv
+
+
+def progress_filter(say: Callable[[str], None], debug: bool) -> Callable[[str], None]:
+    """mmdebstrap's output as the user sees it: every line under -debug, else its "I: phase" lines."""
+
+    def on_line(line: str) -> None:
+        if debug:
+            say(line)
+        elif line.startswith(("I: ", "W: ", "E: ")):
+            text = line[3:]
+            if text.startswith("running --customize-hook") or text.startswith("running --setup-hook"):
+                return
+            say(("warning: " if line[0] == "W" else "") + text)
+
+    return on_line
+
+
+def run_mmdebstrap(argv: list[str], on_line: Callable[[str], None], timeout: float = 1800) -> None:
+    procs.run(
+        argv,
+        on_line=on_line,
+        timeout=timeout,
+        what="mmdebstrap",
+        hint="check the suite, the mirror and the package names; run with -debug to see mmdebstrap's output",
+    )

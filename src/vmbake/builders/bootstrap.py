@@ -1,0 +1,69 @@
+"""The debian-bootstrap builder: mmdebstrap and a bootable disk, then the QEMU builder's second half.
+
+The first steps are this builder's own (root filesystem, disk). From the boot on, the steps are the
+QEMU builder's: they read the machine, communicator and shutdown keys through a QemuConfig view of the
+same template block (`qemu_view`), booting the made disk as a disk image. Steps written by other parts
+of vmbake are imported when the list is built, so a missing one is skipped rather than breaking builds.
+
+What this builder needs on the host: root (loop devices, mount, chroot), mmdebstrap, sfdisk, partx,
+mkfs.ext4 (and mkfs.vfat for UEFI), qemu-img, and Debian's archive over HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vmbake.builders.qemu import optional_step
+from vmbake.config.bootstrap import BootstrapConfig
+from vmbake.config.qemu import QemuConfig
+from vmbake.errors import VmbakeError
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
+from vmbake.steps.bootstrap_disk import StepBootstrapDisk
+from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
+
+BUILDER_ID = "vmbake.debian-bootstrap"
+# Keys both configs have but that mean different things: `firmware` is bios/efi/hybrid here and a -bios
+# file there; `suite` and `mirror` pick what to install here and the installer's source there.
+_NOT_SHARED = frozenset({"firmware", "suite", "mirror"})
+
+
+def qemu_view(config: BootstrapConfig) -> QemuConfig:
+    """The QEMU builder's config for booting the made disk: the shared keys, booting a disk image."""
+    names = {f.name for f in dataclasses.fields(QemuConfig) if f.init}
+    values = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(BootstrapConfig)
+        if f.init and f.name in names and f.name not in _NOT_SHARED
+    }
+    values.update(
+        disk_image=True, skip_resize_disk=True, efi_boot=config.efi_boot or config.firmware == "efi"
+    )
+    return QemuConfig(**values)
+
+
+def steps(ctx: BuildContext) -> list[Step]:
+    """The ordered steps of one debian-bootstrap build. The QEMU steps see `qemu_view` as ctx.config."""
+    config = ctx.config
+    if not isinstance(config, BootstrapConfig):
+        raise VmbakeError(f"build {ctx.name!r} is not a debian-bootstrap build", hint="this is a vmbake bug")
+    ctx.config = qemu_view(config)
+    plan: list[Step | None] = [
+        optional_step("prepare_output_dir", "StepPrepareOutputDir"),
+        optional_step("ssh_key_pair", "StepSSHKeyPair"),
+        StepBootstrapRootfs(config),
+        StepBootstrapDisk(config),
+        optional_step("http_server", "StepHTTPServer"),
+        optional_step("forward_port", "StepPortForward"),
+        optional_step("prepare_efivars", "StepPrepareEfivars"),
+        optional_step("run_qemu", "StepRun"),
+    ]
+    if config.communicator != "none":
+        plan += [
+            optional_step("connect", "StepConnect"),
+            optional_step("provision", "StepProvision"),
+            StepBootstrapClearKey(config),
+        ]
+    plan += [optional_step("shutdown", "StepShutdown"), optional_step("convert_disk", "StepConvertDisk")]
+    return [step for step in plan if step is not None]

@@ -1,0 +1,50 @@
+"""stepBootstrapDisk: lay the root filesystem onto a partitioned disk that boots by itself.
+
+Reads the BootstrapConfig given at construction (disk_size, firmware, partitions, format, vm_name),
+state.rootfs_tarball, state.output_dir and state.work_dir. Writes state.disk_paths (OUTPUT/VM_NAME, in
+`format`) and removes the tarball once it is on the disk. Needs root: loop devices, mount, chroot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vmbake.bootstrap.pipeline import make_disk
+from vmbake.config.bootstrap import BootstrapConfig
+from vmbake.errors import StepError
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+
+
+class StepBootstrapDisk(Step):
+    name = "stepBootstrapDisk"
+
+    def __init__(self, config: BootstrapConfig) -> None:
+        self.config = config
+        self._made: Path | None = None
+
+    def run(self, ctx: BuildContext) -> None:
+        config = self.config
+        state = ctx.state
+        if state.rootfs_tarball is None or state.work_dir is None:
+            raise StepError(self.name, "no root filesystem to lay onto the disk", hint="this is a vmbake bug")
+        out_dir = state.output_dir or Path(config.output_directory or f"output-{ctx.name}")
+        disk = out_dir / (config.vm_name or f"packer-{ctx.name}")
+        layout = (
+            ", ".join(f"{p.mountpoint} {p.size or 'rest'}" for p in (config.partitions or []))
+            or "/ filling the disk"
+        )
+        ctx.ui.say(f"Creating partitioned disk ({config.disk_size}, {config.firmware}; {layout})...")
+        self._made = disk
+        debug = ctx.ui.message if ctx.ui.ui.debug else None
+        make_disk(
+            config, state.rootfs_tarball, disk, state.work_dir / "bootstrap", ctx.ui.message, debug=debug
+        )
+        state.disk_paths = [disk]
+        state.rootfs_tarball.unlink(missing_ok=True)
+        state.rootfs_tarball = None
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        if ctx.halted and self._made is not None:
+            self._made.unlink(missing_ok=True)
+        self._made = None

@@ -1,0 +1,69 @@
+"""stepBootstrapRootfs: build the root filesystem with mmdebstrap, as a tarball in the work directory.
+
+Reads the BootstrapConfig given at construction (suite, mirror, variant, packages, excludes, hooks),
+state.work_dir and state.ssh_public_key (the build's key, set by StepSSHKeyPair, which runs before).
+Writes state.rootfs_tarball. Downloaded .debs go to the cache under the vmbake cache directory, and the
+step says how much came from it. Needs root (see vmbake.bootstrap.disk).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from vmbake.bootstrap.pipeline import make_rootfs
+from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
+from vmbake.errors import StepError
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.units import format_duration
+
+
+def authorized_keys(config: BootstrapConfig, build_key: str) -> list[str]:
+    """Root's authorized_keys during the build: the user's keys, then the build's temporary key."""
+    keys = [k.strip() for k in config.root_ssh_keys if k.strip()]
+    if build_key and build_key.strip() not in keys:
+        keys.append(build_key.strip())
+    return keys
+
+
+class StepBootstrapRootfs(Step):
+    name = "stepBootstrapRootfs"
+
+    def __init__(self, config: BootstrapConfig) -> None:
+        self.config = config
+        self._scratch: Path | None = None
+
+    def run(self, ctx: BuildContext) -> None:
+        config = self.config
+        work = ctx.state.work_dir
+        if work is None:
+            work = self._scratch = Path(tempfile.mkdtemp(prefix="vmbake-bootstrap-"))
+        keys = authorized_keys(config, ctx.state.ssh_public_key)
+        if config.communicator == "ssh" and not keys and not config.root_password:
+            raise StepError(
+                self.name,
+                "no SSH key to put in root's authorized_keys and no root_password",
+                hint="let vmbake make its temporary key (leave ssh_password empty) or set root_ssh_keys",
+            )
+        ctx.ui.add_secret(config.root_password)
+        ctx.ui.say(
+            f"Bootstrapping Debian {config.suite} with mmdebstrap ({config.variant} variant, {config.kernel}, "
+            f"from {effective_mirror(config)})..."
+        )
+        result = make_rootfs(config, work / "bootstrap", keys, ctx.ui.message, debug=ctx.ui.ui.debug)
+        ctx.state.rootfs_tarball = result.tarball
+        if result.cache is not None:
+            ctx.ui.message(f"Package cache: {result.cache.summary()}")
+        size = result.tarball.stat().st_size / (1 << 20)
+        ctx.ui.message(f"Root filesystem ready: {size:.0f} MiB in {format_duration(result.seconds)}")
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        tarball = ctx.state.rootfs_tarball
+        if tarball is not None:
+            tarball.unlink(missing_ok=True)
+            ctx.state.rootfs_tarball = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
