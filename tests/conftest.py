@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.bootstrap_disk import BootstrappedDisk, build_bootstrapped_disk
+
 REPO = Path(__file__).resolve().parents[1]
 DI_NETBOOT = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 
@@ -55,3 +57,13 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cache")
     os.environ.setdefault("VMBAKE_TEST", "1")
     return path
+
+
+@pytest.fixture(scope="session")
+def bootstrapped_disk(tmp_path_factory: pytest.TempPathFactory) -> BootstrappedDisk:
+    """A bookworm cloud-kernel qcow2 that boots by itself; root logs in with `.private_key` (built once).
+
+    Boot it with tests.helpers.bootstrap_disk.booted() (which uses -snapshot, so the image stays clean)."""
+    if os.geteuid() != 0:
+        pytest.skip("building a bootable Debian disk needs root (loop devices, mount, chroot)")
+    return build_bootstrapped_disk(tmp_path_factory.mktemp("bootstrapped-disk"))
