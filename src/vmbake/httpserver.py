@@ -195,7 +195,10 @@ class HttpServer:
         if key in self.content:
             value = self.content[key]
             if callable(value):
-                value = value()
+                try:
+                    value = value()
+                except Exception:
+                    return 500, None, "", None
             body = value.encode() if isinstance(value, str) else value
             return 200, body, _content_type(key), None
         if self.directory is None:

@@ -192,3 +192,11 @@ def test_step_honours_bind_address_and_range(site: Path) -> None:
         assert (ctx.state.http_server.host, ctx.state.http_port) == ("127.0.0.2", port)
     finally:
         step.cleanup(ctx)
+
+
+def test_step_refuses_unknown_placeholder_before_serving() -> None:
+    config = QemuConfig(http_content={"/p.cfg": "{{ .NoSuchThing }}"}, http_port_min=0, http_port_max=0)
+    ctx = _ctx(config, io.StringIO())
+    with pytest.raises(StepError, match=r"StepHTTPServer: http_content\['/p.cfg'\]: .*NoSuchThing"):
+        StepHTTPServer().run(ctx)
+    assert ctx.state.http_server is None

@@ -7,31 +7,16 @@ Writes: state.http_port, state.http_server (a vmbake.httpserver.HttpServer). Cle
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from vmbake.config.qemu import HTTPConfig
-from vmbake.errors import StepError
+from vmbake.errors import StepError, VmbakeError
 from vmbake.httpserver import Content, HttpServer, Request
 from vmbake.ports import bind_in_range
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-
-_PLACEHOLDER = re.compile(r"\{\{-?\s*\.(\w+)\s*-?\}\}")
-
-
-def _render_local(text: str, values: Mapping[str, str]) -> str:
-    """Fill `{{ .Key }}` placeholders; unknown ones are left as written."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
-
-
-def render_runtime(text: str, values: Mapping[str, str]) -> str:
-    try:
-        from vmbake.template.gotemplate import render_runtime as render  # written by the template engineer
-    except ImportError:
-        return _render_local(text, values)
-    return str(render(text, dict(values)))
+from vmbake.template.gotemplate import render_runtime
 
 
 def runtime_values(ctx: BuildContext) -> dict[str, str]:
@@ -40,6 +25,8 @@ def runtime_values(ctx: BuildContext) -> dict[str, str]:
         "HTTPIP": state.http_ip,
         "HTTPPort": str(state.http_port or ""),
         "Name": ctx.name,
+        "BuildName": ctx.name,
+        "BuilderType": ctx.builder_type,
         "SSHPublicKey": state.ssh_public_key,
     }
 
@@ -51,6 +38,11 @@ class StepHTTPServer(Step):
         config = ctx.config
         if not isinstance(config, HTTPConfig) or not (config.http_directory or config.http_content):
             return
+        for key, text in config.http_content.items():
+            try:  # fail now, not when the installer asks
+                render_runtime(text, runtime_values(ctx))
+            except VmbakeError as exc:
+                raise StepError(self.name, f"http_content[{key!r}]: {exc}", exc.hint) from None
         directory: Path | None = None
         if config.http_directory:
             directory = Path(config.http_directory)

@@ -1,0 +1,134 @@
+"""Post-processors: `checksum`, `manifest` and `compress`, run in chains after a build, as Packer does.
+
+`run_chains(ctx, chains, artifacts)` is what the build calls. Within a chain each post-processor receives
+the previous one's artifacts. The build's own artifacts are kept when the first post-processor of any
+chain keeps its input (checksum and manifest always do; compress only with keep_input_artifact: true),
+else they are deleted, as Packer deletes them. The result lists the kept build artifacts first, then the
+last artifacts of each chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from vmbake.errors import VmbakeError
+from vmbake.state import Artifact, BuildContext
+from vmbake.template.gotemplate import render_runtime
+
+
+class PostProcessorLike(Protocol):
+    """What run_chain needs of vmbake.template.model.PostProcessorSpec."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def config(self) -> Any: ...
+
+    @property
+    def keep_input_artifact(self) -> bool | None: ...
+
+
+# A post-processor: (ctx, its config, the input artifacts) -> (output artifacts, keep input, force keep).
+Runner = Callable[[BuildContext, Any, list[Artifact]], tuple[list[Artifact], bool, bool]]
+
+
+def files_of(artifacts: Sequence[Artifact]) -> list[Path]:
+    """Every file of the artifacts: a directory artifact stands for the files under it, sorted."""
+    files: list[Path] = []
+    for artifact in artifacts:
+        if artifact.path.is_dir():
+            files += sorted(p for p in artifact.path.rglob("*") if p.is_file())
+        elif artifact.path.exists():
+            files.append(artifact.path)
+    return files
+
+
+def render_output(ctx: BuildContext, template: str, **extra: str) -> Path:
+    """A post-processor's `output` with {{.BuildName}}, {{.BuilderType}} (and `extra`) filled in."""
+    values = {"BuildName": ctx.name, "BuilderType": ctx.builder_type, **extra}
+    return Path(render_runtime(template, values))
+
+
+def _runners() -> dict[str, Runner]:
+    from vmbake.postprocessors.checksum import run as checksum
+    from vmbake.postprocessors.compress import run as compress
+    from vmbake.postprocessors.manifest import run as manifest
+
+    return {"checksum": checksum, "manifest": manifest, "compress": compress}
+
+
+def destroy(artifact: Artifact) -> None:
+    if artifact.path.is_dir():
+        shutil.rmtree(artifact.path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            artifact.path.unlink()
+
+
+def run_chain(
+    ctx: BuildContext, chain: Sequence[PostProcessorLike], artifacts: list[Artifact]
+) -> list[Artifact]:
+    """Run one chain on the build's `artifacts`; its last artifacts. (The build's own artifacts are never
+    deleted here: `run_chains` decides that over all chains.)"""
+    return _run_chain(ctx, chain, artifacts)[0]
+
+
+def _run_chain(
+    ctx: BuildContext, chain: Sequence[PostProcessorLike], artifacts: list[Artifact]
+) -> tuple[list[Artifact], bool]:
+    """(the chain's last artifacts, whether its first post-processor keeps the build's artifacts).
+
+    Intermediate artifacts that a later post-processor does not keep are deleted."""
+    runners = _runners()
+    prior = artifacts
+    keep_original = False
+    for i, spec in enumerate(chain):
+        runner = runners.get(spec.type)
+        if runner is None:
+            raise VmbakeError(
+                f"post-processor {spec.type!r} is not supported by vmbake",
+                hint="use checksum, manifest or compress, or remove it from the template",
+            )
+        ctx.ui.say(f"Running post-processor: {spec.type}")
+        try:
+            produced, default_keep, force = runner(ctx, spec.config, prior)
+        except VmbakeError as exc:
+            raise VmbakeError(f"post-processor {spec.type} failed: {exc}", exc.hint) from None
+        except OSError as exc:
+            raise VmbakeError(f"post-processor {spec.type} failed: {exc}") from None
+        keep = default_keep
+        if spec.keep_input_artifact is not None and not (force and default_keep):
+            keep = spec.keep_input_artifact
+        if i == 0:
+            keep_original = keep
+        elif not keep:
+            for artifact in prior:
+                if artifact not in produced:
+                    destroy(artifact)
+        prior = produced
+    return prior, keep_original
+
+
+def run_chains(
+    ctx: BuildContext, chains: Sequence[Sequence[PostProcessorLike]], artifacts: list[Artifact]
+) -> list[Artifact]:
+    """Run every chain on the build's artifacts; the artifacts to list at the end of the build."""
+    if not chains:
+        return list(artifacts)
+    results: list[Artifact] = []
+    keep_original = False
+    for chain in chains:
+        produced, keep = _run_chain(ctx, chain, artifacts)
+        keep_original = keep_original or keep
+        results += [a for a in produced if a not in results]
+    if keep_original:
+        return list(artifacts) + [a for a in results if a not in artifacts]
+    for artifact in artifacts:
+        ctx.ui.say(f"Deleting original artifact for build '{ctx.name}': {artifact.path}")
+        destroy(artifact)
+    return [a for a in results if a not in artifacts]
