@@ -48,13 +48,25 @@ class Assembler:
         self.warnings.extend(decoder.warnings)
 
     # -- builds ------------------------------------------------------------------------------------
-    def add_build(self, name: str, type_name: str, raw: dict[str, Any], path: str, *, source_name: str = "",
-                  aliases: tuple[str, ...] = (), type_path: str = "") -> None:  # fmt: skip
+    def add_build(
+        self,
+        name: str,
+        type_name: str,
+        raw: dict[str, Any],
+        path: str,
+        *,
+        source_name: str = "",
+        aliases: tuple[str, ...] = (),
+        type_path: str = "",
+    ) -> None:
         cls = registry.builder_class(type_name)
         if cls is None:
             hint = suggest(type_name, registry.builder_types())
-            self.problem(type_path or f"{path}.type", f"unknown builder type {type_name!r}",
-                         (hint + " " if hint else "") + "supported: " + ", ".join(registry.builder_types()))  # fmt: skip
+            self.problem(
+                type_path or f"{path}.type",
+                f"unknown builder type {type_name!r}",
+                (hint + " " if hint else "") + "supported: " + ", ".join(registry.builder_types()),
+            )
             return
         if any(b.name == name for b in self.builds):
             self.problem(path, f"duplicate build name {name!r}", 'give each builder a distinct "name"')
@@ -104,8 +116,9 @@ class Assembler:
             return None
 
     # -- provisioners ------------------------------------------------------------------------------
-    def provisioner(self, raw: dict[str, Any], path: str, *, type_name: str | None = None,
-                    scope: tuple[str, ...] = ()) -> ProvisionerSpec | None:  # fmt: skip
+    def provisioner(
+        self, raw: dict[str, Any], path: str, *, type_name: str | None = None, scope: tuple[str, ...] = ()
+    ) -> ProvisionerSpec | None:
         """A ProvisionerSpec from a raw block (common keys included); `scope` limits it to some builds."""
         kind = type_name if type_name is not None else raw.get("type")
         if not isinstance(kind, str) or not kind:
@@ -115,8 +128,11 @@ class Assembler:
             return None
         if kind not in registry.PROVISIONERS:
             hint = suggest(kind, list(registry.PROVISIONERS))
-            self.problem(f"{path}.type" if type_name is None else path, f"unknown provisioner type {kind!r}",
-                         (hint + " " if hint else "") + "supported: " + ", ".join(registry.PROVISIONERS))  # fmt: skip
+            self.problem(
+                f"{path}.type" if type_name is None else path,
+                f"unknown provisioner type {kind!r}",
+                (hint + " " if hint else "") + "supported: " + ", ".join(registry.PROVISIONERS),
+            )
             return None
         only = self._names(raw.get("only"), f"{path}.only") or scope
         except_ = self._names(raw.get("except"), f"{path}.except")
@@ -130,8 +146,11 @@ class Assembler:
                     self.problem(f"{path}.override.{name}", "expected a map of keys", "")
                     continue
                 if not self._known(name) and not any(b.source_name == name for b in self.builds):
-                    self.problem(f"{path}.override.{name}", f"no build named {name!r}",
-                                 "builds: " + ", ".join(self.build_names()))  # fmt: skip
+                    self.problem(
+                        f"{path}.override.{name}",
+                        f"no build named {name!r}",
+                        "builds: " + ", ".join(self.build_names()),
+                    )
                 override[name] = keys
         max_retries = raw.get("max_retries", 0)
         if isinstance(max_retries, str) and max_retries.strip().isdigit():
@@ -150,12 +169,24 @@ class Assembler:
         if not decoder.problems:
             check_provisioner(config, decoder, path)
         self._flush(decoder)
-        return ProvisionerSpec(kind, config, only, except_, override, pause, max_retries, timeout, body,
-                               f"{self.file}:{path}", self.aliases)  # fmt: skip
+        return ProvisionerSpec(
+            kind,
+            config,
+            only,
+            except_,
+            override,
+            pause,
+            max_retries,
+            timeout,
+            body,
+            f"{self.file}:{path}",
+            self.aliases,
+        )
 
     # -- post-processors ---------------------------------------------------------------------------
-    def post_processor(self, raw: Any, path: str, *, type_name: str | None = None,
-                       scope: tuple[str, ...] = ()) -> PostProcessorSpec | None:  # fmt: skip
+    def post_processor(
+        self, raw: Any, path: str, *, type_name: str | None = None, scope: tuple[str, ...] = ()
+    ) -> PostProcessorSpec | None:
         if isinstance(raw, str):
             raw = {"type": raw}
         if not isinstance(raw, dict):
@@ -170,8 +201,11 @@ class Assembler:
             return None
         if kind not in registry.POST_PROCESSORS:
             hint = suggest(kind, list(registry.POST_PROCESSORS))
-            self.problem(f"{path}.type" if type_name is None else path, f"unknown post-processor type {kind!r}",
-                         (hint + " " if hint else "") + "supported: " + supported)  # fmt: skip
+            self.problem(
+                f"{path}.type" if type_name is None else path,
+                f"unknown post-processor type {kind!r}",
+                (hint + " " if hint else "") + "supported: " + supported,
+            )
             return None
         only = self._names(raw.get("only"), f"{path}.only") or scope
         except_ = self._names(raw.get("except"), f"{path}.except")
@@ -198,13 +232,25 @@ class Assembler:
 
         chosen = [b for b in self.builds if (not only or hit(b, only)) and not hit(b, except_)]
         if self.builds and not chosen and not self.problems:
-            self.problems.append(Problem(self.file, "-only" if only else "-except", "no build is left to run",
-                                         "builds in this template: " + ", ".join(self.build_names())))  # fmt: skip
+            self.problems.append(
+                Problem(
+                    self.file,
+                    "-only" if only else "-except",
+                    "no build is left to run",
+                    "builds in this template: " + ", ".join(self.build_names()),
+                )
+            )
         return chosen
 
 
 def decode_for_build(spec: ProvisionerSpec, build: BuildSpec, problems: list[Problem]) -> Any:
     """Provisioner config for one build (used by ProvisionerSpec.config_for; exposed for tests)."""
     file, _, path = spec.origin.partition(":")
-    return decode_block(registry.provisioner_class(spec.type), spec.raw, file, path, problems,
-                        build=(build.name, build.type, build.source_name))  # fmt: skip
+    return decode_block(
+        registry.provisioner_class(spec.type),
+        spec.raw,
+        file,
+        path,
+        problems,
+        build=(build.name, build.type, build.source_name),
+    )

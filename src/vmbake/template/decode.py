@@ -21,11 +21,16 @@ def render_tree(
 ) -> Any:
     """`value` with every string rendered; a bad action is reported with its key path and left as is."""
     if isinstance(value, str):
+        seen = len(ctx.undefined)
         try:
-            return render(value, ctx)
+            out = render(value, ctx)
         except TemplateSyntaxError as exc:
             report(path, f"template error: {exc}", "see the template functions in the docs")
             return value
+        for name in dict.fromkeys(ctx.undefined[seen:]):
+            defined = ", ".join(sorted(ctx.user)) or "none"
+            report(path, f"undefined variable {name!r}", f'declare it under "variables"; defined: {defined}')
+        return out
     if isinstance(value, list):
         return [render_tree(v, ctx, child_path(path, i), report) for i, v in enumerate(value)]
     if isinstance(value, dict):

@@ -242,10 +242,20 @@ class Evaluator:
     def _apply(self, op: str, a: Any, b: Any) -> Any:
         try:
             result: Any = {
-                "||": lambda: a or b, "&&": lambda: a and b, "==": lambda: a == b, "!=": lambda: a != b,
-                "<": lambda: a < b, ">": lambda: a > b, "<=": lambda: a <= b, ">=": lambda: a >= b,
-                "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b, "%": lambda: a % b,
-            }[op]()  # fmt: skip
+                "||": lambda: a or b,
+                "&&": lambda: a and b,
+                "==": lambda: a == b,
+                "!=": lambda: a != b,
+                "<": lambda: a < b,
+                ">": lambda: a > b,
+                "<=": lambda: a <= b,
+                ">=": lambda: a >= b,
+                "+": lambda: a + b,
+                "-": lambda: a - b,
+                "*": lambda: a * b,
+                "/": lambda: a / b,
+                "%": lambda: a % b,
+            }[op]()
         except (TypeError, ZeroDivisionError) as exc:
             raise ExprError(f"cannot apply {op!r} to {a!r} and {b!r}: {exc}") from None
         return result

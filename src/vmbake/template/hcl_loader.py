@@ -23,8 +23,16 @@ from vmbake.template.variables import Inputs, env_values
 
 _OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=False)
 TOP_BLOCKS = ("variable", "variables", "locals", "local", "source", "build", "packer")
-BUILD_KEYS = ("name", "description", "sources", "source", "provisioner", "post-processor", "post-processors",
-              "error-cleanup-provisioner")  # fmt: skip
+BUILD_KEYS = (
+    "name",
+    "description",
+    "sources",
+    "source",
+    "provisioner",
+    "post-processor",
+    "post-processors",
+    "error-cleanup-provisioner",
+)
 VARIABLE_KEYS = ("type", "default", "sensitive", "description", "validation", "nullable")
 
 
@@ -93,8 +101,15 @@ def _parse(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
     except Exception as exc:  # lark raises many kinds; all mean a syntax error here
         line = getattr(exc, "line", None)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return {}, [Problem(name, "", f"invalid HCL: {first}", "check quotes, braces and '=' near this line",
-                            line if isinstance(line, int) and line > 0 else None)]  # fmt: skip
+        return {}, [
+            Problem(
+                name,
+                "",
+                f"invalid HCL: {first}",
+                "check quotes, braces and '=' near this line",
+                line if isinstance(line, int) and line > 0 else None,
+            )
+        ]
     return clean(data), []
 
 
@@ -143,8 +158,16 @@ def _files(path: Path) -> tuple[list[Path], Path]:
     if path.is_dir():
         found = sorted(p for p in path.glob("*.pkr.hcl") if p.is_file())
         if not found:
-            raise TemplateError([Problem(str(path), "", "no *.pkr.hcl file in this directory",
-                                         "give a .json or .pkr.hcl file, or a directory holding .pkr.hcl files")])  # fmt: skip
+            raise TemplateError(
+                [
+                    Problem(
+                        str(path),
+                        "",
+                        "no *.pkr.hcl file in this directory",
+                        "give a .json or .pkr.hcl file, or a directory holding .pkr.hcl files",
+                    )
+                ]
+            )
         return found, path.resolve()
     return [path], path.resolve().parent
 
@@ -162,8 +185,14 @@ def _collect(files: list[Path], asm: Assembler) -> _Blocks:
         asm.problems.extend(problems)
         for key, items in data.items():
             if key not in TOP_BLOCKS:
-                asm.problems.append(Problem(name, key, f"unknown block or attribute {key!r}",
-                                            "valid blocks: " + ", ".join(TOP_BLOCKS)))  # fmt: skip
+                asm.problems.append(
+                    Problem(
+                        name,
+                        key,
+                        f"unknown block or attribute {key!r}",
+                        "valid blocks: " + ", ".join(TOP_BLOCKS),
+                    )
+                )
                 continue
             for item in items if isinstance(items, list) else [items]:
                 _block(key, item, name, blocks, asm)
@@ -206,9 +235,15 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
     variables, values = _variables(blocks, inputs, directory, asm)
     scope: dict[str, Any] = {"var": values, "path": {"root": str(directory), "cwd": os.getcwd()}}
     scope["local"] = _locals(blocks, scope, asm)
-    if not blocks.builds:
-        asm.problems.append(Problem(str(path), "build", "a template needs a build block",
-                                    "add build { sources = [\"source.qemu.NAME\"] }"))  # fmt: skip
+    if not blocks.builds and not any(p.message.startswith("invalid HCL") for p in asm.problems):
+        asm.problems.append(
+            Problem(
+                str(path),
+                "build",
+                "a template needs a build block",
+                'add build { sources = ["source.qemu.NAME"] }',
+            )
+        )
     provisioners: list[ProvisionerSpec] = []
     chains: list[list[PostProcessorSpec]] = []
     cleanup: ProvisionerSpec | None = None
@@ -220,18 +255,40 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
         provisioners += _provisioners(
             build.get("provisioner", []), f"build[{i}].provisioner", build_scope, limit, asm, file
         )
-        for found in _provisioners(build.get("error-cleanup-provisioner", []), f"build[{i}].error-cleanup-provisioner",
-                                   build_scope, limit, asm, file):  # fmt: skip
+        for found in _provisioners(
+            build.get("error-cleanup-provisioner", []),
+            f"build[{i}].error-cleanup-provisioner",
+            build_scope,
+            limit,
+            asm,
+            file,
+        ):
             cleanup = found
         chains += _post_processors(build, f"build[{i}]", build_scope, limit, asm, file)
+    description = ""
+    for build, file in blocks.builds:
+        if "description" in build:
+            description = str(
+                evaluate(build["description"], scope, "build.description", _reporter(asm, file)) or ""
+            )
+            break
     builds = asm.select(only, except_)
     if asm.problems:
         raise TemplateError(asm.problems)
-    description = next((str(b.get("description").body) for b, _ in blocks.builds  # type: ignore[union-attr]
-                        if isinstance(b.get("description"), Tpl)), "")  # fmt: skip
-    return Template(path=path, directory=directory, format="hcl2", description=description, variables=variables,
-                    values=values, builds=builds, provisioners=provisioners, error_cleanup_provisioner=cleanup,
-                    post_processors=chains, warnings=asm.warnings, all_builds=asm.build_names())  # fmt: skip
+    return Template(
+        path=path,
+        directory=directory,
+        format="hcl2",
+        description=description,
+        variables=variables,
+        values=values,
+        builds=builds,
+        provisioners=provisioners,
+        error_cleanup_provisioner=cleanup,
+        post_processors=chains,
+        warnings=asm.warnings,
+        all_builds=asm.build_names(),
+    )
 
 
 def _reporter(asm: Assembler, file: str) -> Any:
@@ -294,8 +351,14 @@ def _variables(
                 values[key] = value
     for key, text in inputs.cli.items():
         if key not in variables:
-            asm.problems.append(Problem("-var", key, f"variable {key!r} is not declared in the template",
-                                        "declared: " + (", ".join(variables) or "none")))  # fmt: skip
+            asm.problems.append(
+                Problem(
+                    "-var",
+                    key,
+                    f"variable {key!r} is not declared in the template",
+                    "declared: " + (", ".join(variables) or "none"),
+                )
+            )
             continue
         try:
             values[key] = _convert(text, types[key], convert_scope)
@@ -303,8 +366,14 @@ def _variables(
             asm.problems.append(Problem("-var", key, str(exc), f"type is {types[key]}"))
     for name, var in variables.items():
         if var.required and name not in values:
-            asm.problems.append(Problem(str(asm.file), f"variable.{name}", f"required variable {name!r} is not set",
-                                        f"pass -var '{name}=VALUE', a -var-file, or PKR_VAR_{name}"))  # fmt: skip
+            asm.problems.append(
+                Problem(
+                    str(asm.file),
+                    f"variable.{name}",
+                    f"required variable {name!r} is not set",
+                    f"pass -var '{name}=VALUE', a -var-file, or PKR_VAR_{name}",
+                )
+            )
     return variables, values
 
 
@@ -336,8 +405,9 @@ def _locals(blocks: _Blocks, scope: dict[str, Any], asm: Assembler) -> dict[str,
     return done
 
 
-def _add_builds(build: dict[str, Any], file: str, index: int, blocks: _Blocks, scope: dict[str, Any],
-                asm: Assembler) -> tuple[tuple[str, ...], dict[str, Any]]:  # fmt: skip
+def _add_builds(
+    build: dict[str, Any], file: str, index: int, blocks: _Blocks, scope: dict[str, Any], asm: Assembler
+) -> tuple[tuple[str, ...], dict[str, Any]]:
     report = _reporter(asm, file)
     path = f"build[{index}]"
     for key in build:
@@ -373,16 +443,24 @@ def _add_builds(build: dict[str, Any], file: str, index: int, blocks: _Blocks, s
         full = f"{build_name}.{kind}.{label}" if build_name else f"{kind}.{label}"
         aliases = tuple(dict.fromkeys(a for a in (f"{kind}.{label}", label) if a != full))
         asm.file = src_file
-        asm.add_build(full, kind, config, src_path, source_name=label, aliases=aliases,
-                      type_path=f"source.{kind}.{label}")  # fmt: skip
+        asm.add_build(
+            full,
+            kind,
+            config,
+            src_path,
+            source_name=label,
+            aliases=aliases,
+            type_path=f"source.{kind}.{label}",
+        )
         names.append(full)
     deferred = {"name": "{{ source_name }}", "type": "{{ build_type }}"}
     build_scope = {**scope, "source": deferred, "build": {"name": build_name}}
     return tuple(names), build_scope
 
 
-def _provisioners(items: Any, path: str, scope: dict[str, Any], limit: tuple[str, ...], asm: Assembler,
-                  file: str) -> list[ProvisionerSpec]:  # fmt: skip
+def _provisioners(
+    items: Any, path: str, scope: dict[str, Any], limit: tuple[str, ...], asm: Assembler, file: str
+) -> list[ProvisionerSpec]:
     out: list[ProvisionerSpec] = []
     asm.file = file
     for i, item in enumerate(items if isinstance(items, list) else [items]):
@@ -395,8 +473,9 @@ def _provisioners(items: Any, path: str, scope: dict[str, Any], limit: tuple[str
     return out
 
 
-def _post_processors(build: dict[str, Any], path: str, scope: dict[str, Any], limit: tuple[str, ...],
-                     asm: Assembler, file: str) -> list[list[PostProcessorSpec]]:  # fmt: skip
+def _post_processors(
+    build: dict[str, Any], path: str, scope: dict[str, Any], limit: tuple[str, ...], asm: Assembler, file: str
+) -> list[list[PostProcessorSpec]]:
     asm.file = file
     chains: list[list[PostProcessorSpec]] = []
 

@@ -14,8 +14,16 @@ from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
 from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template, Variable
 from vmbake.template.variables import Inputs, as_text
 
-TOP_LEVEL = ("variables", "sensitive-variables", "builders", "provisioners", "post-processors", "description",
-             "min_packer_version", "error-cleanup-provisioner")  # fmt: skip
+TOP_LEVEL = (
+    "variables",
+    "sensitive-variables",
+    "builders",
+    "provisioners",
+    "post-processors",
+    "description",
+    "min_packer_version",
+    "error-cleanup-provisioner",
+)
 
 
 def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -> Template:
@@ -27,8 +35,17 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
     try:
         data, lines = parse(text)
     except JsonSyntaxError as exc:
-        raise TemplateError([Problem(name, "", f"invalid JSON: {exc.reason} (column {exc.column})",
-                                     "check commas, quotes and brackets near this line", exc.line)]) from None  # fmt: skip
+        raise TemplateError(
+            [
+                Problem(
+                    name,
+                    "",
+                    f"invalid JSON: {exc.reason} (column {exc.column})",
+                    "check commas, quotes and brackets near this line",
+                    exc.line,
+                )
+            ]
+        ) from None
     locate = locator(lines)
     asm = Assembler(name, locate)
     asm.problems.extend(inputs.problems)
@@ -41,17 +58,12 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
             asm.problem(key, f"unknown top-level key {key!r}", hint)
     directory = path.resolve().parent
     variables, values = _variables(data, inputs, asm, str(directory))
-    ctx = RenderContext(user=values, template_dir=str(directory))
 
     def rendered(value: Any, key_path: str, *, build: tuple[str, str] | None = None) -> Any:
         local = RenderContext(user=values, template_dir=str(directory))
         if build is not None:
             local.build_name, local.build_type = build
-        out = render_tree(value, local, key_path, asm.problem)
-        for undefined in dict.fromkeys(local.undefined):
-            asm.problem(key_path, f"undefined variable {undefined!r}",
-                        "declare it under \"variables\"; defined: " + (", ".join(variables) or "none"))  # fmt: skip
-        return out
+        return render_tree(value, local, key_path, asm.problem)
 
     _builders(data.get("builders"), asm, rendered)
     provisioners = _provisioners(data.get("provisioners"), "provisioners", asm, rendered)
@@ -70,10 +82,20 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
     builds = asm.select(only, except_)
     if asm.problems:
         raise TemplateError(asm.problems)
-    del ctx
-    return Template(path=path, directory=directory, format="json", description=description, variables=variables,
-                    values=values, builds=builds, provisioners=provisioners, error_cleanup_provisioner=cleanup,
-                    post_processors=chains, warnings=asm.warnings, all_builds=asm.build_names())  # fmt: skip
+    return Template(
+        path=path,
+        directory=directory,
+        format="json",
+        description=description,
+        variables=variables,
+        values=values,
+        builds=builds,
+        provisioners=provisioners,
+        error_cleanup_provisioner=cleanup,
+        post_processors=chains,
+        warnings=asm.warnings,
+        all_builds=asm.build_names(),
+    )
 
 
 def _variables(
@@ -120,8 +142,14 @@ def _variables(
                 pending[key] = as_text(value)
     for key, value in inputs.cli.items():
         if key not in variables:
-            asm.problems.append(Problem("-var", key, f"variable {key!r} is not declared in the template",
-                                        "declared: " + (", ".join(variables) or "none")))  # fmt: skip
+            asm.problems.append(
+                Problem(
+                    "-var",
+                    key,
+                    f"variable {key!r} is not declared in the template",
+                    "declared: " + (", ".join(variables) or "none"),
+                )
+            )
         else:
             pending[key] = value
     for name, var in variables.items():

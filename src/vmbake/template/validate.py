@@ -92,8 +92,11 @@ def check_boot_command(text: str) -> str | None:
 
 
 def _ranges(config: Any, report: Report) -> None:
-    for low, high in (("host_port_min", "host_port_max"), ("http_port_min", "http_port_max"),
-                      ("vnc_port_min", "vnc_port_max")):  # fmt: skip
+    for low, high in (
+        ("host_port_min", "host_port_max"),
+        ("http_port_min", "http_port_max"),
+        ("vnc_port_min", "vnc_port_max"),
+    ):
         lo, hi = getattr(config, low, None), getattr(config, high, None)
         if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
             report(low, f"{low} ({lo}) is greater than {high} ({hi})", f"make {low} <= {high}")
@@ -103,8 +106,11 @@ def _common_machine(config: Any, report: Report) -> None:
     _ranges(config, report)
     http_dir = getattr(config, "http_directory", "")
     if _local(http_dir) and not Path(http_dir).is_dir():
-        report("http_directory", f"directory {http_dir!r} does not exist",
-               "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...")  # fmt: skip
+        report(
+            "http_directory",
+            f"directory {http_dir!r} does not exist",
+            "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...",
+        )
     key = getattr(config, "ssh_private_key_file", "")
     if _local(key) and not Path(key).expanduser().is_file():
         report(
@@ -128,14 +134,20 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
     if config.iso_url and config.iso_urls:
         report("iso_urls", "iso_url and iso_urls cannot both be set", "keep only one of them")
     if not netboot and not config.iso_url and not config.iso_urls:
-        report("iso_url", "one of iso_url or iso_urls is required",
-               "give the installer ISO's URL, or use iso_source \"debian-netboot\" with a suite")  # fmt: skip
+        report(
+            "iso_url",
+            "one of iso_url or iso_urls is required",
+            'give the installer ISO\'s URL, or use iso_source "debian-netboot" with a suite',
+        )
     if netboot and not config.suite:
         report("suite", "iso_source 'debian-netboot' needs a suite", 'for example "bookworm"')
     if not netboot:
         if not config.iso_checksum:
-            report("iso_checksum", "iso_checksum is required",
-                   "give 'sha256:HEX', 'file:URL-of-SHA256SUMS', or 'none' to skip the check")  # fmt: skip
+            report(
+                "iso_checksum",
+                "iso_checksum is required",
+                "give 'sha256:HEX', 'file:URL-of-SHA256SUMS', or 'none' to skip the check",
+            )
         else:
             why = check_checksum(config.iso_checksum)
             if why:
@@ -156,8 +168,11 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
     if config.use_backing_file and (not config.disk_image or config.format != "qcow2"):
         report("use_backing_file", "use_backing_file needs disk_image true and format qcow2", "")
     if config.installer_boot == "kernel" and not config.kernel_args and not netboot:
-        report("kernel_args", "installer_boot 'kernel' needs kernel_args",
-               "for example \"auto=true priority=critical url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed.cfg\"")  # fmt: skip
+        report(
+            "kernel_args",
+            "installer_boot 'kernel' needs kernel_args",
+            'for example "auto=true priority=critical url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed.cfg"',
+        )
     if config.preseed_file and _local(config.preseed_file) and not Path(config.preseed_file).is_file():
         report("preseed_file", f"file {config.preseed_file!r} does not exist", "")
     _common_machine(config, report)
