@@ -82,6 +82,10 @@ def load_private_key(path: Path, passphrase: str = "") -> paramiko.PKey:
             hint="use an ed25519, ecdsa or rsa private key in OpenSSH or PEM format",
         ) from None
     except (ValueError, TypeError) as exc:
+        if not passphrase and "password" in str(exc).lower():
+            raise VmbakeError(
+                f"ssh_private_key_file {path} is encrypted", hint="give its passphrase in ssh_key_passphrase"
+            ) from None
         hint = "check ssh_key_passphrase" if passphrase else "use an ed25519, ecdsa or rsa private key"
         raise VmbakeError(f"cannot read ssh_private_key_file {path}: {exc}", hint=hint) from None
 

@@ -1,15 +1,17 @@
 """A real OpenSSH server on loopback for tests: host and client keys made per test, free port, own config.
 
-Runs `sshd -D -e -f CONFIG -p PORT` as root (tests run as root). Key logins are as root with a key in a
-test-owned authorized_keys file; password logins use a throwaway user made with useradd/chpasswd.
+Runs `sshd -D -e -f CONFIG -p PORT` as root (tests run as root). Logins (key and password) are as a
+throwaway user made with useradd/chpasswd, whose key sits in a test-owned authorized_keys file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,6 @@ from pathlib import Path
 
 from vmbake import procs
 
-PASSWORD_USER = "vmbaketest"
 PASSWORD = "s3cret pass'word"
 
 
@@ -32,6 +33,8 @@ def make_key(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
     argv = ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", "vmbake-test", "-f", str(path)]
     if kind == "rsa":
         argv[4:4] = ["-b", "2048"]
+    if passphrase:
+        argv[4:4] = ["-a", "1"]  # one KDF round: the tests stay fast
     procs.run(argv)
     return path
 
@@ -40,6 +43,7 @@ def make_key(path: Path, kind: str = "ed25519", passphrase: str = "") -> Path:
 class Sshd:
     directory: Path
     port: int
+    user: str
     sftp: bool = True
     host_key: Path = field(init=False)
     client_key: Path = field(init=False)
@@ -105,6 +109,7 @@ class Sshd:
 
     def stop(self) -> None:
         if self.child is not None:
+            self.kill_sessions()
             self.child.stop(grace=2)
             self.child = None
 
@@ -120,11 +125,21 @@ class Sshd:
         """SIGKILL the per-connection sshd processes: the client sees its connection drop."""
         assert self.child is not None
         killed = 0
-        for pid in _children(self.child.pid):
+        for pid in _descendants(self.child.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
         return killed
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -140,27 +155,83 @@ def _children(pid: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_sshd(directory: Path, *, sftp: bool = True) -> Iterator[Sshd]:
-    """An sshd on a free loopback port, accepting `client_key` for root; stopped at the end."""
-    directory.mkdir(parents=True, exist_ok=True)
-    server = Sshd(directory, free_port(), sftp=sftp)
-    make_key(server.host_key)
-    make_key(server.client_key)
-    server.authorize(Path(str(server.client_key) + ".pub"))
+def running_sshd(user: str, *, sftp: bool = True) -> Iterator[Sshd]:
+    """An sshd on a free loopback port that accepts `client_key` for `user`; stopped and removed at the end.
+
+    Its directory is world-readable (0755) because sshd reads authorized_keys as the logging-in user."""
+    directory = Path(tempfile.mkdtemp(prefix="vmbake-sshd-"))
+    directory.chmod(0o755)
+    server = Sshd(directory, free_port(), user, sftp=sftp)
     try:
+        make_key(server.host_key)
+        make_key(server.client_key)
+        server.authorize(Path(str(server.client_key) + ".pub"))
+        (directory / "authorized_keys").chmod(0o644)
         server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def password_user() -> Iterator[tuple[str, str]]:
-    """A throwaway local user with a known password; removed at the end."""
-    procs.run(["userdel", "-r", PASSWORD_USER], check=False)
-    procs.run(["useradd", "-m", "-s", "/bin/sh", PASSWORD_USER])
+def throwaway_user() -> Iterator[tuple[str, str]]:
+    """A throwaway local user (login shell /bin/sh, known password), unique to this process; removed at the end.
+
+    Tests log in as this user rather than root so that root's shell start-up files play no part."""
+    name = f"vmbt{os.getpid() % 1000000}"
+    procs.run(["userdel", "-r", name], check=False)
+    procs.run(["useradd", "-m", "-s", "/bin/sh", name])
     try:
-        procs.run(["chpasswd"], input=f"{PASSWORD_USER}:{PASSWORD}\n")
-        yield PASSWORD_USER, PASSWORD
+        procs.run(["chpasswd"], input=f"{name}:{PASSWORD}\n")
+        yield name, PASSWORD
     finally:
-        procs.run(["userdel", "-r", PASSWORD_USER], check=False)
+        procs.run(["userdel", "-r", name], check=False)
+
+
+class Recorder:
+    """A text stream that keeps each written line with the time it arrived."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        now = time.monotonic()
+        self.lines.extend((now, line) for line in text.splitlines())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line for _t, line in self.lines)
+
+
+def make_ctx(
+    work_dir: Path, *, provisioners: list[object] | None = None, **config: object
+) -> tuple[object, Recorder, Recorder]:
+    """A BuildContext named 'qemu' with the given QemuConfig keys, and its recorded stdout and stderr."""
+    from types import SimpleNamespace
+
+    from vmbake.config.qemu import QemuConfig
+    from vmbake.state import BuildContext, BuildState, Options
+    from vmbake.ui import BuildUi, Ui
+
+    out, err = Recorder(), Recorder()
+    ui = Ui(out=out, err=err, color=False)  # type: ignore[arg-type]
+    work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ctx = BuildContext(
+        name="qemu",
+        builder_type="qemu",
+        config=QemuConfig(**config),  # type: ignore[arg-type]
+        template=SimpleNamespace(error_cleanup_provisioner=None),  # type: ignore[arg-type]
+        ui=BuildUi(ui, "qemu"),
+        options=Options(),
+        provisioners=list(provisioners or []),  # type: ignore[arg-type]
+        state=BuildState(work_dir=work_dir),
+    )
+    return ctx, out, err

@@ -1,0 +1,81 @@
+"""The `shell-local` provisioner: run a command or script on the host, with the build's variables.
+
+Output streams line by line as the command runs (stdout and stderr merged, as one terminal would show).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from vmbake import procs
+from vmbake.config.provisioners import ShellLocalConfig
+from vmbake.errors import VmbakeError
+from vmbake.provisioners import Run, flatten_env, packer_env, runtime_values
+from vmbake.template.gotemplate import render_runtime
+
+_PLATFORMS = {"linux": "linux", "darwin": "darwin", "win32": "windows", "freebsd": "freebsd"}
+
+
+def provision(run: Run, config: ShellLocalConfig) -> None:
+    ctx = run.ctx
+    if config.only_on:
+        here = _PLATFORMS.get(sys.platform, sys.platform)
+        if here not in config.only_on:
+            ctx.ui.say(f"Skipping shell-local: it runs only on {', '.join(config.only_on)}")
+            return
+    env = packer_env(ctx, config.environment_vars, "shell-local")
+    variables = flatten_env(env, config.env_var_format or "%s='%s' ").rstrip(" ")
+    codes = config.valid_exit_codes or [0]
+    with _scripts(run, config) as scripts:
+        for script in scripts:
+            ctx.ui.say(f"Running local shell script: {script}")
+            values = runtime_values(ctx, Vars=variables, Script=str(script), Command=config.command)
+            argv = [render_runtime(part, values) for part in config.execute_command]
+            if not argv:
+                raise VmbakeError(
+                    "shell-local: execute_command is empty", hint="remove it to use the default"
+                )
+            result = procs.run(
+                argv,
+                check=False,
+                on_line=ctx.ui.message,
+                env=env,
+                timeout=run.remaining(),
+                what="shell-local",
+            )
+            if result.returncode not in codes:
+                raise VmbakeError(
+                    f"shell-local: {script} exited with status {result.returncode} "
+                    f"(allowed: {', '.join(str(c) for c in codes)})",
+                    hint="see its output above",
+                )
+
+
+@contextlib.contextmanager
+def _scripts(run: Run, config: ShellLocalConfig) -> Iterator[list[Path]]:
+    inline = list(config.inline) or ([config.command] if config.command else [])
+    if inline:
+        fd, name = tempfile.mkstemp(prefix="vmbake-shell-local", suffix=config.tempfile_extension or "")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"#!{config.inline_shebang or '/bin/sh -e'}\n" + "".join(c + "\n" for c in inline))
+            os.chmod(name, 0o700)
+            yield [Path(name)]
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        return
+    paths = ([config.script] if config.script else []) + list(config.scripts)
+    if not paths:
+        raise VmbakeError(
+            "shell-local: nothing to run", hint="give one of command, inline, script or scripts"
+        )
+    for path in paths:
+        if not Path(path).is_file():
+            raise VmbakeError(f"shell-local: script {path} does not exist", hint="check the script path")
+    yield [Path(p).resolve() for p in paths]

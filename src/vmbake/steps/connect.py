@@ -1,0 +1,155 @@
+"""StepConnect: wait for the guest's SSH server and log in.
+
+Reads config (communicator, ssh_* keys, pause_before_connecting, skip_nat_mapping), state.ssh_host_port,
+state.ssh_private_key_path, state.ssh_host_key, state.qemu and state.console_log. Produces state.comm and
+state.ssh_host_key (pinned at the first connection). Tries at most once a second, each try with a short
+timeout; gives up early when QEMU exits, and on timeout says what it last saw and shows the console log.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from vmbake.comm.ssh import ConnectError, SshCommunicator, SshTarget, connect
+from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.sshkeys import load_private_key
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.units import format_duration, parse_duration
+
+POLL_INTERVAL = 1.0  # seconds between the starts of two tries
+TRY_TIMEOUT = 5.0  # at most this long for one try (TCP connect, banner, key exchange, login)
+AUTH_RETRY_INTERVAL = 2.0  # the guest may still be installing its authorized_keys
+
+
+def _seconds(text: str, default: float) -> float:
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return default
+
+
+def ssh_target(ctx: BuildContext) -> SshTarget:
+    """Where and how to log in to this build's guest, from its config and state."""
+    config = ctx.config
+    ssh_host = getattr(config, "ssh_host", "")
+    direct = bool(ssh_host) or getattr(config, "skip_nat_mapping", False) or ctx.state.ssh_host_port is None
+    port = getattr(config, "ssh_port", 22) if direct else ctx.state.ssh_host_port
+    key = None
+    if ctx.state.ssh_private_key_path is not None:
+        key = load_private_key(ctx.state.ssh_private_key_path, getattr(config, "ssh_key_passphrase", ""))
+    return SshTarget(
+        host=ssh_host or "127.0.0.1",
+        port=int(port or 22),
+        username=getattr(config, "ssh_username", "") or "root",
+        password=getattr(config, "ssh_password", ""),
+        key=key,
+        agent=getattr(config, "ssh_agent_auth", False),
+        keep_alive=_seconds(getattr(config, "ssh_keep_alive_interval", "5s"), 5.0),
+        transfer=getattr(config, "ssh_file_transfer_method", "sftp") or "sftp",
+        pinned_host_key=ctx.state.ssh_host_key,
+        progress=lambda name, size: ctx.ui.progress(name, size),
+    )
+
+
+def console_tail(path: Path | None, lines: int = 8) -> str:
+    if path is None or not path.exists():
+        return ""
+    text = path.read_bytes()[-16384:].decode(errors="replace")
+    kept = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def _console_hint(ctx: BuildContext, advice: str) -> str:
+    log = ctx.state.console_log
+    if log is None:
+        return advice
+    tail = console_tail(log)
+    shown = f"; its last lines:\n{tail}" if tail else " (it is empty)"
+    return f"{advice}; see the guest's console log {log}{shown}"
+
+
+class StepConnect(Step):
+    name = "StepConnect"
+
+    def run(self, ctx: BuildContext) -> None:
+        kind = getattr(ctx.config, "communicator", "ssh")
+        if kind == "none":
+            return
+        if kind != "ssh":
+            raise StepError(self.name, f"communicator {kind!r} is not supported", hint="use 'ssh' or 'none'")
+        target = ssh_target(ctx)
+        ctx.ui.say(f"Using ssh communicator to connect: {target.host}")
+        pause = _seconds(getattr(ctx.config, "pause_before_connecting", ""), 0.0)
+        if pause > 0:
+            ctx.ui.say(f"Pausing {format_duration(pause)} before connecting...")
+            if ctx.cancel.wait(pause):
+                raise BuildCancelled()
+        config = ctx.config
+        timeout = _seconds(
+            getattr(config, "ssh_wait_timeout", "") or getattr(config, "ssh_timeout", "5m"), 300.0
+        )
+        ctx.ui.say("Waiting for SSH to become available...")
+        comm = self.wait(ctx, target, timeout, max(1, getattr(config, "ssh_handshake_attempts", 10)))
+        comm.cancel = ctx.cancel
+        ctx.state.comm = comm
+        ctx.state.ssh_host_key = comm.host_key
+        ctx.ui.say("Connected to SSH!")
+
+    def wait(self, ctx: BuildContext, target: SshTarget, timeout: float, attempts: int) -> SshCommunicator:
+        started = time.monotonic()
+        deadline = started + timeout
+        seen = "nothing yet"
+        auth_failures = 0
+        while True:
+            self._check_qemu(ctx, target)
+            tried_at = time.monotonic()
+            try:
+                return connect(target, timeout=max(0.5, min(TRY_TIMEOUT, deadline - tried_at)))
+            except ConnectError as exc:
+                if not exc.retry:
+                    raise StepError(self.name, exc.message, exc.hint) from None
+                seen = exc.seen
+                ctx.ui.debug(f"SSH not ready: {exc.message}")
+                if exc.seen == "authentication failure":
+                    auth_failures += 1
+                    if auth_failures >= attempts:
+                        raise StepError(
+                            self.name,
+                            f"{exc.message}; gave up after {auth_failures} attempts (ssh_handshake_attempts)",
+                            exc.hint,
+                        ) from None
+                else:
+                    auth_failures = 0
+            now = time.monotonic()
+            if now >= deadline:
+                raise StepError(
+                    self.name,
+                    f"timeout waiting for SSH after {format_duration(now - started)} "
+                    f"({target.address}); last seen: {seen}",
+                    hint=_console_hint(ctx, "raise ssh_timeout if the guest is just slow"),
+                )
+            pace = AUTH_RETRY_INTERVAL if seen == "authentication failure" else POLL_INTERVAL
+            if ctx.cancel.wait(max(0.0, min(deadline, tried_at + pace) - now)):
+                raise BuildCancelled()
+
+    def _check_qemu(self, ctx: BuildContext, target: SshTarget) -> None:
+        qemu = ctx.state.qemu
+        if qemu is not None and not qemu.running():
+            raise StepError(
+                self.name,
+                f"QEMU exited (status {qemu.returncode}) before SSH became available on {target.address}",
+                hint=_console_hint(ctx, "the guest powered off or crashed"),
+            )
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        comm = ctx.state.comm
+        if comm is not None:
+            try:
+                comm.close()
+            except VmbakeError:
+                pass
+            ctx.state.comm = None

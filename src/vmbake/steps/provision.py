@@ -1,0 +1,147 @@
+"""StepProvision: run the template's provisioners in order against the guest (or the host).
+
+Reads ctx.provisioners (type, only/except, override, pause_before, max_retries, timeout), state.comm
+and, when a provisioner fails, the template's error-cleanup-provisioner. Produces nothing in the state;
+the guest is changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
+from vmbake.errors import BuildCancelled, StepError, TemplateError, VmbakeError
+from vmbake.provisioners import Run, decode
+from vmbake.provisioners import file as file_provisioner
+from vmbake.provisioners import shell as shell_provisioner
+from vmbake.provisioners import shell_local as shell_local_provisioner
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.units import parse_duration
+
+KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
+    "shell": (ShellConfig, shell_provisioner.provision),
+    "file": (FileConfig, file_provisioner.provision),
+    "shell-local": (ShellLocalConfig, shell_local_provisioner.provision),
+}
+
+
+def _seconds(value: Any) -> float:
+    if value in (None, ""):
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return parse_duration(str(value))
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as Go prints a duration: 5s, 1m30s, 1h0m0s, 1.5s."""
+    if seconds != int(seconds) or seconds < 60:
+        return f"{seconds:g}s"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
+
+
+def _names(spec: Any, *attrs: str) -> list[str]:
+    for attr in attrs:
+        value = getattr(spec, attr, None)
+        if value:
+            return list(value)
+    return []
+
+
+def applies(spec: Any, build_name: str) -> bool:
+    """Packer's only/except: the provisioner runs for this build or not."""
+    check = getattr(spec, "applies_to", None)
+    if callable(check):
+        return bool(check(build_name))
+    only = _names(spec, "only")
+    if only and build_name not in only:
+        return False
+    return build_name not in _names(spec, "except_", "except_builds", "excepts")
+
+
+def spec_config(spec: Any, build_name: str, ctx_type: str = "") -> Any:
+    """The provisioner's keys for this build, with its override for the build applied."""
+    config_for = getattr(spec, "config_for", None)
+    if callable(config_for):
+        return config_for(build_name, ctx_type) if ctx_type else config_for(build_name)
+    config = dict(getattr(spec, "config", {}) or {})
+    override = (getattr(spec, "override", {}) or {}).get(build_name) or {}
+    config.update(override)
+    return config
+
+
+def spec_type(spec: Any) -> str:
+    return str(getattr(spec, "type", "") or getattr(spec, "kind", ""))
+
+
+def run_provisioner(ctx: BuildContext, spec: Any, index: int) -> None:
+    """One provisioner with its common keys: pause_before, timeout and max_retries."""
+    kind = spec_type(spec)
+    if kind not in KINDS:
+        raise StepError(
+            StepProvision.name,
+            f"provisioner {kind!r} is not supported",
+            hint="vmbake runs shell, file and shell-local provisioners",
+        )
+    cls, provision = KINDS[kind]
+    try:
+        config = decode(cls, spec_config(spec, ctx.name, ctx.builder_type), f"provisioners[{index}]")
+    except TemplateError as exc:
+        raise StepError(StepProvision.name, exc.message, exc.hint) from None
+    pause = _seconds(getattr(spec, "pause_before", None))
+    if pause > 0:
+        ctx.ui.say(f"Pausing {go_duration(pause)} before the next provisioner...")
+        if ctx.cancel.wait(pause):
+            raise BuildCancelled()
+    timeout = _seconds(getattr(spec, "timeout", None))
+    retries = int(getattr(spec, "max_retries", 0) or 0)
+    attempt = 0
+    while True:
+        if timeout > 0:
+            ctx.ui.say(f"Setting a {go_duration(timeout)} timeout for the next provisioner...")
+        run = Run(ctx, kind, time.monotonic() + timeout if timeout > 0 else None)
+        try:
+            provision(run, config)
+            return
+        except BuildCancelled:
+            raise
+        except VmbakeError as exc:
+            if attempt >= retries:
+                raise
+            attempt += 1
+            ctx.ui.error(f"Provisioner failed: {exc.message}; trying again ({attempt} of {retries})")
+            run.sleep(min(2.0 * attempt, 10.0))
+
+
+class StepProvision(Step):
+    name = "StepProvision"
+
+    def run(self, ctx: BuildContext) -> None:
+        for index, spec in enumerate(ctx.provisioners):
+            if not applies(spec, ctx.name):
+                continue
+            try:
+                run_provisioner(ctx, spec, index)
+            except BuildCancelled:
+                raise
+            except VmbakeError as exc:
+                self._error_cleanup(ctx)
+                if isinstance(exc, StepError):
+                    raise
+                raise StepError(self.name, exc.message, exc.hint) from None
+
+    def _error_cleanup(self, ctx: BuildContext) -> None:
+        spec = getattr(ctx.template, "error_cleanup_provisioner", None)
+        if spec is None or not applies(spec, ctx.name):
+            return
+        ctx.ui.say("Provisioning step had errors: Running the cleanup provisioner, if present...")
+        try:
+            run_provisioner(ctx, spec, -1)
+        except VmbakeError as exc:
+            ctx.ui.error(f"The error-cleanup-provisioner failed too: {exc.message}")
