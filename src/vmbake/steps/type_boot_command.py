@@ -343,8 +343,10 @@ class StepTypeBootCommand(Step):
             total = sum(1 for e in events if isinstance(e, KeyEvent))
             qemu = ctx.state.qemu
             why = ""
-            if qemu is not None and not qemu.running():
-                why = f"; QEMU exited with status {qemu.returncode}"
+            # A dead QEMU closes its sockets a moment before it can be reaped: give it a second.
+            code = qemu.wait(timeout=1.0) if qemu is not None else None
+            if code is not None:
+                why = f"; QEMU exited with status {code}"
             hint = "the boot command is incomplete, so the build stops here; check QEMU's log"
             if transport == "VNC":
                 hint += ", and consider boot_command_transport 'qmp', which no VNC viewer can disturb"
