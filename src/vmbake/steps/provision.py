@@ -116,7 +116,7 @@ def run_provisioner(ctx: BuildContext, spec: Any, index: int) -> None:
                 raise
             attempt += 1
             ctx.ui.error(f"Provisioner failed: {exc.message}; trying again ({attempt} of {retries})")
-            run.sleep(min(2.0 * attempt, 10.0))
+            run.sleep(min(1.0 * attempt, 5.0))
 
 
 class StepProvision(Step):
