@@ -241,8 +241,7 @@ def download_to_part(
             with open(part, "r+b" if offset else "wb") as out:
                 out.seek(offset)
                 out.truncate()
-                name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]) or url
-                with _progress(progress, name, total) as bar:
+                with _progress(progress, url_file_name(url), total) as bar:
                     bar.update(offset, total)
 
                     def sink(block: bytes) -> None:
@@ -265,6 +264,11 @@ def download_to_part(
     with contextlib.suppress(FileNotFoundError):
         _meta_path(part).unlink()
     return hasher.hexdigest() if hasher is not None else None
+
+
+def url_file_name(url: str) -> str:
+    """The last path segment of a URL, for progress bars and SUMS look-ups."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]) or url
 
 
 def _range_start(resp: Any) -> int | None:
@@ -298,10 +302,11 @@ def verify_file(
     *,
     progress: ProgressFactory | None = None,
     cancel: threading.Event | None = None,
+    label: str = "",
 ) -> str:
     """The digest of `path` with checksum's algorithm (showing progress); compare with `checksum.matches`."""
     size = path.stat().st_size
-    with _progress(progress, f"Checking {path.name}", size) as bar:
+    with _progress(progress, f"Checking {label or path.name}", size) as bar:
         return hash_file(path, checksum.algorithm, on_progress=bar.advance, cancel=cancel)
 
 
@@ -336,7 +341,8 @@ def fetch_checked(
             raise BuildCancelled()
     try:
         if dest.exists() and checksum is not None:
-            if checksum.matches(verify_file(dest, checksum, progress=progress, cancel=cancel)):
+            found = verify_file(dest, checksum, progress=progress, cancel=cancel, label=url_file_name(url))
+            if checksum.matches(found):
                 return dest
             if say is not None:
                 say(f"Cached file {dest} does not match {checksum}; downloading it again")

@@ -83,19 +83,17 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         owner = self.server.owner
         status, body, ctype, file_path = owner.resolve(self.path)
-        try:
-            if file_path is not None:
-                self._send_file(file_path, ctype, head)
-            else:
-                data = body if body is not None else (HTTPStatus(status).phrase + "\n").encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype if body is not None else "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(data)
-        finally:
-            owner._record(self.command, self.path, status)
+        owner._record(self.command, self.path, status)  # before answering: the log never lags the client
+        if file_path is not None:
+            self._send_file(file_path, ctype, head)
+            return
+        data = body if body is not None else (HTTPStatus(status).phrase + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype if body is not None else "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
 
     def _send_file(self, path: Path, ctype: str, head: bool) -> None:
         with open(path, "rb") as f:

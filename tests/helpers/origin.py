@@ -110,7 +110,7 @@ def origin_server(routes: dict[str, Route]) -> Iterator[Origin]:
     origin = Origin(0, routes)
     handler = type("Handler", (_Handler,), {"origin": origin})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server.daemon_threads = False  # joined on exit, once `stopping` frees stalled handlers
     origin.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -150,7 +150,7 @@ def test_download_into_cache_with_packer_lines_and_progress(cache: Path) -> None
         # A second build uses the cache (checked again, not downloaded again).
         again, _, bars2 = _retrieve([url])
         assert again == path and len(origin.gets("/d/netinst.iso")) == 1
-        assert bars2.done == [(f"Checking {path.name}", len(DATA), len(DATA))]
+        assert bars2.done == [("Checking netinst.iso", len(DATA), len(DATA))]
 
 
 def test_resume_of_a_part_file(cache: Path) -> None:
