@@ -73,8 +73,7 @@ class Assembler:
             return
         decoder = self._decoder()
         config: Any = decoder.decode(cls, raw, path, ignore=frozenset({"type", "name"}))
-        if not decoder.problems:
-            check_builder(type_name, config, decoder, path)
+        check_builder(type_name, config, decoder, path)
         self._flush(decoder)
         self.builds.append(BuildSpec(name, type_name, config, source_name or name))
         if aliases:
@@ -166,8 +165,7 @@ class Assembler:
         config: Any = decoder.decode(cls, body, path)
         for name, keys in override.items():
             decoder.decode(cls, {**body, **keys}, f"{path}.override.{name}")
-        if not decoder.problems:
-            check_provisioner(config, decoder, path)
+        check_provisioner(config, decoder, path)
         self._flush(decoder)
         return ProvisionerSpec(
             kind,
@@ -219,8 +217,7 @@ class Assembler:
         body = {k: v for k, v in raw.items() if k not in POST_PROCESSOR_COMMON and not k.startswith("_")}
         decoder = self._decoder()
         config: Any = decoder.decode(registry.post_processor_class(kind), body, path)
-        if not decoder.problems:
-            check_post_processor(config, decoder, path)
+        check_post_processor(config, decoder, path)
         self._flush(decoder)
         return PostProcessorSpec(kind, config, only, except_, keep, self.aliases)
 

@@ -8,6 +8,7 @@ also matches the bare source name.
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import hcl2  # type: ignore[import-untyped,unused-ignore]
 from hcl2.utils import SerializationOptions  # type: ignore[import-untyped,unused-ignore]
 
 from vmbake.errors import Problem, TemplateError
-from vmbake.template.assemble import Assembler
+from vmbake.template.assemble import PROVISIONER_COMMON, Assembler
 from vmbake.template.hcl_expr import Evaluator, ExprError
 from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template, Variable
 from vmbake.template.variables import Inputs, env_values
@@ -233,6 +234,8 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
     asm.problems.extend(inputs.problems)
     blocks = _collect(files, asm)
     variables, values = _variables(blocks, inputs, directory, asm)
+    if asm.problems:
+        raise TemplateError(asm.problems)  # later blocks would only repeat the missing variables
     scope: dict[str, Any] = {"var": values, "path": {"root": str(directory), "cwd": os.getcwd()}}
     scope["local"] = _locals(blocks, scope, asm)
     if not blocks.builds and not any(p.message.startswith("invalid HCL") for p in asm.problems):
@@ -250,10 +253,10 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
     scopes = [_add_builds(b, f, i, blocks, scope, asm) for i, (b, f) in enumerate(blocks.builds)]
     multi = len(blocks.builds) > 1
     for i, (build, file) in enumerate(blocks.builds):
-        names, build_scope = scopes[i]
+        names, build_scope, members = scopes[i]
         limit = names if multi else ()
         provisioners += _provisioners(
-            build.get("provisioner", []), f"build[{i}].provisioner", build_scope, limit, asm, file
+            build.get("provisioner", []), f"build[{i}].provisioner", build_scope, limit, asm, file, members
         )
         for found in _provisioners(
             build.get("error-cleanup-provisioner", []),
@@ -262,6 +265,7 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
             limit,
             asm,
             file,
+            members,
         ):
             cleanup = found
         chains += _post_processors(build, f"build[{i}]", build_scope, limit, asm, file)
@@ -407,7 +411,7 @@ def _locals(blocks: _Blocks, scope: dict[str, Any], asm: Assembler) -> dict[str,
 
 def _add_builds(
     build: dict[str, Any], file: str, index: int, blocks: _Blocks, scope: dict[str, Any], asm: Assembler
-) -> tuple[tuple[str, ...], dict[str, Any]]:
+) -> tuple[tuple[str, ...], dict[str, Any], list[tuple[str, str, str]]]:
     report = _reporter(asm, file)
     path = f"build[{index}]"
     for key in build:
@@ -427,6 +431,7 @@ def _add_builds(
     if not refs:
         report(f"{path}.sources", "a build block needs sources", 'for example sources = ["source.qemu.NAME"]')
     names: list[str] = []
+    members: list[tuple[str, str, str]] = []  # (build name, source type, source name)
     for ref, extra, where in refs:
         if ref not in blocks.sources:
             known = ", ".join(blocks.sources) or "none"
@@ -453,13 +458,20 @@ def _add_builds(
             type_path=f"source.{kind}.{label}",
         )
         names.append(full)
+        members.append((full, kind, label))
     deferred = {"name": "{{ source_name }}", "type": "{{ build_type }}"}
     build_scope = {**scope, "source": deferred, "build": {"name": build_name}}
-    return tuple(names), build_scope
+    return tuple(names), build_scope, members
 
 
 def _provisioners(
-    items: Any, path: str, scope: dict[str, Any], limit: tuple[str, ...], asm: Assembler, file: str
+    items: Any,
+    path: str,
+    scope: dict[str, Any],
+    limit: tuple[str, ...],
+    asm: Assembler,
+    file: str,
+    members: list[tuple[str, str, str]],
 ) -> list[ProvisionerSpec]:
     out: list[ProvisionerSpec] = []
     asm.file = file
@@ -468,8 +480,17 @@ def _provisioners(
             where = f"{path}[{i}]"
             raw = evaluate(body, scope, where, _reporter(asm, file)) if isinstance(body, dict) else {}
             spec = asm.provisioner(raw, where, type_name=kind, scope=limit)
-            if spec is not None:
-                out.append(spec)
+            if spec is None:
+                continue
+            if isinstance(body, dict) and "source." in repr(body):
+                # source.name / source.type differ per build: evaluate the block once for each.
+                per_build = {}
+                for full, source_type, label in members:
+                    local = {**scope, "source": {"name": label, "type": source_type}}
+                    block = evaluate(body, local, where, lambda *_a: None)
+                    per_build[full] = {k: v for k, v in block.items() if k not in PROVISIONER_COMMON}
+                spec = dataclasses.replace(spec, per_build=per_build)
+            out.append(spec)
     return out
 
 

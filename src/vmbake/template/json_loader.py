@@ -58,9 +58,10 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
             asm.problem(key, f"unknown top-level key {key!r}", hint)
     directory = path.resolve().parent
     variables, values = _variables(data, inputs, asm, str(directory))
+    known = {**dict.fromkeys(variables, ""), **values}  # a required variable left unset is reported once
 
     def rendered(value: Any, key_path: str, *, build: tuple[str, str] | None = None) -> Any:
-        local = RenderContext(user=values, template_dir=str(directory))
+        local = RenderContext(user=known, template_dir=str(directory))
         if build is not None:
             local.build_name, local.build_type = build
         return render_tree(value, local, key_path, asm.problem)

@@ -57,6 +57,9 @@ class ProvisionerSpec:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     origin: str = field(default="", compare=False, repr=False)  # file and key path, for errors
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    per_build: dict[str, dict[str, Any]] = field(
+        default_factory=dict, compare=False, repr=False
+    )  # HCL2 source.*
 
     def applies_to(self, build_name: str) -> bool:
         aliases = self.aliases.get(build_name, ())
@@ -78,10 +81,11 @@ class ProvisionerSpec:
             if key and key in self.override:
                 patch = self.override[key]
                 break
-        needs_render = "{{" in repr(self.raw) or "{{" in repr(patch)
-        if not patch and not needs_render:
+        raw = self.per_build.get(build_name, self.raw)
+        needs_render = "{{" in repr(raw) or "{{" in repr(patch)
+        if not patch and not needs_render and build_name not in self.per_build:
             return self.config
-        merged = {**self.raw, **patch}
+        merged = {**raw, **patch}
         file, _, path = self.origin.partition(":")
         problems: list[Problem] = []
         config: Any = decode_block(

@@ -22,8 +22,13 @@ _WAIT = re.compile(r"<wait([^>]*)>")
 
 
 def _reporter(decoder: Decoder, path: str) -> Report:
+    """Reports a cross-key problem, unless decoding already found one at that key (its default is in place)."""
+    taken = {p.key for p in decoder.problems}
+
     def report(key: str, message: str, hint: str = "") -> None:
-        decoder.problem(f"{path}.{key}" if key else path, message, hint)
+        full = f"{path}.{key}" if key else path
+        if full not in taken:
+            decoder.problem(full, message, hint)
 
     return report
 

@@ -1,0 +1,184 @@
+"""JSON templates: Packer's sections and semantics, exact lines, variables from every source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmbake.config.postprocessors import ChecksumConfig, ManifestConfig
+from vmbake.config.provisioners import ShellConfig
+from vmbake.config.qemu import QemuConfig
+from vmbake.errors import TemplateError
+from vmbake.template import load_template
+from vmbake.template.jsonpos import JsonSyntaxError, parse
+
+SHA = "sha256:" + "0" * 64
+
+
+def builder(**keys: Any) -> dict[str, Any]:
+    return {"type": "qemu", "iso_url": "http://example.invalid/d.iso", "iso_checksum": SHA, "ssh_username": "root",
+            **keys}  # fmt: skip
+
+
+def write(tmp_path: Path, data: dict[str, Any], name: str = "t.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def problems(path: Path, **kw: Any) -> list[tuple[str, str]]:
+    with pytest.raises(TemplateError) as info:
+        load_template(path, **kw)
+    return [(p.key, p.message) for p in info.value.problems]
+
+
+def test_json_positions_nested() -> None:
+    text = '{\n "a": 1,\n "b": [\n  {"c": "x"},\n  {"d": [1,\n   2]}\n ]\n}'
+    value, lines = parse(text)
+    assert value == {"a": 1, "b": [{"c": "x"}, {"d": [1, 2]}]}
+    assert lines["a"] == 2 and lines["b[0].c"] == 4 and lines["b[1].d"] == 5 and lines["b[1].d[1]"] == 6
+
+
+def test_json_syntax_error_has_line() -> None:
+    with pytest.raises(JsonSyntaxError) as info:
+        parse('{\n "a": 1\n "b": 2\n}')
+    assert info.value.line == 3
+
+
+def test_minimal_template_loads_with_defaults(tmp_path: Path) -> None:
+    t = load_template(write(tmp_path, {"builders": [builder()]}))
+    (build,) = t.builds
+    assert build.name == "qemu" and build.type == "qemu" and isinstance(build.config, QemuConfig)
+    assert build.config.disk_size == "40960M" and build.config.boot_wait == "10s" and build.config.memory == 512
+    assert t.format == "json" and t.directory == tmp_path.resolve()
+
+
+def test_comment_keys_are_ignored(tmp_path: Path) -> None:
+    data = {"_comment": "top", "builders": [builder(_note="x")],
+            "provisioners": [{"type": "shell", "_c": 1, "inline": ["true"]}]}  # fmt: skip
+    t = load_template(write(tmp_path, data))
+    assert t.provisioners[0].config.inline == ["true"]
+
+
+def test_line_of_a_bad_key(tmp_path: Path) -> None:
+    path = write(tmp_path, {"builders": [builder(disk_size="huge")]})
+    with pytest.raises(TemplateError) as info:
+        load_template(path)
+    (problem,) = info.value.problems
+    expected = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if '"disk_size"' in line)
+    assert problem.key == "builders[0].disk_size" and problem.line == expected
+
+
+def test_names_default_to_type_and_must_be_unique(tmp_path: Path) -> None:
+    t = load_template(write(tmp_path, {"builders": [builder(), builder(name="second")]}))
+    assert [b.name for b in t.builds] == ["qemu", "second"]
+    found = problems(write(tmp_path, {"builders": [builder(), builder()]}))
+    assert found == [("builders[1]", "duplicate build name 'qemu'")]
+
+
+def test_variables_precedence(tmp_path: Path) -> None:
+    data = {"variables": {"a": "default", "b": "default", "c": "default"},
+            "builders": [builder(vm_name="{{user `a`}}-{{user `b`}}-{{user `c`}}")]}  # fmt: skip
+    var_file = tmp_path / "vars.json"
+    var_file.write_text(json.dumps({"b": "file", "c": "file"}))
+    t = load_template(write(tmp_path, data), vars={"c": "cli"}, var_files=[var_file])
+    assert t.builds[0].config.vm_name == "default-file-cli"
+    assert t.values == {"a": "default", "b": "file", "c": "cli"}
+
+
+def test_required_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, {"variables": {"pw": None}, "builders": [builder(ssh_password="{{user `pw`}}")]})
+    assert problems(path) == [("variables.pw", "required variable 'pw' is not set")]
+    t = load_template(path, vars={"pw": "s3cret"})
+    assert t.variables["pw"].required and t.builds[0].config.ssh_password == "s3cret"
+
+
+def test_sensitive_variables_are_listed(tmp_path: Path) -> None:
+    data = {"variables": {"pw": "hunter22"}, "sensitive-variables": ["pw"], "builders": [builder()]}
+    t = load_template(write(tmp_path, data))
+    assert t.variables["pw"].sensitive and t.sensitive_values == ["hunter22"]
+
+
+def test_env_in_variables_and_variables_using_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VMBAKE_TEST_MIRROR", "http://mirror.invalid")
+    data = {"variables": {"url": "{{user `mirror`}}/debian", "mirror": "{{env `VMBAKE_TEST_MIRROR`}}"},
+            "builders": [builder(iso_url="{{user `url`}}/d.iso")]}  # fmt: skip
+    t = load_template(write(tmp_path, data))
+    assert t.builds[0].config.iso_url == "http://mirror.invalid/debian/d.iso"
+
+
+def test_variable_loop_is_a_problem(tmp_path: Path) -> None:
+    data = {"variables": {"a": "{{user `b`}}", "b": "{{user `a`}}"}, "builders": [builder()]}
+    keys = {k for k, _ in problems(write(tmp_path, data))}
+    assert keys == {"variables.a", "variables.b"}
+
+
+def test_boot_command_keeps_runtime_fields_and_fills_user_vars(tmp_path: Path) -> None:
+    data = {"variables": {"cfg": "virtual-host.cfg"},
+            "builders": [builder(boot_command=["<esc><wait5>url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/{{user `cfg`}}"],
+                                 qemuargs=[["-name", "{{ .Name }}"]])]}  # fmt: skip
+    config = load_template(write(tmp_path, data)).builds[0].config
+    assert config.boot_command == ["<esc><wait5>url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg"]
+    assert config.qemuargs == [["-name", "{{ .Name }}"]]
+
+
+def test_build_name_functions_in_builder(tmp_path: Path) -> None:
+    data = {"builders": [builder(name="deb", output_directory="out-{{build_name}}-{{build_type}}")]}
+    assert load_template(write(tmp_path, data)).builds[0].config.output_directory == "out-deb-qemu"
+
+
+def test_provisioner_common_keys_override_and_config_for(tmp_path: Path) -> None:
+    data = {"builders": [builder(name="a"), builder(name="b")],
+            "provisioners": [{"type": "shell", "inline": ["echo {{build_name}}"], "only": ["a", "b"],
+                              "except": ["b"], "pause_before": "1m30s", "max_retries": 3, "timeout": "10s",
+                              "override": {"a": {"inline": ["echo overridden"]}}}]}  # fmt: skip
+    spec = load_template(write(tmp_path, data)).provisioners[0]
+    assert spec.only == ("a", "b") and spec.except_ == ("b",)
+    assert spec.pause_before == 90.0 and spec.max_retries == 3 and spec.timeout == 10.0
+    assert spec.applies_to("a") and not spec.applies_to("b")
+    assert spec.config_for("a", "qemu").inline == ["echo overridden"]
+    assert isinstance(spec.config, ShellConfig) and spec.config.inline == ["echo {{build_name}}"]
+    assert spec.config_for("b", "qemu").inline == ["echo b"]
+
+
+def test_post_processor_forms(tmp_path: Path) -> None:
+    data = {"builders": [builder()],
+            "post-processors": ["checksum", {"type": "manifest", "strip_path": True},
+                                [{"type": "checksum", "checksum_types": ["sha256"]}, "manifest"]]}  # fmt: skip
+    chains = load_template(write(tmp_path, data)).post_processors
+    assert [[p.type for p in c] for c in chains] == [["checksum"], ["manifest"], ["checksum", "manifest"]]
+    assert chains[0][0].config == ChecksumConfig()
+    assert chains[0][0].config.output == "packer_{{.BuildName}}_{{.BuilderType}}_{{.ChecksumType}}.checksum"
+    assert chains[1][0].config == ManifestConfig(strip_path=True)
+    assert chains[2][0].config.checksum_types == ["sha256"]
+
+
+def test_only_and_except_select_builds_by_glob(tmp_path: Path) -> None:
+    path = write(tmp_path, {"builders": [builder(name="installer"), builder(name="inst-efi"), builder(name="other")]})
+    assert [b.name for b in load_template(path, only=["inst*"]).builds] == ["installer", "inst-efi"]
+    assert [b.name for b in load_template(path, except_=["inst*"]).builds] == ["other"]
+    assert problems(path, only=["nothing"])[0][1] == "no build is left to run"
+
+
+def test_min_packer_version_and_description(tmp_path: Path) -> None:
+    t = load_template(write(tmp_path, {"min_packer_version": "1.6.0", "description": "d", "builders": [builder()]}))
+    assert t.description == "d"
+
+
+def test_error_cleanup_provisioner(tmp_path: Path) -> None:
+    data = {"builders": [builder()], "error-cleanup-provisioner": {"type": "shell-local", "inline": ["echo bye"]}}
+    spec = load_template(write(tmp_path, data)).error_cleanup_provisioner
+    assert spec is not None and spec.type == "shell-local" and spec.config.inline == ["echo bye"]
+
+
+def test_unsupported_keys_are_warnings(tmp_path: Path) -> None:
+    t = load_template(write(tmp_path, {"builders": [builder(vtpm=True)]}))
+    assert [(w.key, "not yet supported" in w.message) for w in t.warnings] == [("builders[0].vtpm", True)]
+
+
+def test_undeclared_cli_variable(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, {"builders": [builder()]}), vars={"nope": "1"})
+    assert found == [("nope", "variable 'nope' is not declared in the template")]
