@@ -217,3 +217,35 @@ def _transfer_round_trip(c: SshCommunicator, tmp_path: Path, remote: str) -> Non
     with pytest.raises(VmbakeError, match="/nonexistent/file"):
         c.download("/nonexistent/file", tmp_path / "nothing")
     run(c, f"rm -rf {remote}")
+
+
+@pytest.mark.parametrize(
+    ("close", "seen"), [(True, "connection closed before the SSH banner"), (False, "banner timeout")]
+)
+def test_a_port_without_an_ssh_server_says_what_it_saw(close: bool, seen: str) -> None:
+    """A plain TCP listener stands in for QEMU's port forward before the guest's sshd is up."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        accepted: list[socket.socket] = []
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            if close:
+                conn.close()
+            else:
+                accepted.append(conn)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            with pytest.raises(ConnectError) as info:
+                connect(SshTarget("127.0.0.1", port, "root", password="x"), timeout=0.5)
+            assert info.value.seen.startswith(seen)
+        finally:
+            server.join()
+            for conn in accepted:
+                conn.close()

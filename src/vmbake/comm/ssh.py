@@ -33,6 +33,9 @@ from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.ui import ProgressHandle
 
 log = logging.getLogger("vmbake.comm.ssh")
+# paramiko logs every failed try (with a traceback) at ERROR level; without a handler of its own, Python
+# would print those to stderr while vmbake is simply waiting for the guest. They still reach -debug logs.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 ProgressFactory = Callable[[str, int], contextlib.AbstractContextManager[ProgressHandle]]
 PROGRESS_MIN_BYTES = 8192
@@ -96,13 +99,24 @@ def _open_transport(target: SshTarget, timeout: float) -> paramiko.Transport:
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
     transport.auth_timeout = timeout
+    started = time.monotonic()
     try:
         transport.start_client(timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
         text = str(exc) or type(exc).__name__
-        seen = "banner timeout" if "banner" in text.lower() else f"handshake failed ({text})"
+        if "banner" not in text.lower():
+            seen = f"handshake failed ({text})"
+        elif "timed out" in text or time.monotonic() - started >= timeout * 0.9:
+            seen = "banner timeout"
+        else:
+            # QEMU's port forward accepts at once, then closes when nothing listens in the guest yet.
+            seen = "connection closed before the SSH banner (no SSH server in the guest yet)"
         raise ConnectError(seen, f"{target.address}: SSH handshake failed: {text}") from None
+    if transport.host_key is None:  # start_client gave up waiting without an error of its own
+        transport.close()
+        seen = "key exchange timeout" if transport.remote_version else "banner timeout"
+        raise ConnectError(seen, f"{target.address}: no SSH handshake within {timeout:.1f}s ({seen})")
     return transport
 
 
