@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbake import __version__
-from vmbake.checksums import Checksum, hash_file
+from vmbake.checksums import Checksum, algorithm_for, hash_file, make_checksum
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.locks import FileLock
 from vmbake.ui import ProgressHandle
@@ -102,6 +102,7 @@ _STALL_HINT = "the server stalled; try again, use another mirror, or raise VMBAK
 
 
 def _http_error(url: str, exc: urllib.error.HTTPError) -> DownloadError:
+    exc.close()
     hint = "check the URL (the file may have moved to an archive)" if exc.code == 404 else None
     return DownloadError(url, f"{url}: HTTP {exc.code} {exc.reason}", hint=hint)
 
@@ -322,7 +323,7 @@ def mismatch(url: str, checksum: Checksum, found: str, removed: Path | None) -> 
 def fetch_checked(
     url: str,
     dest: Path,
-    checksum: Checksum | None,
+    checksum: Checksum | str | None,
     *,
     progress: ProgressFactory | None = None,
     say: Say | None = None,
@@ -331,7 +332,17 @@ def fetch_checked(
 ) -> Path:
     """`dest`, downloaded from `url` and matching `checksum`, under a lock that other vmbake processes
     respect. An existing `dest` that matches is used as is; the file appears at `dest` only once checked.
-    Without a checksum the file is always downloaded again (as Packer does)."""
+    Without a checksum the file is always downloaded again (as Packer does). A string checksum is a bare
+    hex digest (its length gives the type, so a sha256 from a Debian Release file fits) or "TYPE:HEX"."""
+    if isinstance(checksum, str):
+        try:
+            checksum = (
+                make_checksum(*checksum.split(":", 1))
+                if ":" in checksum
+                else make_checksum(algorithm_for(checksum), checksum)
+            )
+        except ValueError as exc:
+            raise VmbakeError(f"bad checksum for {url}: {exc}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(dest.with_name(dest.name + ".lock"))
     if not lock.try_acquire():

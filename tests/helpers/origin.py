@@ -19,6 +19,7 @@ class Route:
     stall_after: int | None = None  # stop sending (but keep the connection) after this many bytes
     trickle: float | None = None  # send one byte every `trickle` seconds
     etag: str = '"v1"'
+    hang: bool = False  # never answer at all (until the server stops)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         origin.seen.append(Seen("GET", path, rng))
         route = origin.routes.get(path)
+        if route is not None and route.hang:
+            origin.stopping.wait(30)
+            return
         if route is None or route.status != 200:
             status = 404 if route is None else route.status
             self.send_response(status)

@@ -226,14 +226,19 @@ def test_all_urls_failing_lists_each(cache: Path) -> None:
     assert "check the URL" in (one.value.hint or "")
 
 
-@pytest.mark.parametrize("route", [Route(DATA, stall_after=1000), Route(DATA, trickle=0.05)])
+@pytest.mark.parametrize(
+    "route", [Route(DATA, stall_after=1000), Route(DATA, trickle=0.05), Route(DATA, hang=True)]
+)
 def test_stalled_or_trickling_server_times_out(
     cache: Path, monkeypatch: pytest.MonkeyPatch, route: Route
 ) -> None:
     monkeypatch.setenv("VMBAKE_DOWNLOAD_TIMEOUT", "300ms")
     with origin_server({"/x.iso": route}) as origin:
         started = time.monotonic()
-        with pytest.raises(VmbakeError, match=r"no data received for 0.3s|less than 1 KiB received in 0.3s"):
+        with pytest.raises(
+            VmbakeError,
+            match=r"no data received for 0.3s|less than 1 KiB received in 0.3s|no answer within 0.3s",
+        ):
             _retrieve([origin.url("/x.iso")])
         assert time.monotonic() - started < 2
 
@@ -352,3 +357,34 @@ def test_step_skips_debian_netboot() -> None:
     ctx, out = _ctx(QemuConfig(iso_source="debian-netboot", suite="bookworm"))
     StepDownload().run(ctx)
     assert ctx.state.iso_path is None and out.getvalue() == ""
+
+
+# -- helpers for other downloads (the netboot installer files) ---------------------------
+def test_fetch_checked_with_a_bare_sha256_and_fetch_bytes(tmp_path: Path) -> None:
+    from vmbake.fetch import fetch_bytes, fetch_checked
+
+    with origin_server({"/linux": Route(DATA), "/SHA256SUMS": Route(b"abc\n")}) as origin:
+        dest = tmp_path / "netboot" / "linux"
+        assert fetch_checked(origin.url("/linux"), dest, SHA256) == dest
+        assert dest.read_bytes() == DATA
+        assert fetch_checked(origin.url("/linux"), dest, SHA256) == dest  # cached: no second GET
+        assert len(origin.gets("/linux")) == 1
+        with pytest.raises(VmbakeError, match="bad checksum"):
+            fetch_checked(origin.url("/linux"), dest, "xyz")
+        assert fetch_bytes(origin.url("/SHA256SUMS")) == b"abc\n"
+        with pytest.raises(VmbakeError, match="larger than"):
+            fetch_bytes(origin.url("/linux"), max_bytes=1000)
+        with pytest.raises(VmbakeError, match="HTTP 404"):
+            fetch_bytes(origin.url("/nope"))
+    (tmp_path / "local").write_bytes(b"x")
+    assert fetch_bytes(str(tmp_path / "local")) == b"x" == fetch_bytes(f"file://{tmp_path / 'local'}")
+
+
+def test_complete_part_is_used_when_server_says_range_not_satisfiable(cache: Path) -> None:
+    with origin_server({"/x.iso": Route(DATA)}) as origin:
+        cache.mkdir()
+        target = cache / (hashlib.sha1(CHECKSUM.encode()).hexdigest() + ".iso")
+        (cache / (target.name + ".part")).write_bytes(DATA)
+        path, _, _ = _retrieve([origin.url("/x.iso")])
+        assert path == target and path.read_bytes() == DATA
+        assert [s.range for s in origin.gets("/x.iso")] == [f"bytes={len(DATA)}-"]
