@@ -45,28 +45,41 @@ COMMON_TEMPLATE = [
 ]
 
 COMMANDS: dict[str, tuple[str, list[Flag]]] = {
-    "build": ("Build images from a template", [
-        *COMMON_TEMPLATE,
-        Flag("force", "bool", "Remove existing output directories before building"),
-        Flag("on-error", "str", "What a failure does: cleanup (default), abort or ask"),
-        Flag("timestamp-ui", "bool", "Prefix each output line with a UTC timestamp"),
-        Flag("color", "bool", "Colour the output (-color=false turns it off)"),
-        Flag("report", "bool", "Write the image report (-report=false turns it off)"),
-        Flag("parallel-builds", "int", "Accepted for Packer compatibility; builds run one after the other"),
-        Flag("parallel", "bool", "Accepted for Packer compatibility"),
-    ]),
-    "validate": ("Check that a template is valid", [
-        *COMMON_TEMPLATE,
-        Flag("syntax-only", "bool", "Only check the syntax, not the configuration"),
-    ]),
-    "inspect": ("Show the variables, builds and provisioners of a template", [
-        Flag("machine-readable", "bool", "Print machine-readable output"),
-        Flag("debug", "bool", "Show tracebacks"),
-    ]),
+    "build": (
+        "Build images from a template",
+        [
+            *COMMON_TEMPLATE,
+            Flag("force", "bool", "Remove existing output directories before building"),
+            Flag("on-error", "str", "What a failure does: cleanup (default), abort or ask"),
+            Flag("timestamp-ui", "bool", "Prefix each output line with a UTC timestamp"),
+            Flag("color", "bool", "Colour the output (-color=false turns it off)"),
+            Flag("report", "bool", "Write the image report (-report=false turns it off)"),
+            Flag(
+                "parallel-builds", "int", "Accepted for Packer compatibility; builds run one after the other"
+            ),
+            Flag("parallel", "bool", "Accepted for Packer compatibility"),
+        ],
+    ),
+    "validate": (
+        "Check that a template is valid",
+        [
+            *COMMON_TEMPLATE,
+            Flag("syntax-only", "bool", "Only check the syntax, not the configuration"),
+        ],
+    ),
+    "inspect": (
+        "Show the variables, builds and provisioners of a template",
+        [
+            Flag("machine-readable", "bool", "Print machine-readable output"),
+            Flag("var", "list", "Set a variable: -var 'name=value' (repeatable)"),
+            Flag("var-file", "list", "Read variables from a JSON or .pkrvars.hcl file (repeatable)"),
+            Flag("debug", "bool", "Show tracebacks"),
+        ],
+    ),
     "verify": ("Boot a finished image and check it reaches SSH", []),
     "version": ("Print the vmbake version", []),
     "help": ("Show help for a command", []),
-}  # fmt: skip
+}
 
 
 class UsageError(VmbakeError):
@@ -108,8 +121,10 @@ def parse_flags(command: str, argv: Sequence[str]) -> Parsed:
         flag = flags.get(name)
         if flag is None:
             known = " ".join("-" + f for f in flags) or "none"
-            raise UsageError(f"flag provided but not defined: {arg.split('=')[0]}",
-                             hint=f"flags of 'vmbake {command}': {known}")  # fmt: skip
+            raise UsageError(
+                f"flag provided but not defined: {arg.split('=')[0]}",
+                hint=f"flags of 'vmbake {command}': {known}",
+            )
         if flag.kind == "bool":
             out.values[name] = _bool(value, name) if eq else True
             i += 1
@@ -161,8 +176,11 @@ def command_help(command: str) -> str:
     )
     lines = [f"Usage: vmbake {command} [options]{target}", "", f"  {desc}."]
     if command in ("build", "validate", "inspect"):
-        lines += ["", "  TEMPLATE is a .json or .pkr.hcl file, a directory of .pkr.hcl files, or the name",
-                  "  of a shipped template (for example bookworm)."]  # fmt: skip
+        lines += [
+            "",
+            "  TEMPLATE is a .json or .pkr.hcl file, a directory of .pkr.hcl files, or the name",
+            "  of a shipped template (for example bookworm).",
+        ]
     if flags:
         lines += ["", "Options:", ""]
         for f in flags:
@@ -174,8 +192,10 @@ def command_help(command: str) -> str:
 
 def _template_from(parsed: Parsed, command: str) -> Template:
     if len(parsed.args) != 1:
-        raise UsageError(f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
-                         hint=f"run 'vmbake help {command}'")  # fmt: skip
+        raise UsageError(
+            f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
+            hint=f"run 'vmbake help {command}'",
+        )
     variables: dict[str, str] = {}
     for text in parsed.values.get("var", []):
         try:
@@ -234,7 +254,16 @@ def _syntax_only(parsed: Parsed) -> None:
 
 def cmd_inspect(parsed: Parsed) -> int:
     ui = _make_ui(parsed)
-    template = _template_from(parsed, "inspect")
+    try:
+        template = _template_from(parsed, "inspect")
+    except TemplateError as exc:
+        # Packer inspects a template whose required variables are unset: list them as required.
+        missing = [p.key.split(".", 1)[1] for p in exc.problems if p.message.startswith("required variable")]
+        if len(missing) != len(exc.problems):
+            raise
+        parsed.values["var"] = [*parsed.values.get("var", []), *(f"{name}=" for name in missing)]
+        template = _template_from(parsed, "inspect")
+        template = template.replace(values={k: v for k, v in template.values.items() if k not in missing})
     if ui.machine_readable:
         for name, var in template.variables.items():
             shown = "<sensitive>" if var.sensitive else str(template.values.get(name, "") or "")
@@ -271,8 +300,10 @@ def cmd_build(parsed: Parsed) -> int:
     try:
         build = importlib.import_module("vmbake.build")
     except ImportError:
-        raise VmbakeError("the build command is not available in this installation",
-                          hint="reinstall vmbake; 'vmbake validate' and 'inspect' still work") from None  # fmt: skip
+        raise VmbakeError(
+            "the build command is not available in this installation",
+            hint="reinstall vmbake; 'vmbake validate' and 'inspect' still work",
+        ) from None
     run_builds: Callable[..., int] = build.run_builds
     return run_builds(
         template, options, ui, _csv(parsed.values.get("only")), _csv(parsed.values.get("except"))
@@ -283,8 +314,10 @@ def cmd_verify(args: Sequence[str]) -> int:
     try:
         verify = importlib.import_module("vmbake.verify")
     except ImportError:
-        raise VmbakeError("'vmbake verify' is not available yet in this version",
-                          hint="boot the image with qemu-system-x86_64 by hand meanwhile") from None  # fmt: skip
+        raise VmbakeError(
+            "'vmbake verify' is not available yet in this version",
+            hint="boot the image with qemu-system-x86_64 by hand meanwhile",
+        ) from None
     result: int = verify.main(list(args))
     return result
 

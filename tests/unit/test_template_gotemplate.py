@@ -26,15 +26,20 @@ def test_user_variables_with_backticks_and_double_quotes() -> None:
 def test_runtime_placeholders_are_kept_verbatim_at_load_time() -> None:
     text = "url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg name={{user `n`}} {{.Name}} {{ .SSHPublicKey }}"
     out = render(text, ctx(user={"n": "x"}))
-    assert out == "url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg name=x {{.Name}} {{ .SSHPublicKey }}"
+    assert (
+        out
+        == "url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg name=x {{.Name}} {{ .SSHPublicKey }}"
+    )
 
 
 def test_render_runtime_fills_placeholders() -> None:
-    out = render_runtime("http://{{ .HTTPIP }}:{{ .HTTPPort }}/a.cfg", {"HTTPIP": "10.0.2.2", "HTTPPort": "8123"})
-    assert out == "http://10.0.2.2:8123/a.cfg"
-    assert render_runtime("chmod +x {{.Path}}; {{.Vars}} {{.Path}}", {"Path": "/tmp/s.sh", "Vars": "A='1'"}) == (
-        "chmod +x /tmp/s.sh; A='1' /tmp/s.sh"
+    out = render_runtime(
+        "http://{{ .HTTPIP }}:{{ .HTTPPort }}/a.cfg", {"HTTPIP": "10.0.2.2", "HTTPPort": "8123"}
     )
+    assert out == "http://10.0.2.2:8123/a.cfg"
+    assert render_runtime(
+        "chmod +x {{.Path}}; {{.Vars}} {{.Path}}", {"Path": "/tmp/s.sh", "Vars": "A='1'"}
+    ) == ("chmod +x /tmp/s.sh; A='1' /tmp/s.sh")
 
 
 def test_render_runtime_names_a_missing_placeholder() -> None:

@@ -40,11 +40,15 @@ def write(tmp_path: Path, text: str, name: str = "t.pkr.hcl") -> Path:
 
 
 def template(tmp_path: Path, extra: str = "", build: str = "", head: str = "", **kw: Any) -> Any:
-    text = head + SOURCE.replace("EXTRA", extra) + 'build {\n  sources = ["source.qemu.deb"]\n' + build + "\n}\n"
+    text = (
+        head + SOURCE.replace("EXTRA", extra) + 'build {\n  sources = ["source.qemu.deb"]\n' + build + "\n}\n"
+    )
     return load_template(write(tmp_path, text), **kw)
 
 
-def problems(tmp_path: Path, extra: str = "", build: str = "", head: str = "", **kw: Any) -> list[tuple[str, str]]:
+def problems(
+    tmp_path: Path, extra: str = "", build: str = "", head: str = "", **kw: Any
+) -> list[tuple[str, str]]:
     with pytest.raises(TemplateError) as info:
         template(tmp_path, extra, build, head, **kw)
     return [(p.key, p.message) for p in info.value.problems]
@@ -61,8 +65,13 @@ def test_json_and_hcl_twins_load_to_the_same_model() -> None:
     assert from_json.sensitive_values == from_hcl.sensitive_values == ["r00tme"]
     config = from_hcl.builds[0].config
     assert isinstance(config, QemuConfig)
-    assert config.http_directory == str(SEED / "htdocs") and config.qemuargs == [["-m", "1024M"], ["-smp", "2"]]
-    assert config.boot_command[-1] == "url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg<wait5><enter>"
+    assert config.http_directory == str(SEED / "htdocs") and config.qemuargs == [
+        ["-m", "1024M"],
+        ["-smp", "2"],
+    ]
+    assert (
+        config.boot_command[-1] == "url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg<wait5><enter>"
+    )
 
 
 def test_build_names_are_type_dot_name(tmp_path: Path) -> None:
@@ -83,14 +92,18 @@ def test_references_var_local_path(tmp_path: Path) -> None:
       full = "${local.name}.qcow2"
     }
     """
-    t = template(tmp_path, 'memory = var.mem\n  vm_name = local.full\n  http_directory = "${path.root}"', head=head)
+    t = template(
+        tmp_path, 'memory = var.mem\n  vm_name = local.full\n  http_directory = "${path.root}"', head=head
+    )
     config = t.builds[0].config
     assert config.memory == 768 and config.vm_name == "img-768.qcow2"
     assert config.http_directory == str(tmp_path.resolve())
 
 
 def test_source_name_in_provisioners_is_per_build(tmp_path: Path) -> None:
-    t = template(tmp_path, build='provisioner "shell" {\n inline = ["echo ${source.name} ${upper(source.type)}"]\n}')
+    t = template(
+        tmp_path, build='provisioner "shell" {\n inline = ["echo ${source.name} ${upper(source.type)}"]\n}'
+    )
     spec = t.provisioners[0]
     assert spec.config_for("qemu.deb", "qemu").inline == ["echo deb QEMU"]
 
@@ -123,7 +136,9 @@ def test_required_and_sensitive_variables(tmp_path: Path) -> None:
 
 def test_typed_cli_variable_is_checked(tmp_path: Path) -> None:
     head = 'variable "mem" {\n  type = number\n  default = 1\n}\n'
-    assert problems(tmp_path, "memory = var.mem", head=head, vars={"mem": "lots"}) == [("mem", "'lots' is not a number")]
+    assert problems(tmp_path, "memory = var.mem", head=head, vars={"mem": "lots"}) == [
+        ("mem", "'lots' is not a number")
+    ]
 
 
 def test_variables_block_and_json_var_file(tmp_path: Path) -> None:
@@ -156,7 +171,10 @@ def test_post_processors_and_chains(tmp_path: Path) -> None:
 
 
 def test_build_source_block_renames(tmp_path: Path) -> None:
-    text = SOURCE.replace("EXTRA", "") + 'build {\n  source "source.qemu.deb" {\n    name = "efi"\n    efi_boot = true\n  }\n}\n'
+    text = (
+        SOURCE.replace("EXTRA", "")
+        + 'build {\n  source "source.qemu.deb" {\n    name = "efi"\n    efi_boot = true\n  }\n}\n'
+    )
     t = load_template(write(tmp_path, text))
     assert [b.name for b in t.builds] == ["qemu.efi"] and t.builds[0].config.efi_boot is True
 
@@ -181,7 +199,10 @@ def test_escapes_heredoc_and_literal_interpolation(tmp_path: Path) -> None:
 )
 def test_hcl_problems_name_the_key(tmp_path: Path, extra: str, build: str, key: str, message: str) -> None:
     if build.startswith("sources"):
-        text = SOURCE.replace("EXTRA", extra) + 'build {\n  sources = ["source.qemu.deb", "source.qemu.nope"]\n}\n'
+        text = (
+            SOURCE.replace("EXTRA", extra)
+            + 'build {\n  sources = ["source.qemu.deb", "source.qemu.nope"]\n}\n'
+        )
         with pytest.raises(TemplateError) as info:
             load_template(write(tmp_path, text))
         found = [(p.key, p.message) for p in info.value.problems]

@@ -52,7 +52,9 @@ def test_minimal_template_loads_with_defaults(tmp_path: Path) -> None:
     t = load_template(write(tmp_path, {"builders": [builder()]}))
     (build,) = t.builds
     assert build.name == "qemu" and build.type == "qemu" and isinstance(build.config, QemuConfig)
-    assert build.config.disk_size == "40960M" and build.config.boot_wait == "10s" and build.config.memory == 512
+    assert (
+        build.config.disk_size == "40960M" and build.config.boot_wait == "10s" and build.config.memory == 512
+    )
     assert t.format == "json" and t.directory == tmp_path.resolve()
 
 
@@ -102,7 +104,9 @@ def test_sensitive_variables_are_listed(tmp_path: Path) -> None:
     assert t.variables["pw"].sensitive and t.sensitive_values == ["hunter22"]
 
 
-def test_env_in_variables_and_variables_using_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_in_variables_and_variables_using_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VMBAKE_TEST_MIRROR", "http://mirror.invalid")
     data = {"variables": {"url": "{{user `mirror`}}/debian", "mirror": "{{env `VMBAKE_TEST_MIRROR`}}"},
             "builders": [builder(iso_url="{{user `url`}}/d.iso")]}  # fmt: skip
@@ -157,19 +161,26 @@ def test_post_processor_forms(tmp_path: Path) -> None:
 
 
 def test_only_and_except_select_builds_by_glob(tmp_path: Path) -> None:
-    path = write(tmp_path, {"builders": [builder(name="installer"), builder(name="inst-efi"), builder(name="other")]})
+    path = write(
+        tmp_path, {"builders": [builder(name="installer"), builder(name="inst-efi"), builder(name="other")]}
+    )
     assert [b.name for b in load_template(path, only=["inst*"]).builds] == ["installer", "inst-efi"]
     assert [b.name for b in load_template(path, except_=["inst*"]).builds] == ["other"]
     assert problems(path, only=["nothing"])[0][1] == "no build is left to run"
 
 
 def test_min_packer_version_and_description(tmp_path: Path) -> None:
-    t = load_template(write(tmp_path, {"min_packer_version": "1.6.0", "description": "d", "builders": [builder()]}))
+    t = load_template(
+        write(tmp_path, {"min_packer_version": "1.6.0", "description": "d", "builders": [builder()]})
+    )
     assert t.description == "d"
 
 
 def test_error_cleanup_provisioner(tmp_path: Path) -> None:
-    data = {"builders": [builder()], "error-cleanup-provisioner": {"type": "shell-local", "inline": ["echo bye"]}}
+    data = {
+        "builders": [builder()],
+        "error-cleanup-provisioner": {"type": "shell-local", "inline": ["echo bye"]},
+    }
     spec = load_template(write(tmp_path, data)).error_cleanup_provisioner
     assert spec is not None and spec.type == "shell-local" and spec.config.inline == ["echo bye"]
 

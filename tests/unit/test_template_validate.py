@@ -117,7 +117,12 @@ def test_all_problems_are_reported_at_once(tmp_path: Path, capsys: pytest.Captur
     assert main(["validate", str(write_case(tmp_path, edit))]) == 1
     err = capsys.readouterr().err
     assert "template has 4 problems" in err
-    for key in ("builders[0].memory", "builders[0].disk_size", "builders[0].iso_urls", "provisioners[0].type"):
+    for key in (
+        "builders[0].memory",
+        "builders[0].disk_size",
+        "builders[0].iso_urls",
+        "provisioners[0].type",
+    ):
         assert f" {key}:" in err
 
 
