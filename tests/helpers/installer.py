@@ -44,6 +44,10 @@ label install
 \tmenu label ^Install
 \tkernel /install.amd/vmlinuz
 \tappend vga=788 initrd=/install.amd/initrd.gz --- quiet
+label expert
+\tmenu label E^xpert install
+\tkernel /install.amd/vmlinuz
+\tappend priority=low vga=788 initrd=/install.amd/initrd.gz ---
 """
 GTK_CFG = """\
 label installgui
@@ -89,9 +93,10 @@ def make_netinst_iso(dest: Path, kernel: Path, initrd: Path, *, layout: str = "i
     boot = []
     if isolinux_bin.is_file():
         (root / "isolinux" / "isolinux.bin").write_bytes(isolinux_bin.read_bytes())
-        ldlinux = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
-        if ldlinux.is_file():
-            (root / "isolinux" / "ldlinux.c32").write_bytes(ldlinux.read_bytes())
+        modules = Path("/usr/lib/syslinux/modules/bios")
+        for module in ("ldlinux.c32", "vesamenu.c32", "libcom32.c32", "libutil.c32"):
+            if (modules / module).is_file():
+                (root / "isolinux" / module).write_bytes((modules / module).read_bytes())
         boot = [
             "-b",
             "isolinux/isolinux.bin",
@@ -276,3 +281,164 @@ def serve_directory(root: Path) -> Iterator[tuple[str, list[tuple[float, str]]]]
 
 def gpg_available() -> bool:
     return subprocess.run(["sh", "-c", "command -v gpg"], capture_output=True, check=False).returncode == 0
+
+
+# -- booting the installer through vmbake's steps ----------------------------------------------------------
+
+
+def early_command_preseed(marker_url: str, *, bring_up_network: bool = False, poweroff: bool = False) -> str:
+    """A preseed whose early_command fetches `marker_url`. From an initrd, d-i reads the preseed before
+    it configures the network, so the command first brings up eth0 with SLIRP's fixed guest address."""
+    command = f"wget -q -O /dev/null {marker_url}"
+    if bring_up_network:
+        command = (
+            "modprobe virtio_pci; modprobe virtio_net;"
+            " for i in 1 2 3 4 5 6 7 8 9 10; do ip link show eth0 >/dev/null 2>&1 && break; sleep 1; done;"
+            " ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; " + command
+        )
+    if poweroff:  # stands for the end of an installation, which this archive cannot reach
+        command += "; poweroff -f"
+    return (
+        "d-i debian-installer/locale string en_US\n"
+        "d-i keyboard-configuration/xkb-keymap select us\n"
+        f"d-i preseed/early_command string {command}\n"
+        "d-i debian-installer/exit/poweroff boolean true\n"
+    )
+
+
+@dataclass
+class InstallerRun:
+    """What a boot through the steps showed: when the marker came, how the build ended, what it printed."""
+
+    marker_after: float | None
+    outcome: BaseException | None
+    output: str
+    argvs: list[list[str]]  # each QEMU command line the build used, in order
+    requests: list[str]
+
+
+def boot_until_marker(
+    tmp: Path,
+    marker: str,
+    *,
+    timeout: float = 420.0,
+    iso_path: Path | None = None,
+    until_restart: bool = False,
+    **config: Any,
+) -> InstallerRun:
+    """Run vmbake's steps for a qemu build with `config` (installer keys, http_content ...) until the guest
+    requests `marker` from the build's HTTP server, then press Ctrl-C (SIGINT to this process), as a user
+    would, and let the steps unwind. With `until_restart`, Ctrl-C waits until the installer's QEMU has
+    exited and vmbake has started the VM again from its disk. A watcher presses Ctrl-C at `timeout` too, so a guest that never calls
+    back still ends the build; the caller asserts on `marker_after`."""
+    import io as _io
+    import signal
+
+    from vmbake.config.qemu import QemuConfig
+    from vmbake.errors import BuildCancelled
+    from vmbake.state import BuildContext, Options
+    from vmbake.steps import Step, run_steps
+    from vmbake.steps.create_disk import StepCreateDisk
+    from vmbake.steps.http_server import StepHTTPServer
+    from vmbake.steps.installer_extract_kernel import StepExtractInstallerKernel
+    from vmbake.steps.installer_fetch_netboot import StepFetchNetboot
+    from vmbake.steps.installer_inject_preseed import StepInjectPreseed
+    from vmbake.steps.installer_reboot import StepInstallerReboot
+    from vmbake.steps.prepare_output_dir import StepPrepareOutputDir
+    from vmbake.steps.run_qemu import StepRun
+    from vmbake.ui import BuildUi, Ui
+
+    class _Given(Step):
+        """Stands for the build's setup (work dir) and StepDownload (the ISO is made by the test)."""
+
+        name = "testSetup"
+
+        def run(self, ctx: BuildContext) -> None:
+            ctx.state.work_dir = tmp / "work"
+            ctx.state.work_dir.mkdir(mode=0o700)
+            ctx.state.iso_path = iso_path
+
+    out = _io.StringIO()
+    defaults: dict[str, Any] = {
+        "accelerator": "tcg",
+        "headless": True,
+        "memory": 1024,
+        "disk_size": "64M",
+        "communicator": "none",
+        "output_directory": str(tmp / "output"),
+        "ssh_timeout": "20m",
+    }
+    cfg = QemuConfig(**{**defaults, **config})
+    ctx = BuildContext(
+        name="qemu",
+        builder_type="qemu",
+        config=cfg,
+        template=None,  # type: ignore[arg-type]
+        ui=BuildUi(Ui(out=out, err=out), "qemu"),
+        options=Options(),
+    )
+    started = time.monotonic()
+    seen: dict[str, float] = {}
+    servers: list[Any] = []
+    done = threading.Event()
+
+    argvs: list[list[str]] = []
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            state = ctx.state
+            if state.http_server is not None and not servers:
+                servers.append(state.http_server)
+            if state.qemu_argv and (not argvs or argvs[-1] is not state.qemu_argv):
+                argvs.append(state.qemu_argv)
+            if "at" not in seen and marker in [r.path for s in servers for r in s.requests]:
+                seen["at"] = time.monotonic() - started
+            restarted = len(argvs) > 1 and state.qmp is not None
+            if "at" in seen and (restarted or not until_restart):
+                break
+            if time.monotonic() - started > timeout:
+                break
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    class _Hold(Step):
+        """Keeps the build running until the watcher presses Ctrl-C (a build would go on to SSH here)."""
+
+        name = "testHold"
+
+        def run(self, ctx: BuildContext) -> None:
+            while not ctx.cancel.wait(0.2) and not done.is_set():
+                pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    typed: list[Step] = []
+    if cfg.boot_command:
+        from vmbake.steps.configure_vnc import StepConfigureVNC
+        from vmbake.steps.type_boot_command import StepTypeBootCommand
+
+        typed = [StepConfigureVNC(), StepTypeBootCommand()]
+    steps: list[Step] = [
+        _Given(),
+        StepFetchNetboot(),
+        StepExtractInstallerKernel(),
+        StepInjectPreseed(),
+        StepPrepareOutputDir(),
+        StepCreateDisk(),
+        StepHTTPServer(),
+        *typed[:1],
+        StepRun(),
+        *typed[1:],
+        StepInstallerReboot(),
+        _Hold(),
+    ]
+    outcome: BaseException | None = None
+    watcher.start()
+    try:
+        run_steps(ctx, steps)
+    except (BuildCancelled, KeyboardInterrupt) as err:
+        outcome = err
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+    requests = [r.path for server in servers for r in server.requests]
+    return InstallerRun(seen.get("at"), outcome, out.getvalue(), argvs, requests)

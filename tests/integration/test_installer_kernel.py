@@ -1,0 +1,126 @@
+"""The Debian installer booted without typing, under TCG, through vmbake's own steps.
+
+Each test boots d-i's real kernel and initrd (package debian-installer-12-netboot-amd64) and passes when the
+preseed's `early_command` fetches a marker from the build's HTTP server. Then the test presses Ctrl-C (a real
+SIGINT) and checks the teardown: the build is cancelled, QEMU is gone, the output directory is removed.
+The installer cannot finish here, because the archive this machine reaches serves only part of d-i's .udeb
+components, so reaching `early_command` is the bar. Two boots cover the three ways:
+
+* the kernel read out of a netinst-like ISO, with the preseed injected into the initrd (no url=); its
+  early_command then powers the VM off, standing for the end of an installation, and vmbake must start the
+  VM again from its disk, without the installer kernel and without the CD;
+* the netboot kernel fetched from a Debian-like archive on loopback (signed with a test key, checked through
+  InRelease, Packages and the .deb), with the preseed fetched over HTTP through kernel_args' url=.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import free_port
+from tests.helpers.installer import (
+    NETBOOT_DIR,
+    NETBOOT_PACKAGE,
+    boot_until_marker,
+    early_command_preseed,
+    make_archive,
+    make_deb,
+    make_gpg_key,
+    make_netinst_iso,
+    serve_directory,
+)
+
+from vmbake import procs
+from vmbake.errors import BuildCancelled
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def _assert_clean_teardown(run_output: str, outcome: BaseException | None, tmp: Path) -> None:
+    assert isinstance(outcome, BuildCancelled), run_output
+    assert "Interrupt received. Cancelling build..." in run_output
+    assert not procs.live_children(), "vmbake left a child process running"
+    assert not (tmp / "output").exists(), "a cancelled build must remove its output directory"
+
+
+def test_kernel_from_iso_with_preseed_in_initrd_then_restart_from_disk(
+    tmp_path: Path, di_netboot: Path, no_qemu_left: None
+) -> None:
+    iso = make_netinst_iso(tmp_path / "netinst.iso", di_netboot / "linux", di_netboot / "initrd.gz")
+    port = free_port()
+    preseed = tmp_path / "preseed.cfg"
+    marker = f"http://10.0.2.2:{port}/marker-iso-initrd"
+    preseed.write_text(early_command_preseed(marker, bring_up_network=True, poweroff=True))
+    run = boot_until_marker(
+        tmp_path,
+        "/marker-iso-initrd",
+        iso_path=iso,
+        until_restart=True,
+        installer_boot="kernel",
+        kernel_args="auto=true priority=critical net.ifnames=0 console=ttyS0",
+        preseed_file=str(preseed),
+        http_content={"/marker-iso-initrd": "ok"},
+        http_port_min=port,
+        http_port_max=port,
+    )
+    assert run.marker_after is not None, run.output
+    installer, restarted = run.argvs[0], run.argvs[-1]
+    assert installer[installer.index("-initrd") + 1].endswith("initrd-preseed.gz")
+    assert "url=" not in installer[installer.index("-append") + 1]
+    assert "/preseed.cfg" not in run.requests  # the preseed came from the initrd, not over HTTP
+    assert "The installer finished after" in run.output
+    assert len(run.argvs) == 2, run.output
+    for flag in ("-kernel", "-initrd", "-append"):
+        assert flag not in restarted
+    assert not any(str(iso) in arg for arg in restarted), "the installer CD must not come back"
+    _assert_clean_teardown(run.output, run.outcome, tmp_path)
+
+
+@pytest.fixture
+def signed_archive(tmp_path: Path, di_netboot: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Debian-like archive on loopback whose netboot .deb holds the real d-i kernel and initrd."""
+    key = make_gpg_key(tmp_path / "gnupg")
+    deb = make_deb(
+        tmp_path / "netboot.deb",
+        NETBOOT_PACKAGE,
+        "20230607+deb12u99",
+        {
+            f"{NETBOOT_DIR}/linux": (di_netboot / "linux").read_bytes(),
+            f"{NETBOOT_DIR}/initrd.gz": (di_netboot / "initrd.gz").read_bytes(),
+        },
+        compression="none",
+    )
+    archive = make_archive(tmp_path / "mirror", "bookworm", key, deb, version="20230607+deb12u99")
+    monkeypatch.setenv("VMBAKE_ARCHIVE_KEYRING", str(key.keyring))
+    monkeypatch.setenv("PACKER_CACHE_DIR", str(tmp_path / "cache"))
+    with serve_directory(archive.root) as (url, _):
+        yield url
+
+
+def test_netboot_from_signed_archive_with_http_preseed(
+    tmp_path: Path, signed_archive: str, di_netboot: Path, no_qemu_left: None
+) -> None:
+    run = boot_until_marker(
+        tmp_path,
+        "/marker-netboot",
+        iso_source="debian-netboot",
+        suite="bookworm",
+        mirror=signed_archive,
+        kernel_args="auto=true priority=critical net.ifnames=0 console=ttyS0"
+        " url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed.cfg",
+        http_content={
+            "/preseed.cfg": early_command_preseed("http://{{ .HTTPIP }}:{{ .HTTPPort }}/marker-netboot"),
+            "/marker-netboot": "ok",
+        },
+    )
+    assert run.marker_after is not None, run.output
+    assert "Fetching the Debian installer for bookworm from " + signed_archive in run.output
+    assert "debian-installer-12-netboot-amd64 20230607+deb12u99" in run.output
+    argv = run.argvs[0]
+    kernel = Path(argv[argv.index("-kernel") + 1])
+    assert kernel.parent.parent == tmp_path / "cache" / "debian-netboot"
+    assert "/preseed.cfg" in run.requests
+    assert not any("media=cdrom" in arg for arg in argv)  # no ISO at all
+    _assert_clean_teardown(run.output, run.outcome, tmp_path)
