@@ -214,6 +214,8 @@ def download_to_part(
         if exc.code == 416 and offset:
             size = (exc.headers.get("Content-Range") or "").rpartition("/")[2]
             if size.isdigit() and int(size) == offset:  # the part was already complete
+                with contextlib.suppress(FileNotFoundError):
+                    _meta_path(part).unlink()
                 return hash_file(part, algorithm) if algorithm else None
             _remove_part(part)
             return download_to_part(

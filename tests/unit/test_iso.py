@@ -187,6 +187,7 @@ def test_interrupted_download_keeps_a_resumable_part_then_resumes(cache: Path) -
         path, _, _ = _retrieve([origin.url("/x.iso")])
         assert path.read_bytes() == DATA
         assert origin.gets("/x.iso")[-1].range == "bytes=50000-"
+        assert sorted(p.name for p in cache.iterdir()) == [path.name]
 
 
 def test_interrupted_download_without_ranges_removes_the_part(cache: Path) -> None:
@@ -385,6 +386,8 @@ def test_complete_part_is_used_when_server_says_range_not_satisfiable(cache: Pat
         cache.mkdir()
         target = cache / (hashlib.sha1(CHECKSUM.encode()).hexdigest() + ".iso")
         (cache / (target.name + ".part")).write_bytes(DATA)
+        (cache / (target.name + ".part.json")).write_text('{"url": "x", "validator": ""}')
         path, _, _ = _retrieve([origin.url("/x.iso")])
         assert path == target and path.read_bytes() == DATA
+        assert sorted(p.name for p in cache.iterdir()) == [target.name]
         assert [s.range for s in origin.gets("/x.iso")] == [f"bytes={len(DATA)}-"]
