@@ -260,3 +260,20 @@ def test_comm_type(build: Any) -> None:
     assert isinstance(build[0].state.comm, SshCommunicator)
     with pytest.raises(VmbakeError, match="not KEY=VALUE"):
         provision(build[0], shell(inline=["true"], environment_vars=["NOEQUALS"]))
+
+
+def test_clear_authorized_keys_removes_only_the_temporary_key(build: Any, sshd: Sshd) -> None:
+    from vmbake.sshkeys import KEY_FILE_NAME
+
+    ctx, out, _err = build
+    home = Path("/home") / sshd.user
+    (home / ".ssh").mkdir(exist_ok=True)
+    keys = home / ".ssh" / "authorized_keys"
+    keys.write_text("ssh-ed25519 AAAAother+/key= keep-me\nssh-ed25519 AAAAtemp+/key= vmbake-qemu\n")
+    keys.chmod(0o666)
+    ctx.state.ssh_public_key = "ssh-ed25519 AAAAtemp+/key= vmbake-qemu"
+    ctx.state.ssh_private_key_path = ctx.state.work_dir / KEY_FILE_NAME
+    ctx.config = type(ctx.config)(ssh_clear_authorized_keys=True)
+    provision(ctx)
+    assert keys.read_text() == "ssh-ed25519 AAAAother+/key= keep-me\n"
+    assert "==> qemu: Trying to remove ephemeral keys from authorized_keys files" in messages(out)

@@ -7,6 +7,7 @@ the guest is changed.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from vmbake.provisioners import Run, decode
 from vmbake.provisioners import file as file_provisioner
 from vmbake.provisioners import shell as shell_provisioner
 from vmbake.provisioners import shell_local as shell_local_provisioner
+from vmbake.sshkeys import KEY_FILE_NAME
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.units import parse_duration
@@ -136,6 +138,9 @@ class StepProvision(Step):
                     raise
                 raise StepError(self.name, exc.message, exc.hint) from None
 
+        if getattr(ctx.config, "ssh_clear_authorized_keys", False):
+            clear_temporary_key(ctx)
+
     def _error_cleanup(self, ctx: BuildContext) -> None:
         spec = getattr(ctx.template, "error_cleanup_provisioner", None)
         if spec is None or not applies(spec, ctx.name):
@@ -145,3 +150,24 @@ class StepProvision(Step):
             run_provisioner(ctx, spec, -1)
         except VmbakeError as exc:
             ctx.ui.error(f"The error-cleanup-provisioner failed too: {exc.message}")
+
+
+def clear_temporary_key(ctx: BuildContext) -> None:
+    """ssh_clear_authorized_keys: take the build's temporary key out of the guest's authorized_keys."""
+    comm, key = ctx.state.comm, ctx.state.ssh_public_key.split()
+    path = ctx.state.ssh_private_key_path
+    if comm is None or len(key) < 2 or path is None or path.name != KEY_FILE_NAME:
+        return
+    ctx.ui.say("Trying to remove ephemeral keys from authorized_keys files")
+    # grep -F: the key's base64 holds '/' and '+', which sed addresses would need escaped.
+    keep = f"grep -vF {shlex.quote(key[1])}"
+    script = "; ".join(
+        # No temporary file: the directory may not be writable; grep's status 1 means "no line left".
+        f"if [ -f {f} ] && [ -w {f} ]; then k=$({keep} {f}); if [ $? -le 1 ]; then "
+        f'if [ -n "$k" ]; then printf "%s\\n" "$k" > {f}; else : > {f}; fi; fi; fi'
+        for f in ("$HOME/.ssh/authorized_keys", "/root/.ssh/authorized_keys")
+    )
+    lines: list[str] = []
+    status = comm.run(script, on_stdout=lines.append, on_stderr=lines.append, timeout=60)
+    if status != 0:
+        ctx.ui.warn(f"could not remove the temporary key from authorized_keys: {' '.join(lines) or status}")
