@@ -404,7 +404,7 @@ def _printf(ctx: RenderContext, args: list[Any]) -> Any:
     fmt = re.sub(r"%v", "%s", str(args[0]))
     try:
         return fmt % tuple(args[1:])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError) as exc:
         raise TemplateSyntaxError(f"printf: {exc}") from None
 
 

@@ -263,7 +263,10 @@ class Evaluator:
     def _unary(self) -> Any:
         if self._peek("-"):
             self.pos += 1
-            return -self._unary()
+            value = self._unary()
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ExprError(f"cannot negate {value!r} in {self.text!r}")
+            return -value
         if self._peek("!"):
             self.pos += 1
             return not self._unary()
@@ -316,6 +319,8 @@ class Evaluator:
         if kind == "op" and tok == "{":
             obj: dict[str, Any] = {}
             while not self._peek("}"):
+                if self.pos >= len(self.tokens):
+                    raise ExprError(f"unclosed '{{' in expression {self.text!r}")
                 key_kind, key_tok = self.tokens[self.pos]
                 ahead = self.tokens[self.pos + 1] if self.pos + 1 < len(self.tokens) else ("", "")
                 if key_kind == "ident" and ahead in (("op", "="), ("op", ":")):

@@ -179,8 +179,10 @@ def _collect(files: list[Path], asm: Assembler) -> _Blocks:
         name = str(file)
         try:
             text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            asm.problems.append(Problem(name, "", f"cannot read template: {exc.strerror or exc}"))
+        except (OSError, UnicodeDecodeError) as exc:
+            asm.problems.append(
+                Problem(name, "", f"cannot read template: {getattr(exc, 'strerror', None) or exc}")
+            )
             continue
         data, problems = _parse(text, name)
         asm.problems.extend(problems)
@@ -293,6 +295,11 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
         warnings=asm.warnings,
         all_builds=asm.build_names(),
     )
+
+
+def _blocks_of(value: Any) -> list[dict[str, Any]]:
+    """The blocks python-hcl2 gives for a block type (an attribute of the same name gives none)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _reporter(asm: Assembler, file: str) -> Any:
@@ -425,7 +432,7 @@ def _add_builds(
     refs: list[tuple[str, dict[str, Any], str]] = []
     for i, ref in enumerate(evaluate(build.get("sources", []), scope, f"{path}.sources", report) or []):
         refs.append((str(ref), {}, f"{path}.sources[{i}]"))
-    for item in build.get("source", []):
+    for item in _blocks_of(build.get("source", [])):
         for ref, body in item.items():
             refs.append((ref, body if isinstance(body, dict) else {}, f"{path}.source.{ref}"))
     if not refs:
@@ -475,7 +482,7 @@ def _provisioners(
 ) -> list[ProvisionerSpec]:
     out: list[ProvisionerSpec] = []
     asm.file = file
-    for i, item in enumerate(items if isinstance(items, list) else [items]):
+    for i, item in enumerate(_blocks_of(items)):
         for kind, body in item.items():
             where = f"{path}[{i}]"
             raw = evaluate(body, scope, where, _reporter(asm, file)) if isinstance(body, dict) else {}
@@ -509,13 +516,13 @@ def _post_processors(
                 found.append(spec)
         return found
 
-    for i, item in enumerate(build.get("post-processor", [])):
+    for i, item in enumerate(_blocks_of(build.get("post-processor", []))):
         chain = one(item, f"{path}.post-processor[{i}]")
         if chain:
             chains.append(chain)
-    for i, group in enumerate(build.get("post-processors", [])):
+    for i, group in enumerate(_blocks_of(build.get("post-processors", []))):
         chain = []
-        for j, item in enumerate(group.get("post-processor", []) if isinstance(group, dict) else []):
+        for j, item in enumerate(_blocks_of(group.get("post-processor", []))):
             chain += one(item, f"{path}.post-processors[{i}].post-processor[{j}]")
         if chain:
             chains.append(chain)

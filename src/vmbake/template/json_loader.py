@@ -30,10 +30,14 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TemplateError([Problem(name, "", f"cannot read template: {exc.strerror or exc}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(
+            [Problem(name, "", f"cannot read template: {getattr(exc, 'strerror', None) or exc}")]
+        ) from None
     try:
         data, lines = parse(text)
+    except RecursionError:
+        raise TemplateError([Problem(name, "", "invalid JSON: nested too deeply")]) from None
     except JsonSyntaxError as exc:
         raise TemplateError(
             [

@@ -35,9 +35,14 @@ def read_var_file(path: Path) -> tuple[dict[str, Any], list[Problem]]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         return {}, [
-            Problem(name, "", f"cannot read variable file: {exc.strerror or exc}", "check the -var-file path")
+            Problem(
+                name,
+                "",
+                f"cannot read variable file: {getattr(exc, 'strerror', None) or exc}",
+                "check the -var-file path",
+            )
         ]
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
