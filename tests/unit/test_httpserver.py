@@ -200,3 +200,16 @@ def test_step_refuses_unknown_placeholder_before_serving() -> None:
     with pytest.raises(StepError, match=r"StepHTTPServer: http_content\['/p.cfg'\]: .*NoSuchThing"):
         StepHTTPServer().run(ctx)
     assert ctx.state.http_server is None
+
+
+def test_step_names_itself_when_the_port_range_is_taken(site: Path) -> None:
+    taken = bind_in_range("127.0.0.1", 0, 0)
+    port = taken.getsockname()[1]
+    try:
+        config = QemuConfig(http_directory=str(site), http_port_min=port, http_port_max=port)
+        with pytest.raises(StepError) as info:
+            StepHTTPServer().run(_ctx(config, io.StringIO()))
+        assert str(info.value) == f"StepHTTPServer: no free port between {port} and {port} on 127.0.0.1"
+        assert "http_port_min and http_port_max" in (info.value.hint or "")
+    finally:
+        taken.close()

@@ -391,3 +391,28 @@ def test_complete_part_is_used_when_server_says_range_not_satisfiable(cache: Pat
         assert path == target and path.read_bytes() == DATA
         assert sorted(p.name for p in cache.iterdir()) == [target.name]
         assert [s.range for s in origin.gets("/x.iso")] == [f"bytes={len(DATA)}-"]
+
+
+def test_cancel_mid_download_keeps_a_resumable_part_and_frees_the_lock(cache: Path) -> None:
+    from vmbake.errors import BuildCancelled
+    from vmbake.iso import retrieve
+
+    cancel = threading.Event()
+
+    class CancellingBar(_Bar):
+        def advance(self, amount: float) -> None:
+            super().advance(amount)
+            cancel.set()  # as Ctrl-C would, after the first block
+
+    @contextlib.contextmanager
+    def progress(name: str, total: float | None) -> Iterator[Any]:
+        yield CancellingBar()
+
+    with origin_server({"/x.iso": Route(DATA)}) as origin:
+        ui, _ = _ui()
+        with pytest.raises(BuildCancelled):
+            retrieve([origin.url("/x.iso")], CHECKSUM, ui, progress=progress, cancel=cancel)
+        names = sorted(p.name for p in cache.iterdir())
+        assert [n.rsplit(".", 1)[-1] for n in names] == ["part", "json"]  # resumable, no lock, no .iso
+        path, _, _ = _retrieve([origin.url("/x.iso")])
+        assert path.read_bytes() == DATA

@@ -52,10 +52,13 @@ class StepHTTPServer(Step):
                     f"http_directory {config.http_directory!r} is not a directory",
                     hint="create it, or fix http_directory (relative paths start from the current directory)",
                 )
-        sock = bind_in_range(
-            config.http_bind_address, config.http_port_min, config.http_port_max,
-            keys=("http_port_min", "http_port_max"),
-        )  # fmt: skip
+        try:
+            sock = bind_in_range(
+                config.http_bind_address, config.http_port_min, config.http_port_max,
+                keys=("http_port_min", "http_port_max"),
+            )  # fmt: skip
+        except VmbakeError as exc:
+            raise StepError(self.name, exc.message, exc.hint) from None
         content: dict[str, Content] = {
             key: self._renderer(ctx, text) for key, text in config.http_content.items()
         }
