@@ -162,6 +162,7 @@ def _csv(text: str | None) -> list[str]:
 def _usage() -> str:
     lines = ["Usage: vmbake [--version] [--help] <command> [args]", "", "Available commands are:"]
     lines += [f"    {name:<10} {desc}" for name, (desc, _) in COMMANDS.items()]
+    lines += ["", "'vmbake help CMD' shows a command's flags; 'vmbake help keys [TYPE]' the template keys."]
     return "\n".join(lines)
 
 
@@ -188,6 +189,25 @@ def command_help(command: str) -> str:
             lines.append(f"  -{f.name + arg:<22} {f.help}")
         lines += ["", "  Flags may be written -flag or --flag; values as -flag=value or -flag value."]
     return "\n".join(lines)
+
+
+def key_reference(name: str = "") -> str:
+    """`vmbake help keys [TYPE]`: the key reference, whole or for one builder, provisioner or post-processor."""
+    from vmbake import reference, registry
+
+    text = reference.render()
+    if not name:
+        return text
+    classes = {n: registry.builder_class(n) for n in registry.builder_types()}
+    classes.update(registry.PROVISIONERS)
+    classes.update(registry.POST_PROCESSORS)
+    by_class = {cls.__name__: n for n, cls in classes.items() if cls is not None}
+    type_name = by_class.get(name, name)
+    start = text.find(f"### `{type_name}`")
+    if start < 0:
+        raise UsageError(f"no keys for {name!r}", hint="types: " + ", ".join(classes))
+    ends = [i for i in (text.find("\n### `", start + 1), text.find("\n## ", start + 1)) if i > 0]
+    return text[start : min(ends)] + "\n" if ends else text[start:]
 
 
 def _template_from(parsed: Parsed, command: str) -> Template:
@@ -370,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:] + leading
     try:
+        if command == "help" and rest[:1] == ["keys"]:
+            out.write(key_reference(rest[1] if len(rest) > 1 else ""))
+            return 0
         if command == "help":
             target = rest[0] if rest else ""
             if target and target not in COMMANDS:

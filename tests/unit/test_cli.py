@@ -163,3 +163,52 @@ def test_console_script_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "vmbake", "--version"], capture_output=True, text=True, timeout=60,
                           check=False)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.startswith("vmbake ")
+
+
+def test_help_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["help", "keys", "shell"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("### `shell`") and '| `inline_shebang` | str | `"/bin/sh -e"` |' in out
+    assert "### `qemu`" not in out
+    assert main(["help", "keys", "QemuConfig"]) == 0
+    assert "| `disk_size` |" in capsys.readouterr().out
+    assert main(["help", "keys", "nope"]) == 1
+
+
+def test_keyboard_interrupt_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """load_template is replaced by one that raises KeyboardInterrupt, as a Ctrl-C during loading would."""
+    import vmbake.cli
+
+    def interrupted(*_a: Any, **_k: Any) -> Template:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vmbake.cli, "load_template", interrupted)
+    assert main(["validate", str(SEED / "packer.json")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_packer_log_turns_on_debug_logging(tmp_path: Path) -> None:
+    log = tmp_path / "vmbake.log"
+    env = {"PACKER_LOG": "1", "PACKER_LOG_PATH": str(log), "PATH": "/usr/bin:/bin"}
+    code = "import logging, sys; from vmbake.cli import main; rc = main(sys.argv[1:]); " \
+           "logging.getLogger('vmbake.test').debug('hello from the log'); sys.exit(rc)"  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, "--version"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 0
+    assert "hello from the log" in log.read_text()
+
+
+def test_verify_is_handed_its_arguments(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """vmbake.verify is replaced by a recorder: this checks the hand-over only."""
+    import types
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("vmbake.verify")
+    fake.main = lambda args: seen.append(args) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vmbake.verify", fake)
+    assert main(["verify", "-ssh-key", "k", "img.qcow2"]) == 0
+    assert seen == [["-ssh-key", "k", "img.qcow2"]]
