@@ -216,3 +216,17 @@ def test_hcl_syntax_error_has_line(tmp_path: Path) -> None:
         load_template(write(tmp_path, 'source "qemu" "x" {\n  a = = 1\n}\n'))
     (problem,) = info.value.problems
     assert problem.line == 2 and problem.message.startswith("invalid HCL")
+
+
+def test_problems_carry_hcl_lines(tmp_path: Path) -> None:
+    text = SOURCE.replace("EXTRA", 'disk_size = "big"') + (
+        'build {\n  sources = ["source.qemu.deb"]\n  provisioner "shell" {\n    inline = ["a"]\n  }\n'
+        '  provisioner "file" {\n    destination = "/tmp/"\n    sourse = "x"\n  }\n}\n'
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(TemplateError) as info:
+        load_template(path)
+    lines = path.read_text().splitlines()
+    found = {p.key: p.line for p in info.value.problems}
+    assert lines[found["source.qemu.deb.disk_size"] - 1].strip().startswith("disk_size")
+    assert lines[found["build[0].provisioner[1].sourse"] - 1].strip().startswith("sourse")

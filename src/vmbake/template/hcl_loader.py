@@ -19,6 +19,7 @@ from hcl2.utils import SerializationOptions  # type: ignore[import-untyped,unuse
 from vmbake.errors import Problem, TemplateError
 from vmbake.template.assemble import PROVISIONER_COMMON, Assembler
 from vmbake.template.hcl_expr import Evaluator, ExprError
+from vmbake.template.hcl_lines import HclLines
 from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template, Variable
 from vmbake.template.variables import Inputs, env_values
 
@@ -173,7 +174,7 @@ def _files(path: Path) -> tuple[list[Path], Path]:
     return [path], path.resolve().parent
 
 
-def _collect(files: list[Path], asm: Assembler) -> _Blocks:
+def _collect(files: list[Path], asm: Assembler, lines: HclLines) -> _Blocks:
     blocks = _Blocks()
     for file in files:
         name = str(file)
@@ -186,6 +187,7 @@ def _collect(files: list[Path], asm: Assembler) -> _Blocks:
             continue
         data, problems = _parse(text, name)
         asm.problems.extend(problems)
+        lines.scan(text)
         for key, items in data.items():
             if key not in TOP_BLOCKS:
                 asm.problems.append(
@@ -232,12 +234,16 @@ def _block(key: str, item: Any, file: str, blocks: _Blocks, asm: Assembler) -> N
 
 def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -> Template:
     files, directory = _files(path)
-    asm = Assembler(str(path))
+    lines = HclLines()
+    asm = Assembler(str(path), lines.locate)
     asm.problems.extend(inputs.problems)
-    blocks = _collect(files, asm)
+    blocks = _collect(files, asm, lines)
+    template_files = {str(f) for f in files} | {str(path)}
     variables, values = _variables(blocks, inputs, directory, asm)
     if asm.problems:
-        raise TemplateError(asm.problems)  # later blocks would only repeat the missing variables
+        raise TemplateError(
+            _with_lines(asm.problems, lines, template_files)
+        )  # later blocks would only repeat the missing variables
     scope: dict[str, Any] = {"var": values, "path": {"root": str(directory), "cwd": os.getcwd()}}
     scope["local"] = _locals(blocks, scope, asm)
     if not blocks.builds and not any(p.message.startswith("invalid HCL") for p in asm.problems):
@@ -280,7 +286,8 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
             break
     builds = asm.select(only, except_)
     if asm.problems:
-        raise TemplateError(asm.problems)
+        raise TemplateError(_with_lines(asm.problems, lines, template_files))
+    asm.warnings[:] = _with_lines(asm.warnings, lines, template_files)
     return Template(
         path=path,
         directory=directory,
@@ -295,6 +302,16 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
         warnings=asm.warnings,
         all_builds=asm.build_names(),
     )
+
+
+def _with_lines(problems: list[Problem], lines: HclLines, files: set[str]) -> list[Problem]:
+    """Problems in the template's own files get the line of their key."""
+    return [
+        dataclasses.replace(p, line=lines.locate(p.key))
+        if p.line is None and p.key and p.file in files
+        else p
+        for p in problems
+    ]
 
 
 def _blocks_of(value: Any) -> list[dict[str, Any]]:
