@@ -111,6 +111,7 @@ def convert(
     extra: Sequence[str] = (),
     ui: BuildUi | None = None,
     tries: int = 10,
+    retry_delay: float = 1.0,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> None:
     """Convert `source` into `target` through a temporary file; `target` may be `source` itself.
@@ -131,7 +132,7 @@ def convert(
         extra=extra,
         progress=ui is not None,
     )
-    delay = 1.0
+    delay = retry_delay
     try:
         for attempt in range(1, tries + 1):
             try:
@@ -152,7 +153,10 @@ def convert(
                     if cancelled():
                         raise BuildCancelled() from error
                     time.sleep(0.1)
-                delay = min(delay + 1.0, 10.0)
+                delay = min(delay + retry_delay, 10.0)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp made it 0600; give the image the mode qemu-img would
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

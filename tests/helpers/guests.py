@@ -66,7 +66,9 @@ def init_elf(marker: str = DEFAULT_MARKER) -> bytes:
     return header + program + body
 
 
-def _newc_entry(name: str, mode: int, data: bytes = b"", ino: int = 1, rdev: tuple[int, int] = (0, 0)) -> bytes:
+def _newc_entry(
+    name: str, mode: int, data: bytes = b"", ino: int = 1, rdev: tuple[int, int] = (0, 0)
+) -> bytes:
     encoded = name.encode() + b"\0"
     fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
     header = b"070701" + b"".join(f"{v:08x}".encode() for v in fields)
@@ -91,6 +93,46 @@ def write_initramfs(path: Path, marker: str = DEFAULT_MARKER) -> Path:
     return path
 
 
-def tiny_guest_qemuargs(initrd: Path, *, kernel: Path = DI_KERNEL, append: str = KERNEL_APPEND) -> list[list[str]]:
+def tiny_guest_qemuargs(
+    initrd: Path, *, kernel: Path = DI_KERNEL, append: str = KERNEL_APPEND
+) -> list[list[str]]:
     """qemuargs that boot the tiny guest directly (no bootloader on the disk image is needed)."""
     return [["-kernel", str(kernel)], ["-initrd", str(initrd)], ["-append", append]]
+
+
+def make_data_disk(path: Path, *, text_mib: int = 2, zero_mib: int = 6) -> Path:
+    """A qcow2 whose clusters are all allocated: compressible text, then zeros written out (-S 0).
+
+    Compaction drops the zero clusters and compression shrinks the text, so a test can see both."""
+    from vmbake import procs
+
+    raw = path.with_suffix(".raw")
+    text = b"".join(b"line %d of a very compressible log file\n" % i for i in range(text_mib * 30_000))
+    raw.write_bytes(text[: text_mib << 20].ljust(text_mib << 20, b".") + bytes(zero_mib << 20))
+    procs.run(["qemu-img", "convert", "-S", "0", "-f", "raw", "-O", "qcow2", str(raw), str(path)])
+    raw.unlink()
+    return path
+
+
+def tiny_guest_template(
+    disk_image: Path, initrd: Path, output_dir: Path, **extra: object
+) -> dict[str, object]:
+    """A Packer JSON template: boot the tiny guest from a disk_image with no communicator."""
+    builder: dict[str, object] = {
+        "type": "qemu",
+        "iso_url": str(disk_image),
+        "iso_checksum": "none",
+        "disk_image": True,
+        "communicator": "none",
+        "headless": True,
+        "accelerator": "tcg",
+        "memory": 256,
+        "disk_size": "64M",
+        "vm_name": "tiny.qcow2",
+        "output_directory": str(output_dir),
+        "shutdown_timeout": "3m",
+        "disk_compression": True,
+        "qemuargs": tiny_guest_qemuargs(initrd),
+    }
+    builder.update(extra)
+    return {"builders": [builder]}

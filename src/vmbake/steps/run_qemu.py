@@ -125,8 +125,8 @@ class StepRun(Step):
         if state.vnc_port is not None:
             address = f"{config.vnc_bind_address}:{state.vnc_port}"
             message = vnc_connection_message(config.headless, address, state.vnc_password)
-            if message:
-                ctx.ui.message(message)
+            for line in message.splitlines():
+                ctx.ui.message(line)
         if config.qemuargs:
             ctx.ui.say("Overriding defaults Qemu arguments with QemuArgs...")
         facts = RunFacts(

@@ -1,0 +1,21 @@
+"""The accelerator choice: the probe guest really runs (under TCG here), and explicit choices are kept."""
+
+from __future__ import annotations
+
+from vmbake import accel
+
+
+def test_probe_boot_sector_is_a_valid_mbr() -> None:
+    sector = accel.boot_sector()
+    assert len(sector) == 512 and sector[510:] == b"\x55\xaa"
+
+
+def test_probe_runs_under_tcg(no_qemu_left: None) -> None:
+    ran, detail = accel.run_probe("qemu-system-x86_64", "tcg", timeout=5)
+    assert ran, detail
+    assert "TCG" in detail
+
+
+def test_explicit_accelerator_is_kept_without_probing() -> None:
+    choice = accel.choose("tcg")
+    assert (choice.accelerator, choice.reason) == ("tcg", "set in the template")
