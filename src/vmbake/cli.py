@@ -342,10 +342,10 @@ def cmd_verify(args: Sequence[str]) -> int:
     return result
 
 
-def _setup_logging(debug: bool) -> None:
-    if not (os.environ.get("PACKER_LOG") or os.environ.get("VMBAKE_LOG") or debug):
-        return
-    if (os.environ.get("PACKER_LOG") or os.environ.get("VMBAKE_LOG")) in ("0", "false"):
+def _setup_logging() -> None:
+    """PACKER_LOG=1 (or VMBAKE_LOG=1) sends debug logs to stderr, or to PACKER_LOG_PATH."""
+    flag = os.environ.get("VMBAKE_LOG") or os.environ.get("PACKER_LOG") or ""
+    if flag in ("", "0", "false"):
         return
     path = os.environ.get("PACKER_LOG_PATH") or os.environ.get("VMBAKE_LOG_PATH")
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
@@ -378,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out, err = sys.stdout, sys.stderr
     debug = any(a.lstrip("-").split("=")[0] == "debug" and not a.endswith("=false") for a in args)
-    _setup_logging(debug)
+    _setup_logging()
     leading: list[str] = []  # Packer accepts -machine-readable before the command too
     while args and args[0].startswith("-") and args[0].lstrip("-") == "machine-readable":
         leading.append(args.pop(0))
