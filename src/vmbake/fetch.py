@@ -37,7 +37,7 @@ Say = Callable[[str], None]
 
 DEFAULT_STALL_TIMEOUT = 30.0
 _MIN_BYTES_PER_WINDOW = 1024
-_BLOCK = 1 << 16
+_BLOCK = 1 << 20
 
 
 class DownloadError(VmbakeError):
