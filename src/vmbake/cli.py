@@ -162,7 +162,11 @@ def _csv(text: str | None) -> list[str]:
 def _usage() -> str:
     lines = ["Usage: vmbake [--version] [--help] <command> [args]", "", "Available commands are:"]
     lines += [f"    {name:<10} {desc}" for name, (desc, _) in COMMANDS.items()]
-    lines += ["", "'vmbake help CMD' shows a command's flags; 'vmbake help keys [TYPE]' the template keys."]
+    lines += [
+        "",
+        "'vmbake help CMD' shows a command's flags, 'vmbake help keys [TYPE]' the template keys,",
+        "'vmbake help template' the template language.",
+    ]
     return "\n".join(lines)
 
 
@@ -390,6 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:] + leading
     try:
+        if command == "help" and rest[:1] == ["template"]:
+            from vmbake.template.helptext import TEMPLATE_HELP
+
+            out.write(TEMPLATE_HELP)
+            return 0
         if command == "help" and rest[:1] == ["keys"]:
             out.write(key_reference(rest[1] if len(rest) > 1 else ""))
             return 0

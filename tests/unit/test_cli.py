@@ -212,3 +212,9 @@ def test_verify_is_handed_its_arguments(
     monkeypatch.setitem(sys.modules, "vmbake.verify", fake)
     assert main(["verify", "-ssh-key", "k", "img.qcow2"]) == 0
     assert seen == [["-ssh-key", "k", "img.qcow2"]]
+
+
+def test_help_template(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["help", "template"]) == 0
+    out = capsys.readouterr().out
+    assert "{{user `name`}}" in out and "path.root" in out and "{{ .HTTPIP }}" in out

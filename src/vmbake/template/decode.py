@@ -25,7 +25,11 @@ def render_tree(
         try:
             out = render(value, ctx)
         except TemplateSyntaxError as exc:
-            report(path, f"template error: {exc}", "see the template functions in the docs")
+            report(
+                path,
+                f"template error: {exc}",
+                "actions look like {{user `name`}} or {{ .HTTPIP }}; see 'vmbake help template'",
+            )
             return value
         for name in dict.fromkeys(ctx.undefined[seen:]):
             defined = ", ".join(sorted(ctx.user)) or "none"

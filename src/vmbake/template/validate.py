@@ -160,14 +160,14 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
     if config.boot_command:
         why = check_boot_command("".join(config.boot_command))
         if why:
-            report("boot_command", why, "see the boot command language in the docs")
+            report("boot_command", why, "see docs/boot-command.md")
     for i, step in enumerate(config.boot_steps):
         if not step or len(step) > 2:
             report(f"boot_steps[{i}]", "each boot step is [keys] or [keys, description]", "")
             continue
         why = check_boot_command(step[0])
         if why:
-            report(f"boot_steps[{i}]", why, "see the boot command language in the docs")
+            report(f"boot_steps[{i}]", why, "see docs/boot-command.md")
     if config.boot_command and config.boot_steps:
         report("boot_steps", "boot_command and boot_steps cannot both be set", "keep only one of them")
     if config.use_backing_file and (not config.disk_image or config.format != "qcow2"):

@@ -1,0 +1,29 @@
+"""`vmbake help template`: the template language vmbake understands, in brief."""
+
+TEMPLATE_HELP = """\
+Template language
+
+JSON templates (Packer's Go-template actions, {{ ... }}):
+  {{user `name`}}            a user variable (declared under "variables"; null = required)
+  {{env `NAME`}}             an environment variable; only inside "variables", as in Packer
+  {{template_dir}}           the directory of the template file
+  {{pwd}}                    the directory vmbake runs in
+  {{timestamp}}              Unix time of the start of the run
+  {{isotime `2006-01-02`}}   the start time in a Go layout (default RFC 3339)
+  {{uuid}}                   a random UUID
+  {{build_name}} {{build_type}}
+  {{upper x}} {{lower x}} {{replace old new n s}} {{replace_all old new s}} {{split s sep n}}
+  {{clean_resource_name x}}  pipelines work too: {{ user `n` | upper }}
+
+Run-time placeholders, kept as written and filled in during the build:
+  {{ .HTTPIP }} {{ .HTTPPort }} {{ .Name }} {{ .SSHPublicKey }} (boot_command, qemuargs, http_content,
+  kernel_args); {{.Path}} {{.Vars}} {{.EnvVarFile}} (shell execute_command); {{.Script}} (shell-local);
+  {{.BuildName}} {{.BuilderType}} {{.ChecksumType}} (post-processor output paths)
+
+HCL2 templates (.pkr.hcl, or a directory of them):
+  blocks: variable "x" {type, default, sensitive, description}, variables {}, locals {}, local "x" {},
+          source "qemu" "NAME" {}, build { sources, provisioner, post-processor, post-processors }
+  references: var.x, local.x, path.root, path.cwd, source.name, source.type, build.name
+  values: defaults < PKR_VAR_x < *.auto.pkrvars.hcl < -var-file < -var
+  build names are TYPE.NAME (qemu.NAME); -only/-except take globs and also match NAME
+"""
