@@ -7,6 +7,7 @@ are written to a file, which tells the tests exactly which keys QEMU saw, by QEM
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -60,9 +61,21 @@ class KeyVm:
                 time.sleep(0.05)
 
 
+def gone(pid: int) -> bool:
+    """True when no process `pid` exists any more (reaped, not even a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 @contextmanager
 def key_vm(work: Path, *, password: bool = False, share: str = "") -> Iterator[KeyVm]:
-    """Start the VM; QEMU itself picks a free VNC display (`to=`), QMP reports which."""
+    """Start the VM; QEMU itself picks a free VNC display (`to=`), QMP reports which.
+
+    On the way out QEMU is stopped and the test fails if its process still exists. (This checks this
+    QEMU only, so it holds even while other QEMUs run on the machine.)"""
     qmp_path = work / "qmp.sock"
     trace = work / "qemu-trace.log"
     vnc = (
@@ -84,3 +97,4 @@ def key_vm(work: Path, *, password: bool = False, share: str = "") -> Iterator[K
             qmp.close()
     finally:
         child.stop(grace=2)
+    assert gone(child.pid), f"QEMU {child.pid} was left running"

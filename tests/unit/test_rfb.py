@@ -21,7 +21,7 @@ US_KEYBOARD = string.ascii_letters + string.digits + "`-=[]\\;',./ ~!@#$%^&*()_+
 
 
 @pytest.fixture
-def vm(tmp_path: Path, no_qemu_left: None) -> Iterator[KeyVm]:
+def vm(tmp_path: Path) -> Iterator[KeyVm]:
     with key_vm(tmp_path) as vm:
         yield vm
 
@@ -69,7 +69,7 @@ def test_special_keys_reach_qemu(vm: KeyVm) -> None:
     assert [(q, d) for q, d, _ in vm.vnc_keys()] == [(e.qcode, e.down) for e in events]
 
 
-def test_vnc_authentication_with_a_password_set_through_qmp(tmp_path: Path, no_qemu_left: None) -> None:
+def test_vnc_authentication_with_a_password_set_through_qmp(tmp_path: Path) -> None:
     with key_vm(tmp_path, password=True) as vm:
         vm.qmp.change_vnc_password("s3cr3t!x")
         with pytest.raises(VncError, match="asks for a password"):
@@ -123,9 +123,7 @@ def test_an_exclusive_viewer_drops_us_under_qemus_default_policy(vm: KeyVm) -> N
 
 
 @pytest.mark.parametrize("policy", ["ignore", "force-shared"])
-def test_an_exclusive_viewer_cannot_drop_us_when_qemu_shares(
-    tmp_path: Path, no_qemu_left: None, policy: str
-) -> None:
+def test_an_exclusive_viewer_cannot_drop_us_when_qemu_shares(tmp_path: Path, policy: str) -> None:
     """`share=ignore` lets the viewer in beside us; `share=force-shared` turns it away: typing goes on."""
     with key_vm(tmp_path, share=policy) as vm, vm.rfb() as typist:
         if policy == "ignore":

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def vm(tmp_path: Path, no_qemu_left: None) -> Iterator[KeyVm]:
+def vm(tmp_path: Path) -> Iterator[KeyVm]:
     with key_vm(tmp_path) as vm:
         yield vm
 
@@ -119,7 +119,7 @@ def test_boot_steps_print_descriptions(vm: KeyVm) -> None:
     assert vm.wait_keys(4) == 4
 
 
-def test_vnc_password_is_set_through_qmp(tmp_path: Path, no_qemu_left: None) -> None:
+def test_vnc_password_is_set_through_qmp(tmp_path: Path) -> None:
     with key_vm(tmp_path, password=True) as vm:
         ctx, _ = make_ctx(vm, boot_command=["p"], vnc_use_password=True)
         StepTypeBootCommand().run(ctx)
