@@ -36,6 +36,7 @@ log = logging.getLogger("vmbake.build")
 # Builder type -> module with `steps(ctx) -> list[Step]`.
 BUILDERS = {"qemu": "vmbake.builders.qemu", "debian-bootstrap": "vmbake.builders.bootstrap"}
 INCOMPLETE_MARKER = "INCOMPLETE"
+EXIT_CANCELLED = 130  # as a shell reports a command ended by Ctrl-C
 TIMING_THRESHOLD = 0.1  # the timing table leaves out steps quicker than this (seconds)
 
 
@@ -243,7 +244,8 @@ def _machine_artifact(ui: Ui, name: str, index: int, artifact: Artifact) -> None
 def run_builds(
     template: Template, options: Options, ui: Ui, only: Sequence[str], except_: Sequence[str]
 ) -> int:
-    """Run the selected builds one after the other; 0 when all succeeded, 1 otherwise."""
+    """Run the selected builds one after the other: 0 when all succeeded, 130 when the user cancelled
+    (Ctrl-C, SIGTERM, SIGHUP; after the cleanups ran), 1 otherwise."""
     for secret in template.sensitive_values:
         ui.add_secret(secret)
     results: list[BuildResult] = []
@@ -263,4 +265,6 @@ def run_builds(
         report(ui, results)
     finally:
         procs.stop_all()
+    if any(isinstance(r.error, BuildCancelled) for r in results):
+        return EXIT_CANCELLED
     return 0 if results and all(r.error is None for r in results) else 1

@@ -19,3 +19,10 @@ def test_probe_runs_under_tcg(no_qemu_left: None) -> None:
 def test_explicit_accelerator_is_kept_without_probing() -> None:
     choice = accel.choose("tcg")
     assert (choice.accelerator, choice.reason) == ("tcg", "set in the template")
+
+
+def test_a_guest_that_does_not_finish_in_time_is_caught(no_qemu_left: None) -> None:
+    """The hang this machine's KVM shows, made here with a deadline no guest can meet."""
+    ran, detail = accel.run_probe("qemu-system-x86_64", "tcg", timeout=0.001)
+    assert not ran
+    assert "did not finish within" in detail
