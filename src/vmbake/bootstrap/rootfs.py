@@ -37,7 +37,7 @@ def grub_packages(firmware: str) -> list[str]:
 def packages(config: BootstrapConfig) -> list[str]:
     """The packages added to the variant: boot, network, SSH, bootloader, then the user's."""
     wanted = [
-        config.kernel, "initramfs-tools", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
+        config.kernel, "initramfs-tools", "zstd", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
         "libnss-resolve", *grub_packages(config.firmware),
     ]  # fmt: skip
     if config.locale not in ("C.UTF-8", "C", "POSIX"):
@@ -65,6 +65,31 @@ def dpkg_options(excludes: list[str]) -> list[str]:
         else:
             lines.append(f"path-exclude={item}")
     return lines + includes  # dpkg applies the last matching rule: includes come last
+
+
+# The disk drivers a QEMU VM can boot from; their dependencies come along (manual_add_modules).
+VM_INITRAMFS_MODULES = (
+    "virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "ahci", "ata_piix", "ata_generic", "nvme", "ext4",
+    "crc32c_generic",
+)  # fmt: skip
+
+
+def initramfs_hook_script(mode: str) -> str:
+    """An essential hook: initramfs settings in place before the kernel's postinst makes the initramfs."""
+    if mode != "vm":
+        return ""
+    hook = (
+        '#!/bin/sh\nPREREQ=""\nprereqs() { echo "$PREREQ"; }\n'
+        'case "$1" in prereqs) prereqs; exit 0;; esac\n'
+        ". /usr/share/initramfs-tools/hook-functions\n"
+        f'for m in {" ".join(VM_INITRAMFS_MODULES)}; do manual_add_modules "$m"; done\n'
+    )
+    return (
+        'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"\n'
+        "printf 'MODULES=list\\n' > \"$1/etc/initramfs-tools/conf.d/vmbake\"\n"
+        f"printf '%s' {shlex.quote(hook)} > \"$1/etc/initramfs-tools/hooks/vmbake-vm-disks\"\n"
+        'chmod 755 "$1/etc/initramfs-tools/hooks/vmbake-vm-disks"\n'
+    )
 
 
 def grub_defaults(config: BootstrapConfig) -> str:
@@ -100,7 +125,10 @@ WantedBy=ssh.service
 def _heredoc(path: str, text: str, mode: str = "644") -> str:
     marker = "VMBAKE_EOF"
     assert marker not in text
-    return f'cat > "$root"{shlex.quote(path)} <<\'{marker}\'\n{text.rstrip(chr(10))}\n{marker}\nchmod {mode} "$root"{shlex.quote(path)}\n'
+    target = f'"$root"{shlex.quote(path)}'
+    parent = f'"$root"{shlex.quote(path.rsplit("/", 1)[0] or "/")}'
+    body = text.rstrip("\n")
+    return f"mkdir -p {parent}\ncat > {target} <<'{marker}'\n{body}\n{marker}\nchmod {mode} {target}\n"
 
 
 def customize_script(config: BootstrapConfig, authorized_keys: list[str]) -> str:
@@ -198,6 +226,9 @@ def mmdebstrap_argv(
             f"--setup-hook=sync-in {cache.cache_dir} /var/cache/apt/archives/",
             f"--customize-hook=sync-out /var/cache/apt/archives {cache.used_dir}",
         ]
+    initramfs = initramfs_hook_script(config.initramfs)
+    if initramfs:
+        argv.append(f"--essential-hook={initramfs}")
     argv.append(f"--customize-hook={hook}")
     if verbose:
         argv.append("--verbose")
@@ -206,17 +237,27 @@ def mmdebstrap_argv(
     return argv
 
 
+# mmdebstrap's phase lines: without -debug, only these (and problems) are shown, as a progress line each.
+PHASES = (
+    "downloading packages",
+    "extracting archives",
+    "installing essential packages",
+    "installing remaining packages",
+    "cleaning package lists",
+    "creating tarball",
+    "success in",
+)
+
+
 def progress_filter(say: Callable[[str], None], debug: bool) -> Callable[[str], None]:
-    """mmdebstrap's output as the user sees it: every line under -debug, else its "I: phase" lines."""
+    """mmdebstrap's output as the user sees it: every line under -debug, else its phases and problems."""
 
     def on_line(line: str) -> None:
+        text = line.strip()
         if debug:
-            say(line)
-        elif line.startswith(("I: ", "W: ", "E: ")):
-            text = line[3:]
-            if text.startswith("running --customize-hook") or text.startswith("running --setup-hook"):
-                return
-            say(("warning: " if line[0] == "W" else "") + text)
+            say(text)
+        elif text.startswith(PHASES) or text.startswith(("W: ", "E: ")) or "error" in text.lower():
+            say("mmdebstrap: " + text.rstrip("."))
 
     return on_line
 

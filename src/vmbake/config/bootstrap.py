@@ -132,6 +132,12 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig):
     apt_proxy: str = opt(
         "", "HTTP proxy for apt during the build only (never left in the image)", vmbake=True
     )
+    initramfs: str = opt(
+        "vm",
+        "Drivers in the initramfs: 'vm' (virtio, SATA, IDE, SCSI, NVMe disks; small) or 'most' (Debian's)",
+        choices=("vm", "most"),
+        vmbake=True,
+    )
     kernel_cmdline: str = opt(
         "console=tty0 console=ttyS0,115200",
         "Kernel command line written to the image's grub config",
