@@ -315,6 +315,11 @@ class InstallerRun:
     output: str
     argvs: list[list[str]]  # each QEMU command line the build used, in order
     requests: list[str]
+    console: str = ""  # the end of the guest's serial console when Ctrl-C was pressed
+
+    def explain(self) -> str:
+        """Everything a failed assertion should show."""
+        return f"{self.output}\nrequests: {self.requests}\nconsole:\n{self.console}"
 
 
 def boot_until_marker(
@@ -380,6 +385,7 @@ def boot_until_marker(
     started = time.monotonic()
     seen: dict[str, float] = {}
     servers: list[Any] = []
+    console: dict[str, str] = {}
     done = threading.Event()
 
     argvs: list[list[str]] = []
@@ -399,6 +405,7 @@ def boot_until_marker(
             if time.monotonic() - started > timeout:
                 break
         if not done.is_set():
+            console["tail"] = _console_tail(ctx.state.console_log)
             os.kill(os.getpid(), signal.SIGINT)
 
     class _Hold(Step):
@@ -441,4 +448,18 @@ def boot_until_marker(
         done.set()
         watcher.join(timeout=5)
     requests = [r.path for server in servers for r in server.requests]
-    return InstallerRun(seen.get("at"), outcome, out.getvalue(), argvs, requests)
+    return InstallerRun(seen.get("at"), outcome, out.getvalue(), argvs, requests, console.get("tail", ""))
+
+
+def _console_tail(path: Path | None, size: int = 4000) -> str:
+    """The last lines of a serial console log, without terminal escape sequences."""
+    import re
+
+    if path is None or not path.is_file():
+        return ""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - size))
+        text = f.read().decode(errors="replace")
+    text = re.sub(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][0-9A-Za-z]|[=>])", "", text)
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+    return "\n".join(line for line in lines if line)

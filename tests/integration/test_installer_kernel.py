@@ -65,13 +65,13 @@ def test_kernel_from_iso_with_preseed_in_initrd_then_restart_from_disk(
         http_port_min=port,
         http_port_max=port,
     )
-    assert run.marker_after is not None, run.output
+    assert run.marker_after is not None, run.explain()
     installer, restarted = run.argvs[0], run.argvs[-1]
     assert installer[installer.index("-initrd") + 1].endswith("initrd-preseed.gz")
     assert "url=" not in installer[installer.index("-append") + 1]
     assert "/preseed.cfg" not in run.requests  # the preseed came from the initrd, not over HTTP
     assert "The installer finished after" in run.output
-    assert len(run.argvs) == 2, run.output
+    assert len(run.argvs) == 2, run.explain()
     for flag in ("-kernel", "-initrd", "-append"):
         assert flag not in restarted
     assert not any(str(iso) in arg for arg in restarted), "the installer CD must not come back"
@@ -115,7 +115,7 @@ def test_netboot_from_signed_archive_with_http_preseed(
             "/marker-netboot": "ok",
         },
     )
-    assert run.marker_after is not None, run.output
+    assert run.marker_after is not None, run.explain()
     assert "Fetching the Debian installer for bookworm from " + signed_archive in run.output
     assert "debian-installer-12-netboot-amd64 20230607+deb12u99" in run.output
     argv = run.argvs[0]

@@ -20,7 +20,7 @@ from vmbake.steps._qemu import seconds
 from vmbake.steps.run_qemu import StepRun, stop_vm
 from vmbake.units import format_duration
 
-POLL = 1.0
+POLL = 0.5
 
 
 class StepInstallerReboot(Step):
