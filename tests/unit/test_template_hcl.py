@@ -62,7 +62,7 @@ def test_json_and_hcl_twins_load_to_the_same_model() -> None:
     assert from_json.post_processors == from_hcl.post_processors
     assert from_json.variables == from_hcl.variables and from_json.values == from_hcl.values
     assert from_json.description == from_hcl.description
-    assert from_json.sensitive_values == from_hcl.sensitive_values == ["r00tme"]
+    assert from_json.sensitive_values == from_hcl.sensitive_values == ["r00tme"]  # also ssh_password's value
     config = from_hcl.builds[0].config
     assert isinstance(config, QemuConfig)
     assert config.http_directory == str(SEED / "htdocs") and config.qemuargs == [

@@ -104,6 +104,13 @@ def test_sensitive_variables_are_listed(tmp_path: Path) -> None:
     assert t.variables["pw"].sensitive and t.sensitive_values == ["hunter22"]
 
 
+def test_sensitive_keys_are_listed_too(tmp_path: Path) -> None:
+    t = load_template(
+        write(tmp_path, {"builders": [builder(ssh_password="pa55word", vnc_password="vnc-secret")]})
+    )
+    assert sorted(t.sensitive_values) == ["pa55word", "vnc-secret"]
+
+
 def test_env_in_variables_and_variables_using_variables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -138,8 +138,18 @@ class Template:
 
     @property
     def sensitive_values(self) -> list[str]:
-        """Values of sensitive variables, for Ui.add_secret."""
-        return [str(self.values[n]) for n, v in self.variables.items() if v.sensitive and self.values.get(n)]
+        """Values never to print (for Ui.add_secret): sensitive variables, then keys marked sensitive
+        (ssh_password, vnc_password, ssh_key_passphrase, ...) of every build."""
+        from vmbake.config.fields import meta_of
+
+        found = [str(self.values[n]) for n, v in self.variables.items() if v.sensitive and self.values.get(n)]
+        for build in self.builds:
+            if dataclasses.is_dataclass(build.config):
+                for f in dataclasses.fields(build.config):
+                    value = getattr(build.config, f.name)
+                    if meta_of(f).sensitive and isinstance(value, str) and value and value not in found:
+                        found.append(value)
+        return found
 
     def build(self, name: str) -> BuildSpec:
         for spec in self.builds:
