@@ -200,3 +200,15 @@ def test_unsupported_keys_are_warnings(tmp_path: Path) -> None:
 def test_undeclared_cli_variable(tmp_path: Path) -> None:
     found = problems(write(tmp_path, {"builders": [builder()]}), vars={"nope": "1"})
     assert found == [("nope", "variable 'nope' is not declared in the template")]
+
+
+def test_pre_1_6_checksum_keys_are_read_with_a_warning(tmp_path: Path) -> None:
+    raw = builder(iso_checksum="ab" * 32, iso_checksum_type="sha256")
+    t = load_template(write(tmp_path, {"builders": [raw]}))
+    assert t.builds[0].config.iso_checksum == "sha256:" + "ab" * 32
+    assert [w.key for w in t.warnings] == ["builders[0].iso_checksum_type"]
+    url = builder(iso_checksum_url="https://example.invalid/SHA256SUMS", iso_checksum_type="sha256")
+    del url["iso_checksum"]
+    assert load_template(write(tmp_path, {"builders": [url]})).builds[0].config.iso_checksum == (
+        "file:https://example.invalid/SHA256SUMS"
+    )

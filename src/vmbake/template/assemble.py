@@ -72,6 +72,7 @@ class Assembler:
             self.problem(path, f"duplicate build name {name!r}", 'give each builder a distinct "name"')
             return
         decoder = self._decoder()
+        raw = _fix_legacy_checksum(raw, path, decoder)
         config: Any = decoder.decode(cls, raw, path, ignore=frozenset({"type", "name"}))
         check_builder(type_name, config, decoder, path)
         self._flush(decoder)
@@ -238,6 +239,31 @@ class Assembler:
                 )
             )
         return chosen
+
+
+def _fix_legacy_checksum(raw: dict[str, Any], path: str, decoder: Decoder) -> dict[str, Any]:
+    """Packer before 1.6 split the checksum in iso_checksum_type and iso_checksum_url; join them as
+    `packer fix` does, and say so."""
+    kind = raw.get("iso_checksum_type")
+    url = raw.get("iso_checksum_url")
+    if kind is None and url is None:
+        return raw
+    out = {k: v for k, v in raw.items() if k not in ("iso_checksum_type", "iso_checksum_url")}
+    if isinstance(url, str) and url:
+        out["iso_checksum"] = f"file:{url}"
+    elif isinstance(kind, str) and kind.lower() == "none":
+        out["iso_checksum"] = "none"
+    elif (
+        isinstance(kind, str) and isinstance(out.get("iso_checksum"), str) and ":" not in out["iso_checksum"]
+    ):
+        out["iso_checksum"] = f"{kind.lower()}:{out['iso_checksum']}"
+    decoder.warning(
+        f"{path}.iso_checksum_type" if kind is not None else f"{path}.iso_checksum_url",
+        "iso_checksum_type and iso_checksum_url were removed in Packer 1.6; read as iso_checksum "
+        f"{out.get('iso_checksum', '')!r}",
+        "write iso_checksum as 'sha256:HEX' or 'file:URL' ('packer fix' does it too)",
+    )
+    return out
 
 
 def decode_for_build(spec: ProvisionerSpec, build: BuildSpec, problems: list[Problem]) -> Any:
