@@ -170,6 +170,8 @@ def default_args(config: QemuConfig, state: BuildState, facts: RunFacts) -> list
             args.append(
                 ("-append", [fill_placeholders(config.kernel_args, placeholders(config, state, facts))])
             )
+        # The installer's end (power-off or reboot) must end QEMU: the next boot is from the disk.
+        args.append(("-no-reboot", []))
     if state.qmp_path is not None:
         args.append(("-qmp", [f"unix:{state.qmp_path},server=on,wait=off"]))
     if state.console_log is not None:

@@ -245,14 +245,9 @@ def test_kernel_boot_fills_placeholders_in_kernel_args() -> None:
     s = state(kernel_path=Path("/w/linux"), initrd_path=Path("/w/initrd.gz"))
     argv = qemu_argv(config, s, FACTS)
     i = argv.index("-kernel")
-    assert argv[i : i + 6] == [
-        "-kernel",
-        "/w/linux",
-        "-initrd",
-        "/w/initrd.gz",
-        "-append",
-        "url=http://10.0.2.2:8123/p.cfg",
-    ]
+    assert argv[i : i + 7] == [
+        "-kernel", "/w/linux", "-initrd", "/w/initrd.gz", "-append", "url=http://10.0.2.2:8123/p.cfg", "-no-reboot",
+    ]  # fmt: skip
 
 
 def test_disk_size_gets_packers_default_unit() -> None:

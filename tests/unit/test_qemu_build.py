@@ -272,3 +272,32 @@ def test_report_lists_artifacts_and_machine_readable_records(tmp_path: Path) -> 
     assert ["qemu", f"artifact,0,file,0,{out_dir / 'vm.qcow2'}"] in records
     assert ["qemu", "artifact,0,end"] in records
     assert ["qemu", "step-time,stepRun,2.000"] in records
+
+
+def test_cd_files_and_content_become_a_labelled_iso(tmp_path: Path) -> None:
+    import pycdlib
+
+    from vmbake.steps.create_cd import StepCreateCD
+
+    (tmp_path / "meta-data").write_text("instance-id: vmbake\n")
+    config = QemuConfig(
+        cd_files=[str(tmp_path / "meta-*")], cd_content={"user-data": "#cloud-config\n"}, cd_label="cidata"
+    )
+    ctx, text = context(tmp_path, config)
+    step = StepCreateCD()
+    step.run(ctx)
+    assert "==> qemu: Creating CD disk..." in text.getvalue()
+    image = ctx.state.cd_path
+    assert image is not None and image.parent == tmp_path
+    iso = pycdlib.PyCdlib()
+    iso.open(str(image))
+    try:
+        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+        names = sorted(
+            child.rock_ridge.name().decode() for child in iso.list_children(rr_path="/") if child.rock_ridge
+        )
+        assert [n for n in names if n not in (".", "..")] == ["meta-data", "user-data"]
+    finally:
+        iso.close()
+    step.cleanup(ctx)
+    assert not image.exists()

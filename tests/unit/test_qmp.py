@@ -53,3 +53,14 @@ def test_key_event_shape() -> None:
         "type": "key",
         "data": {"down": True, "key": {"type": "qcode", "data": "ret"}},
     }
+
+
+def test_events_are_kept_and_waited_for(qemu: tuple[Child, Path]) -> None:
+    child, sock = qemu
+    with Qmp.connect(sock, timeout=10, alive=child.running) as qmp:
+        qmp.execute("stop")
+        event = qmp.wait_event("STOP", timeout=5)
+        assert event is not None and event["event"] == "STOP"
+        assert qmp.query_status() == "paused"
+        assert qmp.wait_event("RESUME", timeout=0.2) is None
+        qmp.quit()

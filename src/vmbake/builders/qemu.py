@@ -73,6 +73,7 @@ def steps(ctx: BuildContext) -> list[Step]:
         StepPrepareEfivars(),
         StepRun(),
         optional_step("type_boot_command", "StepTypeBootCommand"),
+        optional_step("installer_reboot", "StepInstallerReboot"),
     ]
     if config.communicator != "none":
         plan += [optional_step("connect", "StepConnect"), optional_step("provision", "StepProvision")]

@@ -114,9 +114,12 @@ class StepRun(Step):
             Path(config.qmp_socket_path) if config.qmp_socket_path else state.work_dir / "qmp.sock"
         )
         state.console_log = output_dir(ctx) / f"{vm_name(ctx)}.console.log"
-        ctx.ui.say(
-            "Starting VM, booting disk image" if config.disk_image else "Starting VM, booting from CD-ROM"
-        )
+        if state.kernel_path is not None:
+            ctx.ui.say("Starting VM, booting the installer's kernel directly")
+        elif config.disk_image:
+            ctx.ui.say("Starting VM, booting disk image")
+        else:
+            ctx.ui.say("Starting VM, booting from CD-ROM")
         if choice.accelerator == "none":
             ctx.ui.message(
                 "WARNING: The VM will be started with no hardware acceleration.\n"
