@@ -57,7 +57,7 @@ def read_var_file(path: Path) -> tuple[dict[str, Any], list[Problem]]:
             if isinstance(v, dict | list)
         ]
         return {k: v for k, v in data.items() if not isinstance(v, dict | list)}, problems
-    from vmbake.template.hcl_loader import read_hcl_values
+    from vmbake.template.hcl_values import read_hcl_values
 
     return read_hcl_values(text, name)
 

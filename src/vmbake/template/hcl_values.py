@@ -1,0 +1,136 @@
+"""HCL2 values as python-hcl2 gives them, turned into evaluable nodes, and evaluated with a scope.
+
+python-hcl2 (v8) keeps the quotes of string literals ('"a ${var.x}"') and gives bare expressions as
+"${...}"; `clean` turns those into `Tpl` and `Expr` nodes and `evaluate` computes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import hcl2  # type: ignore[import-untyped,unused-ignore]
+from hcl2.utils import SerializationOptions  # type: ignore[import-untyped,unused-ignore]
+
+from vmbake.errors import Problem
+from vmbake.template.assemble import Assembler
+from vmbake.template.hcl_expr import Evaluator, ExprError
+
+_OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=False)
+
+
+@dataclass(frozen=True)
+class Tpl:
+    """A quoted string template body, to evaluate."""
+
+    body: str
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A bare expression (python-hcl2 gives it as "${...}")."""
+
+    text: str
+
+
+def _unquote(key: str) -> str:
+    return key[1:-1] if len(key) >= 2 and key[0] == key[-1] == '"' else key
+
+
+def clean(value: Any) -> Any:
+    """python-hcl2's output as plain data whose strings are Tpl or Expr nodes."""
+    if isinstance(value, str):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            return Tpl(value[1:-1])
+        if value.startswith("${") and value.endswith("}"):
+            return Expr(value[2:-1])
+        return Expr(value)
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_unquote(k): clean(v) for k, v in value.items() if k != "__is_block__"}
+    return value
+
+
+_FAILED = object()
+
+
+def evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
+    """`tree` with every Tpl and Expr evaluated; failures are reported with their key path and left out."""
+    value = _evaluate(tree, scope, path, report)
+    return None if value is _FAILED else value
+
+
+def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
+    if isinstance(tree, Tpl | Expr):
+        try:
+            ev = Evaluator(scope)
+            return ev.template(tree.body) if isinstance(tree, Tpl) else ev.expression(tree.text)
+        except ExprError as exc:
+            report(path, str(exc), "check the expression")
+            return _FAILED
+    if isinstance(tree, list):
+        items = [_evaluate(v, scope, f"{path}[{i}]", report) for i, v in enumerate(tree)]
+        return [v for v in items if v is not _FAILED]
+    if isinstance(tree, dict):
+        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report) for k, v in tree.items()}
+        return {k: v for k, v in pairs.items() if v is not _FAILED}
+    return tree
+
+
+def parse_hcl(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
+    try:
+        data = hcl2.loads(text, serialization_options=_OPTIONS)
+    except Exception as exc:  # lark raises many kinds; all mean a syntax error here
+        line = getattr(exc, "line", None)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return {}, [
+            Problem(
+                name,
+                "",
+                f"invalid HCL: {first}",
+                "check quotes, braces and '=' near this line",
+                line if isinstance(line, int) and line > 0 else None,
+            )
+        ]
+    return clean(data), []
+
+
+def read_hcl_values(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
+    """`name = value` pairs of a .pkrvars.hcl file (constants only)."""
+    data, problems = parse_hcl(text, name)
+    values: dict[str, Any] = {}
+
+    def report(path: str, message: str, hint: str = "") -> None:
+        problems.append(Problem(name, path, message, hint))
+
+    for key, tree in data.items():
+        if isinstance(tree, list) and tree and isinstance(tree[0], dict):
+            report(key, "a variable file holds only `name = value` lines, not blocks")
+            continue
+        values[key] = evaluate(tree, {}, key, report)
+    return values, problems
+
+
+def convert_input(value: str, type_text: str, evaluator_scope: dict[str, Any]) -> Any:
+    """A string from -var or PKR_VAR_x converted to the variable's declared type."""
+    kind = type_text.strip()
+    if kind in ("", "string", "any"):
+        return value
+    if kind == "number":
+        try:
+            return float(value) if "." in value else int(value)
+        except ValueError:
+            raise ExprError(f"{value!r} is not a number") from None
+    if kind == "bool":
+        if value not in ("true", "false"):
+            raise ExprError(f"{value!r} is not a bool (true or false)")
+        return value == "true"
+    return Evaluator(evaluator_scope).expression(value)
+
+
+def reporter(asm: Assembler, file: str) -> Any:
+    def report(path: str, message: str, hint: str = "") -> None:
+        asm.problems.append(Problem(file, path, message, hint))
+
+    return report

@@ -1,0 +1,123 @@
+"""HCL2 variables and locals: declarations, values from every source in Packer's order, locals in rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vmbake.errors import Problem
+from vmbake.template.assemble import Assembler
+from vmbake.template.hcl_expr import ExprError
+from vmbake.template.hcl_values import Expr, convert_input, evaluate, reporter
+from vmbake.template.model import Variable
+from vmbake.template.variables import Inputs, env_values
+
+VARIABLE_KEYS = ("type", "default", "sensitive", "description", "validation", "nullable")
+Declared = list[tuple[str, Any, str]]  # (name, body or expression, file)
+
+
+def resolve_variables(
+    declared: Declared, inputs: Inputs, directory: Path, asm: Assembler
+) -> tuple[dict[str, Variable], dict[str, Any]]:
+    variables: dict[str, Variable] = {}
+    values: dict[str, Any] = {}
+    types: dict[str, str] = {}
+    for name, body, file in declared:
+        report = reporter(asm, file)
+        path = f"variable.{name}"
+        if name in variables:
+            report(path, f"variable {name!r} is declared twice", "keep one declaration")
+            continue
+        if not isinstance(body, dict):
+            body = {}
+        for key in body:
+            if key not in VARIABLE_KEYS:
+                report(
+                    f"{path}.{key}",
+                    f"unknown key {key!r} in a variable block",
+                    "valid: " + ", ".join(VARIABLE_KEYS),
+                )
+        type_node = body.get("type")
+        types[name] = type_node.text if isinstance(type_node, Expr) else ""
+        has_default = "default" in body
+        default = evaluate(body.get("default"), {}, f"{path}.default", report) if has_default else None
+        sensitive = body.get("sensitive", False) is True
+        description = evaluate(body.get("description", ""), {}, f"{path}.description", report)
+        variables[name] = Variable(name, default, not has_default, sensitive, str(description or ""))
+        if has_default:
+            values[name] = default
+    convert_scope: dict[str, Any] = {}
+    for key, text in env_values().items():
+        if key in variables:
+            try:
+                values[key] = convert_input(text, types[key], convert_scope)
+            except ExprError as exc:
+                asm.problems.append(Problem(f"PKR_VAR_{key}", key, str(exc), f"type is {types[key]}"))
+    auto = sorted(directory.glob("*.auto.pkrvars.hcl"))
+    from vmbake.template.variables import read_var_file
+
+    sources: list[tuple[str, dict[str, Any]]] = []
+    for auto_file in auto:
+        found, problems = read_var_file(auto_file)
+        asm.problems.extend(problems)
+        sources.append((str(auto_file), found))
+    for source, found in [*sources, *inputs.files]:
+        for key, value in found.items():
+            if key not in variables:
+                asm.warnings.append(Problem(source, key, f"variable {key!r} is set but not declared", ""))
+            else:
+                values[key] = value
+    for key, text in inputs.cli.items():
+        if key not in variables:
+            asm.problems.append(
+                Problem(
+                    "-var",
+                    key,
+                    f"variable {key!r} is not declared in the template",
+                    "declared: " + (", ".join(variables) or "none"),
+                )
+            )
+            continue
+        try:
+            values[key] = convert_input(text, types[key], convert_scope)
+        except ExprError as exc:
+            asm.problems.append(Problem("-var", key, str(exc), f"type is {types[key]}"))
+    for name, var in variables.items():
+        if var.required and name not in values:
+            asm.problems.append(
+                Problem(
+                    str(asm.file),
+                    f"variable.{name}",
+                    f"required variable {name!r} is not set",
+                    f"pass -var '{name}=VALUE', a -var-file, or PKR_VAR_{name}",
+                )
+            )
+    return variables, values
+
+
+def resolve_locals(declared: Declared, scope: dict[str, Any], asm: Assembler) -> dict[str, Any]:
+    done: dict[str, Any] = {}
+    todo = {name: (expr, file) for name, expr, file in declared}
+    while todo:
+        progress = False
+        errors: dict[str, tuple[str, str]] = {}
+        for name, (expr, file) in list(todo.items()):
+            failed: list[str] = []
+
+            def note(_path: str, message: str, _hint: str = "", sink: list[str] = failed) -> None:
+                sink.append(message)
+
+            value = evaluate(expr, {**scope, "local": done}, f"local.{name}", note)
+            if failed:
+                errors[name] = (failed[0], file)
+                continue
+            done[name] = value
+            del todo[name]
+            progress = True
+        if not progress:
+            for name, (message, file) in errors.items():
+                asm.problems.append(
+                    Problem(file, f"local.{name}", message, "locals may not refer to each other in a loop")
+                )
+            break
+    return done
