@@ -16,6 +16,7 @@ from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.steps.check_size_budget import StepCheckSizeBudget
 from vmbake.steps.configure_vnc import StepConfigureVNC
 from vmbake.steps.convert_disk import StepConvertDisk
 from vmbake.steps.copy_disk import StepCopyDisk
@@ -77,5 +78,5 @@ def steps(ctx: BuildContext) -> list[Step]:
     ]
     if config.communicator != "none":
         plan += [optional_step("connect", "StepConnect"), optional_step("provision", "StepProvision")]
-    plan += [StepShutdown(), StepConvertDisk()]
+    plan += [StepShutdown(), StepConvertDisk(), StepCheckSizeBudget()]
     return [step for step in plan if step is not None]

@@ -1,0 +1,52 @@
+"""StepCheckSizeBudget: fail the build when the compacted artifact is larger than size_budget.
+
+Reads config.size_budget, state.disk_paths[0] and state.report (for the biggest packages). Writes nothing.
+Off when size_budget is empty (the default). Runs after the disk conversion and the report, so the
+report exists when the budget is blown (keep it with -on-error=abort).
+"""
+
+from __future__ import annotations
+
+from vmbake.errors import StepError
+from vmbake.report.collect import ImageFacts
+from vmbake.report.render import biggest_names
+from vmbake.state import BuildContext
+from vmbake.steps import Step
+from vmbake.steps._qemu import main_disk
+from vmbake.steps.collect_report import budget_bytes
+from vmbake.units import format_size
+
+
+def overrun_message(path: str, size: int, budget: int, budget_text: str, facts: ImageFacts | None) -> str:
+    over = size - budget
+    text = (
+        f"the artifact {path} is {format_size(size)}, {format_size(over)} "
+        f"({100 * over / max(budget, 1):.0f}%) over the size_budget of {budget_text}"
+    )
+    if facts is not None and facts.packages:
+        text += "; the biggest packages: " + biggest_names(facts.packages)
+    else:
+        text += " (no package list: the report needs a communicator)"
+    return text
+
+
+class StepCheckSizeBudget(Step):
+    name = "StepCheckSizeBudget"
+
+    def run(self, ctx: BuildContext) -> None:
+        budget = budget_bytes(ctx, self.name)
+        if budget is None:
+            return
+        disk = main_disk(ctx)
+        size = disk.stat().st_size
+        budget_text = str(getattr(ctx.config, "size_budget", ""))
+        if size <= budget:
+            ctx.ui.say(f"Artifact size {format_size(size)} is within the size_budget of {budget_text}")
+            return
+        facts = ImageFacts.from_json(ctx.state.report) if ctx.state.report else None
+        raise StepError(
+            self.name,
+            overrun_message(str(disk), size, budget, budget_text, facts),
+            hint="remove packages or files in the provisioners, or raise size_budget; "
+            "-on-error=abort keeps the image and its report for a look",
+        )
