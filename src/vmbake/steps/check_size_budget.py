@@ -17,11 +17,12 @@ from vmbake.steps.collect_report import budget_bytes
 from vmbake.units import format_size
 
 
-def overrun_message(path: str, size: int, budget: int, budget_text: str, facts: ImageFacts | None) -> str:
+def overrun_message(path: str, size: int, budget: int, facts: ImageFacts | None) -> str:
+    """What blew the budget: by how much, and the biggest packages when the report has them."""
     over = size - budget
     text = (
-        f"the artifact {path} is {format_size(size)}, {format_size(over)} "
-        f"({100 * over / max(budget, 1):.0f}%) over the size_budget of {budget_text}"
+        f"the artifact {path} is {format_size(size)}: over the size_budget of {format_size(budget)} "
+        f"by {format_size(over)} ({100 * over / max(budget, 1):.0f}%)"
     )
     if facts is not None and facts.packages:
         text += "; the biggest packages: " + biggest_names(facts.packages)
@@ -39,14 +40,15 @@ class StepCheckSizeBudget(Step):
             return
         disk = main_disk(ctx)
         size = disk.stat().st_size
-        budget_text = str(getattr(ctx.config, "size_budget", ""))
         if size <= budget:
-            ctx.ui.say(f"Artifact size {format_size(size)} is within the size_budget of {budget_text}")
+            ctx.ui.say(
+                f"Artifact size {format_size(size)} is within the size budget of {format_size(budget)}"
+            )
             return
         facts = ImageFacts.from_json(ctx.state.report) if ctx.state.report else None
         raise StepError(
             self.name,
-            overrun_message(str(disk), size, budget, budget_text, facts),
+            overrun_message(str(disk), size, budget, facts),
             hint="remove packages or files in the provisioners, or raise size_budget; "
             "-on-error=abort keeps the image and its report for a look",
         )
