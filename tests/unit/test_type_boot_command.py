@@ -135,11 +135,11 @@ def test_nothing_to_type_or_kernel_boot_is_skipped() -> None:
     assert out.getvalue() == ""
 
 
-def test_invalid_commands_fail_before_typing(vm: KeyVm) -> None:
-    ctx, _ = make_ctx(vm, boot_command=["abc<wait0>"])
+def test_invalid_commands_fail_before_waiting_or_typing(vm: KeyVm) -> None:
+    ctx, _ = make_ctx(vm, boot_command=["abc<wait0>"], boot_wait="1h")
     with pytest.raises(StepError, match="must be longer than zero"):
         StepTypeBootCommand().run(ctx)
-    ctx, _ = make_ctx(vm, boot_command=["café"], boot_command_transport="qmp")
+    ctx, _ = make_ctx(vm, boot_command=["café"], boot_command_transport="qmp", boot_wait="1h")
     with pytest.raises(StepError, match="'é' has no key on a US keyboard"):
         StepTypeBootCommand().run(ctx)
     ctx, _ = make_ctx(vm, boot_command=["x"], disable_vnc=True)

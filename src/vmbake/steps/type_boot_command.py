@@ -184,12 +184,13 @@ class StepTypeBootCommand(Step):
                 "a boot command cannot be typed over VNC when disable_vnc is true",
                 hint="set boot_command_transport to 'qmp', or remove disable_vnc",
             )
-        self._boot_wait(ctx, config)
+        # Every run-time value is known by now, so a command that cannot be typed fails before the wait.
         values = self._values(ctx, config)
         rendered = [(self._render(command, values), description) for command, description in steps]
         planned = [
             (command, description, self._events(command, transport)) for command, description in rendered
         ]
+        self._boot_wait(ctx, config)
         if transport == "qmp":
             self._type_qmp(ctx, config, planned)
         else:
