@@ -428,3 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as exc:  # a bug: one clear line, the traceback only under -debug
+        _stop_children()
+        _print_error(
+            VmbakeError(
+                f"internal error: {exc!r}", hint="run again with -debug for a traceback, and report it"
+            ),
+            err,
+            debug,
+        )
+        return 1

@@ -218,3 +218,20 @@ def test_help_template(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["help", "template"]) == 0
     out = capsys.readouterr().out
     assert "{{user `name`}}" in out and "path.root" in out and "{{ .HTTPIP }}" in out
+
+
+def test_internal_error_is_one_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """load_template is replaced by one that fails like a bug would."""
+    import vmbake.cli
+
+    def broken(*_a: Any, **_k: Any) -> Template:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(vmbake.cli, "load_template", broken)
+    assert main(["validate", str(SEED / "packer.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: internal error: RuntimeError('boom')") and "Traceback" not in err
+    assert main(["validate", "-debug", str(SEED / "packer.json")]) == 1
+    assert "Traceback" in capsys.readouterr().err
