@@ -381,7 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     out, err = sys.stdout, sys.stderr
-    debug = any(a.lstrip("-").split("=")[0] == "debug" and not a.endswith("=false") for a in args)
+    debug = any(
+        a.startswith("-") and a.lstrip("-").split("=")[0] == "debug" and not a.endswith("=false")
+        for a in args
+    )
     _setup_logging()
     leading: list[str] = []  # Packer accepts -machine-readable before the command too
     while args and args[0].startswith("-") and args[0].lstrip("-") == "machine-readable":
