@@ -33,14 +33,16 @@ _TOKEN = re.compile(
 _ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
 
-def template_parts(body: str) -> list[str | tuple[str]]:
-    """Split a string template body into literal text and ("expr",) interpolations; handles escapes."""
+def template_parts(body: str, escapes: bool = True) -> list[str | tuple[str]]:
+    """Split a string template body into literal text and ("expr",) interpolations.
+
+    Quoted strings read backslash escapes; heredocs (escapes=False) do not, as in HCL."""
     parts: list[str | tuple[str]] = []
     buf: list[str] = []
     i = 0
     while i < len(body):
         c = body[i]
-        if c == "\\" and i + 1 < len(body):
+        if escapes and c == "\\" and i + 1 < len(body):
             nxt = body[i + 1]
             if nxt in _ESC:
                 buf.append(_ESC[nxt])
@@ -159,9 +161,9 @@ class Evaluator:
     def __init__(self, scope: Mapping[str, Any]) -> None:
         self.scope = scope
 
-    def template(self, body: str) -> Any:
+    def template(self, body: str, escapes: bool = True) -> Any:
         """A string template body (without quotes); a lone interpolation keeps its value's type."""
-        parts = template_parts(body)
+        parts = template_parts(body, escapes)
         if len(parts) == 1 and isinstance(parts[0], tuple):
             return self.expression(parts[0][0])
         return "".join(p if isinstance(p, str) else _text(self.expression(p[0])) for p in parts)

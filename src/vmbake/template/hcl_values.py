@@ -6,6 +6,7 @@ python-hcl2 (v8) keeps the quotes of string literals ('"a ${var.x}"') and gives 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from vmbake.errors import Problem
 from vmbake.template.assemble import Assembler
 from vmbake.template.hcl_expr import Evaluator, ExprError
 
-_OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=False)
+_OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=True)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,23 @@ class Tpl:
     """A quoted string template body, to evaluate."""
 
     body: str
+    heredoc: bool = False  # heredoc bodies take no backslash escapes
+
+
+_HEREDOC = re.compile(r'^"<<(-?)([A-Za-z_][\w-]*)\n(?:(.*)\n)?[ \t]*\2"$', re.DOTALL)
+
+
+def _heredoc(text: str) -> Tpl | None:
+    """A heredoc as python-hcl2 keeps it ('"<<EOF\n...\nEOF"'); a quoted string cannot hold a raw newline."""
+    m = _HEREDOC.match(text)
+    if not m:
+        return None
+    lines = (m.group(3) + "\n").splitlines(keepends=True) if m.group(3) is not None else []
+    if m.group(1):  # <<- strips the common indentation
+        indents = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+        cut = min(indents, default=0)
+        lines = [ln[cut:] if ln.strip() else ln.lstrip(" \t") for ln in lines]
+    return Tpl("".join(lines), heredoc=True)
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,9 @@ def _unquote(key: str) -> str:
 def clean(value: Any) -> Any:
     """python-hcl2's output as plain data whose strings are Tpl or Expr nodes."""
     if isinstance(value, str):
+        heredoc = _heredoc(value) if value.startswith('"<<') else None
+        if heredoc is not None:
+            return heredoc
         if len(value) >= 2 and value[0] == value[-1] == '"':
             return Tpl(value[1:-1])
         if value.startswith("${") and value.endswith("}"):
@@ -65,7 +86,11 @@ def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
     if isinstance(tree, Tpl | Expr):
         try:
             ev = Evaluator(scope)
-            return ev.template(tree.body) if isinstance(tree, Tpl) else ev.expression(tree.text)
+            return (
+                ev.template(tree.body, not tree.heredoc)
+                if isinstance(tree, Tpl)
+                else ev.expression(tree.text)
+            )
         except ExprError as exc:
             report(path, str(exc), "check the expression")
             return _FAILED
