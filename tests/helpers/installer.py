@@ -326,7 +326,7 @@ def boot_until_marker(
     tmp: Path,
     marker: str,
     *,
-    timeout: float = 420.0,
+    timeout: float = 720.0,
     iso_path: Path | None = None,
     until_restart: bool = False,
     **config: Any,

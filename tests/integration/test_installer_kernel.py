@@ -35,7 +35,7 @@ from tests.helpers.installer import (
 from vmbake import procs
 from vmbake.errors import BuildCancelled
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 def _assert_clean_teardown(run_output: str, outcome: BaseException | None, tmp: Path) -> None:
