@@ -20,7 +20,7 @@ SHA = "sha256:" + "0" * 64
 
 def builder(**keys: Any) -> dict[str, Any]:
     return {"type": "qemu", "iso_url": "http://example.invalid/d.iso", "iso_checksum": SHA, "ssh_username": "root",
-            **keys}  # fmt: skip
+            "shutdown_command": "poweroff", **keys}  # fmt: skip
 
 
 def write(tmp_path: Path, data: dict[str, Any], name: str = "t.json") -> Path:
@@ -212,3 +212,14 @@ def test_pre_1_6_checksum_keys_are_read_with_a_warning(tmp_path: Path) -> None:
     assert load_template(write(tmp_path, {"builders": [url]})).builds[0].config.iso_checksum == (
         "file:https://example.invalid/SHA256SUMS"
     )
+
+
+def test_missing_shutdown_command_is_a_warning(tmp_path: Path) -> None:
+    t = load_template(write(tmp_path, {"builders": [builder(shutdown_command="")]}))
+    assert [w.key for w in t.warnings] == ["builders[0].shutdown_command"]
+    assert load_template(write(tmp_path, {"builders": [builder()]})).warnings == []
+
+
+def test_missing_floppy_file(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, {"builders": [builder(floppy_files=["/nonexistent/ks.cfg", "*.cfg"])]}))
+    assert found == [("builders[0].floppy_files[0]", "'/nonexistent/ks.cfg' does not exist")]

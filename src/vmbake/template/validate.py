@@ -109,6 +109,14 @@ def _ranges(config: Any, report: Report) -> None:
 
 def _common_machine(config: Any, report: Report) -> None:
     _ranges(config, report)
+    for key in ("floppy_files", "cd_files", "floppy_dirs"):
+        for i, item in enumerate(getattr(config, key, [])):
+            if _local(item) and not any(c in item for c in "*?[") and not Path(item).exists():
+                report(
+                    f"{key}[{i}]",
+                    f"{item!r} does not exist",
+                    "relative paths are taken from the current directory",
+                )
     http_dir = getattr(config, "http_directory", "")
     if _local(http_dir) and not Path(http_dir).is_dir():
         report(
@@ -185,6 +193,12 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
 
 def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> None:
     report = _reporter(decoder, path)
+    if getattr(config, "communicator", "") == "ssh" and not getattr(config, "shutdown_command", "x"):
+        decoder.warning(
+            f"{path}.shutdown_command",
+            "no shutdown_command: the VM will be halted forcibly, which may lose data",
+            'set shutdown_command, for example "shutdown -P now"',
+        )
     if isinstance(config, QemuConfig):
         check_qemu(config, report)
         return
