@@ -41,3 +41,11 @@ def test_warning_for_a_key_not_yet_supported(tmp_path: Path, capsys: pytest.Capt
     assert main(["validate", str(path)]) == 0
     err = capsys.readouterr().err
     assert "Warning:" in err and "builders[0].iso_skip_cache" in err and "not yet supported" in err
+
+
+@pytest.mark.parametrize("name", registry.shipped_templates())
+def test_only_picks_one_build_by_its_source_name(name: str) -> None:
+    builds = load_template(name).builds
+    for build in builds:
+        (picked,) = load_template(name, only=[build.source_name]).builds
+        assert picked.name == build.name
