@@ -36,7 +36,7 @@ class BootstrappedDisk:
     build_seconds: float
 
 
-def test_config(**overrides: object) -> BootstrapConfig:
+def disk_config(**overrides: object) -> BootstrapConfig:
     values: dict[str, object] = {
         "suite": "bookworm",
         "kernel": "linux-image-cloud-amd64",
@@ -55,7 +55,7 @@ def make_key(directory: Path) -> tuple[Path, str]:
 
 def build_bootstrapped_disk(directory: Path, config: BootstrapConfig | None = None) -> BootstrappedDisk:
     """Build the disk into `directory` (image.qcow2, id_ed25519). Needs root and deb.debian.org."""
-    config = config or test_config()
+    config = config or disk_config()
     started = time.monotonic()
     directory.mkdir(parents=True, exist_ok=True)
     key, public = make_key(directory)
@@ -102,7 +102,7 @@ def ssh(
     return procs.run(ssh_argv(port, key, command), check=check, timeout=timeout, what=f"ssh {command!r}")
 
 
-def wait_for_ssh(port: int, key: Path, child: procs.Child, console: Path, timeout: float = 240) -> float:
+def wait_for_ssh(port: int, key: Path, child: procs.Child, console: Path, timeout: float = 600) -> float:
     """Seconds until `true` runs over SSH; fails with the console's tail if QEMU dies or time runs out."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:

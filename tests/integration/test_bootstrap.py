@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.helpers.bootstrap_disk import BootstrappedDisk, booted, make_key, ssh
+from tests.helpers.bootstrap_disk import (
+    BootstrappedDisk,
+    booted,
+    build_bootstrapped_disk,
+    disk_config,
+    make_key,
+    ssh,
+)
 
 from vmbake import procs
 
@@ -118,3 +125,18 @@ def test_shared_fixture_disk_boots(bootstrapped_disk: BootstrappedDisk, tmp_path
     with booted(bootstrapped_disk.image, bootstrapped_disk.private_key, tmp_path) as port:
         name = ssh(port, bootstrapped_disk.private_key, "hostname").stdout.strip()
         assert name == bootstrapped_disk.hostname
+
+
+def test_trixie_disk_boots(tmp_path: Path) -> None:
+    """A second suite, through the library (no provisioning): boots alone, root on ext4, reachable."""
+    if os.geteuid() != 0:
+        pytest.skip("building a bootable Debian disk needs root")
+    disk = build_bootstrapped_disk(tmp_path / "trixie", disk_config(suite="trixie", hostname="trixie-test"))
+    with booted(disk.image, disk.private_key, tmp_path) as port:
+        state = ssh(port, disk.private_key, "systemctl is-system-running", check=False).stdout.strip()
+        failed = ssh(port, disk.private_key, "systemctl --failed --no-legend --plain", check=False).stdout
+        assert state in ("running", "degraded"), f"system is {state!r}; failed units:\n{failed}"
+        release = ssh(port, disk.private_key, ". /etc/os-release; echo $VERSION_CODENAME").stdout.strip()
+        assert release == "trixie"
+        assert ssh(port, disk.private_key, "hostname").stdout.strip() == "trixie-test"
+        assert ssh(port, disk.private_key, "findmnt -n -o FSTYPE /").stdout.strip() == "ext4"

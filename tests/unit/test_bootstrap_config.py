@@ -29,7 +29,7 @@ def test_defaults_suit_a_small_image() -> None:
     )  # fmt: skip
     assert (config.disk_size, config.format, config.memory, config.headless) == ("2G", "qcow2", 1024, True)
     assert config.ssh_username == "root"
-    assert config.dpkg_excludes == ["docs", "man", "info", "locales"]
+    assert config.dpkg_excludes == ["docs", "man", "info", "locales", "hwdb"]
     assert problems({}) == []
 
 

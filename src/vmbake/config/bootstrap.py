@@ -26,7 +26,7 @@ FIRMWARES = ("bios", "efi", "hybrid")
 VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
 FILESYSTEMS = ("ext4", "ext3", "ext2", "swap")
 MOUNTPOINTS = ("/", "/boot", "/var", "/tmp", "swap")
-DPKG_EXCLUDE_SETS = ("docs", "man", "info", "locales")
+DPKG_EXCLUDE_SETS = ("docs", "man", "info", "locales", "hwdb")
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 ARCHIVE_MIRROR = "http://archive.debian.org/debian"  # suites that left the main mirrors
@@ -126,7 +126,7 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig):
     )
     dpkg_excludes: list[str] = opt(
         factory=lambda: list(DPKG_EXCLUDE_SETS),
-        doc="Kept off the disk with dpkg path-exclude: docs, man, info, locales, or /path/globs (copyright stays)",
+        doc="Kept off the disk by dpkg path-exclude: docs, man, info, locales, hwdb (udev hardware names), /globs",
         vmbake=True,
     )
     apt_proxy: str = opt(
@@ -214,7 +214,7 @@ def validate_bootstrap(
     for i, item in enumerate(config.dpkg_excludes):
         if item not in DPKG_EXCLUDE_SETS and not item.startswith("/"):
             report(f"dpkg_excludes[{i}]", f"{item!r} is neither a set nor a path glob",
-                   "use docs, man, info, locales, or a glob starting with '/'")  # fmt: skip
+                   "use docs, man, info, locales, hwdb, or a glob starting with '/'")  # fmt: skip
     kept = {config.kernel, "openssh-server", "systemd-sysv"}
     for i, name in enumerate(config.exclude):
         if name in kept:
