@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from typing import Any
 
@@ -30,7 +31,7 @@ def _groups(cls: type) -> list[tuple[str, type, set[str]]]:
     """The key groups of a config class: one per mixin, in the order the class lists them."""
     groups = []
     for base in cls.__mro__:
-        own = set(base.__dict__.get("__annotations__", {}))
+        own = set(inspect.get_annotations(base))
         if own and dataclasses.is_dataclass(base):
             groups.append((base.__name__, base, own))
     if len(groups) > 1:
