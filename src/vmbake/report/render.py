@@ -112,7 +112,7 @@ def bar_chart(title: str, rows: list[tuple[str, int]], css_class: str) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers) if any(headers) else ""
     body = []
     for row in rows:
         cells = "".join(
@@ -120,7 +120,8 @@ def _table(headers: list[str], rows: list[list[str]], numeric: set[int]) -> str:
             for i, c in enumerate(row)
         )
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{''.join(body)}</tbody></table>"
 
 
 _CSS = """
