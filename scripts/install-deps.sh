@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vmbake needs to bake images, and those its test suite needs.
+# Run as root, or as a user with sudo. Usage: scripts/install-deps.sh [--no-tests]
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+
+# To bake: QEMU and qemu-img; mmdebstrap and the partitioning/filesystem/boot-loader tools of the
+# debian-bootstrap builder; the archive keyring and a verifier for netboot downloads; xorriso for CD images.
+packages=(
+  qemu-system-x86 qemu-utils ovmf
+  mmdebstrap debian-archive-keyring sqv gpgv
+  e2fsprogs dosfstools fdisk mount util-linux
+  grub-pc-bin grub-efi-amd64-bin grub2-common
+  openssh-client xorriso cpio zstd procps ca-certificates
+)
+if [ "${1:-}" != "--no-tests" ]; then
+  # To test: a real sshd, shellcheck for provision.sh, d-i's netboot files and isolinux for a
+  # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report.
+  packages+=(
+    openssh-server shellcheck debian-installer-12-netboot-amd64 isolinux syslinux-common
+    gpg chromium busybox-static
+  )
+fi
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
