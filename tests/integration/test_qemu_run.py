@@ -87,3 +87,28 @@ def test_qemu_that_fails_to_start_reports_its_own_error(
         step.run(ctx)
     assert "Qemu failed to start" in str(err.value)
     assert "-no-such-flag" in str(err.value)  # QEMU's own message names the bad option
+
+
+def test_unusable_gtk_display_falls_back_to_none(
+    tmp_path: Path, step_run: tuple[StepRun, list[BuildContext]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPLAY", ":987")  # no X server there: QEMU's GTK window cannot open
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    step, contexts = step_run
+    ctx, out = context(tmp_path)
+    ctx.config = QemuConfig(accelerator="tcg", memory=64)  # not headless
+    contexts.append(ctx)
+    step.run(ctx)
+    assert "QEMU cannot open a GTK window" in out.getvalue()
+    assert ctx.state.qemu_argv[ctx.state.qemu_argv.index("-display") + 1] == "none"
+    assert ctx.state.qemu is not None and ctx.state.qemu.running()
+
+
+def test_too_long_qmp_socket_path_is_a_clear_error(
+    tmp_path: Path, step_run: tuple[StepRun, list[BuildContext]]
+) -> None:
+    step, contexts = step_run
+    ctx, _ = context(tmp_path, qmp_socket_path=str(tmp_path / ("x" * 120)))
+    contexts.append(ctx)
+    with pytest.raises(StepError, match="too long for a unix socket"):
+        step.run(ctx)

@@ -10,6 +10,7 @@ and QEMU is started again. The cleanup stops QEMU: QMP quit, then SIGTERM, then 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -30,6 +31,8 @@ from vmbake.steps.forward_port import reserve_ssh_port
 
 QMP_TIMEOUT = 30.0
 START_ATTEMPTS = 3
+_UNIX_PATH_MAX = 108  # sun_path's size on Linux, with its terminating NUL
+_NO_GTK = re.compile(r"Display 'gtk' is not available|gtk initialization failed")
 _PORT_TAKEN = re.compile(r"Address already in use|host forwarding rule|Failed to find an available port")
 
 
@@ -113,6 +116,12 @@ class StepRun(Step):
         state.qmp_path = (
             Path(config.qmp_socket_path) if config.qmp_socket_path else state.work_dir / "qmp.sock"
         )
+        if len(os.fsencode(state.qmp_path)) >= _UNIX_PATH_MAX:
+            raise StepError(
+                self.name,
+                f"the QMP socket path {state.qmp_path} is too long for a unix socket",
+                hint="set qmp_socket_path to a shorter path, or TMPDIR to a shorter directory",
+            )
         state.console_log = output_dir(ctx) / f"{vm_name(ctx)}.console.log"
         if state.kernel_path is not None:
             ctx.ui.say("Starting VM, booting the installer's kernel directly")
@@ -147,6 +156,18 @@ class StepRun(Step):
             if _PORT_TAKEN.search(error) and attempt < START_ATTEMPTS:
                 ctx.ui.message("A chosen port was taken before QEMU could bind it; choosing again")
                 self._choose_ports_again(ctx)
+                continue
+            if (
+                _NO_GTK.search(error)
+                and facts.display_available
+                and not config.display
+                and attempt < START_ATTEMPTS
+            ):
+                # vmbake chose gtk because a graphical session seems to be there, but QEMU cannot open it.
+                ctx.ui.warn(
+                    "QEMU cannot open a GTK window (is qemu-system-gui installed?); running without one"
+                )
+                facts = dataclasses.replace(facts, display_available=False)
                 continue
             raise StepError(
                 self.name,
