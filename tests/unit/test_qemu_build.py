@@ -301,18 +301,3 @@ def test_cd_files_and_content_become_a_labelled_iso(tmp_path: Path) -> None:
         iso.close()
     step.cleanup(ctx)
     assert not image.exists()
-
-
-def test_size_budget(tmp_path: Path) -> None:
-    from vmbake.steps.check_size_budget import StepCheckSizeBudget
-
-    disk = tmp_path / "vm"
-    disk.write_bytes(bytes(3 << 20))
-    ctx, text = context(tmp_path, QemuConfig(size_budget="4M"))
-    ctx.state.disk_paths = [disk]
-    StepCheckSizeBudget().run(ctx)
-    assert "within the size budget of 4.0 MiB" in text.getvalue()
-    ctx, _ = context(tmp_path, QemuConfig(size_budget="2MiB"))
-    ctx.state.disk_paths = [disk]
-    with pytest.raises(StepError, match=r"over the size_budget of 2\.0 MiB by 1\.0 MiB"):
-        StepCheckSizeBudget().run(ctx)

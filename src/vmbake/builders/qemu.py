@@ -2,7 +2,8 @@
 
 ISO, output directory, floppy and CD files, disks (create, or copy and resize a disk_image), HTTP
 server, the communicator's host port, the VNC port, EFI vars, QEMU itself, the boot command, the
-connection and provisioners, shutdown, and the disk conversion. Steps written by other parts of vmbake
+connection and provisioners, shutdown, and the disk conversion. vmbake adds the image report, the
+size budget check and the optional verification boot at the end. Steps written by other parts of vmbake
 are imported when the list is built, so a missing one is skipped (and said under -debug) rather than
 breaking every build.
 """
@@ -16,7 +17,6 @@ from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps.check_size_budget import StepCheckSizeBudget
 from vmbake.steps.configure_vnc import StepConfigureVNC
 from vmbake.steps.convert_disk import StepConvertDisk
 from vmbake.steps.copy_disk import StepCopyDisk
@@ -77,6 +77,16 @@ def steps(ctx: BuildContext) -> list[Step]:
         optional_step("installer_reboot", "StepInstallerReboot"),
     ]
     if config.communicator != "none":
-        plan += [optional_step("connect", "StepConnect"), optional_step("provision", "StepProvision")]
-    plan += [StepShutdown(), StepConvertDisk(), StepCheckSizeBudget()]
+        plan += [
+            optional_step("connect", "StepConnect"),
+            optional_step("provision", "StepProvision"),
+            optional_step("collect_report", "StepCollectReport"),
+        ]
+    plan += [
+        StepShutdown(),
+        StepConvertDisk(),
+        optional_step("write_report", "StepWriteReport"),
+        optional_step("check_size_budget", "StepCheckSizeBudget"),
+        optional_step("verify_image", "StepVerifyImage"),
+    ]
     return [step for step in plan if step is not None]
