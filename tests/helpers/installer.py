@@ -316,6 +316,7 @@ class InstallerRun:
     argvs: list[list[str]]  # each QEMU command line the build used, in order
     requests: list[str]
     console: str = ""  # the end of the guest's serial console when Ctrl-C was pressed
+    qemu_pids: list[int] = field(default_factory=list)  # every QEMU the build started
 
     def explain(self) -> str:
         """Everything a failed assertion should show."""
@@ -389,6 +390,7 @@ def boot_until_marker(
     done = threading.Event()
 
     argvs: list[list[str]] = []
+    pids: list[int] = []
 
     def watch() -> None:
         while not done.wait(0.2):
@@ -397,6 +399,8 @@ def boot_until_marker(
                 servers.append(state.http_server)
             if state.qemu_argv and (not argvs or argvs[-1] is not state.qemu_argv):
                 argvs.append(state.qemu_argv)
+            if state.qemu is not None and state.qemu.pid not in pids:
+                pids.append(state.qemu.pid)
             if "at" not in seen and marker in [r.path for s in servers for r in s.requests]:
                 seen["at"] = time.monotonic() - started
             restarted = len(argvs) > 1 and state.qmp is not None
@@ -448,7 +452,9 @@ def boot_until_marker(
         done.set()
         watcher.join(timeout=5)
     requests = [r.path for server in servers for r in server.requests]
-    return InstallerRun(seen.get("at"), outcome, out.getvalue(), argvs, requests, console.get("tail", ""))
+    return InstallerRun(
+        seen.get("at"), outcome, out.getvalue(), argvs, requests, console.get("tail", ""), pids
+    )
 
 
 def _console_tail(path: Path | None, size: int = 4000) -> str:

@@ -23,6 +23,7 @@ from tests.conftest import free_port
 from tests.helpers.installer import (
     NETBOOT_DIR,
     NETBOOT_PACKAGE,
+    InstallerRun,
     boot_until_marker,
     early_command_preseed,
     make_archive,
@@ -38,15 +39,20 @@ from vmbake.errors import BuildCancelled
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
-def _assert_clean_teardown(run_output: str, outcome: BaseException | None, tmp: Path) -> None:
-    assert isinstance(outcome, BuildCancelled), run_output
-    assert "Interrupt received. Cancelling build..." in run_output
+def _assert_clean_teardown(run: InstallerRun, tmp: Path) -> None:
+    """Cancelled, QEMU gone, output removed. (Only this build's QEMU is checked: other builds may be
+    running on the same machine, so the session-wide qemu guard cannot be used.)"""
+    assert isinstance(run.outcome, BuildCancelled), run.explain()
+    assert "Interrupt received. Cancelling build..." in run.output
+    assert run.qemu_pids, "the build never started QEMU"
+    for pid in run.qemu_pids:
+        assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} is still running"
     assert not procs.live_children(), "vmbake left a child process running"
     assert not (tmp / "output").exists(), "a cancelled build must remove its output directory"
 
 
 def test_kernel_from_iso_with_preseed_in_initrd_then_restart_from_disk(
-    tmp_path: Path, di_netboot: Path, no_qemu_left: None
+    tmp_path: Path, di_netboot: Path
 ) -> None:
     iso = make_netinst_iso(tmp_path / "netinst.iso", di_netboot / "linux", di_netboot / "initrd.gz")
     port = free_port()
@@ -75,7 +81,7 @@ def test_kernel_from_iso_with_preseed_in_initrd_then_restart_from_disk(
     for flag in ("-kernel", "-initrd", "-append"):
         assert flag not in restarted
     assert not any(str(iso) in arg for arg in restarted), "the installer CD must not come back"
-    _assert_clean_teardown(run.output, run.outcome, tmp_path)
+    _assert_clean_teardown(run, tmp_path)
 
 
 @pytest.fixture
@@ -100,7 +106,7 @@ def signed_archive(tmp_path: Path, di_netboot: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_netboot_from_signed_archive_with_http_preseed(
-    tmp_path: Path, signed_archive: str, di_netboot: Path, no_qemu_left: None
+    tmp_path: Path, signed_archive: str, di_netboot: Path
 ) -> None:
     run = boot_until_marker(
         tmp_path,
@@ -123,4 +129,4 @@ def test_netboot_from_signed_archive_with_http_preseed(
     assert kernel.parent.parent == tmp_path / "cache" / "debian-netboot"
     assert "/preseed.cfg" in run.requests
     assert not any("media=cdrom" in arg for arg in argv)  # no ISO at all
-    _assert_clean_teardown(run.output, run.outcome, tmp_path)
+    _assert_clean_teardown(run, tmp_path)
