@@ -150,3 +150,27 @@ def test_cancel_while_the_guest_runs(
     assert not out.exists(), output  # the output directory of a cancelled build is removed
     assert leftovers(run_dir) == []
     assert "Traceback" not in output
+
+
+def test_qemu_dies_with_a_killed_vmbake(run_dir: Path, guest_files: tuple[Path, Path]) -> None:
+    """SIGKILL leaves vmbake no chance to clean up; the kernel's parent-death signal still ends QEMU."""
+    template, _ = write_template(run_dir, guest_files)
+    proc = vmbake(run_dir, "build", str(template))
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "Waiting for shutdown..." in line:
+                break
+        else:
+            pytest.fail("the build never reached the shutdown step")
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    pattern = f"qemu-system.*{run_dir}"
+    while subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "QEMU outlived the vmbake that started it"
+        time.sleep(0.1)
