@@ -110,12 +110,13 @@ def test_build_provisions_over_ssh_and_halts(bootstrapped_disk: BootstrappedDisk
         "    qemu: greeting=hi 'there' user=root build=qemu",
         "    qemu: END{hello}",
         "==> qemu: Gracefully halting virtual machine...",
-        "Build 'qemu' finished.",
+        "    qemu: BEGIN{clean_shutdown}",
     ):
         assert expected in seen, f"missing {expected!r} in:\n{text}"
     # Streamed: BEGIN was printed while the script still slept, not with END at the very end.
     assert seen["    qemu: END{hello}"] - seen["    qemu: BEGIN{hello}"] > 1.5
     assert any(line.startswith("==> qemu: Provisioning with shell script: ") for line in seen)
+    assert any(line.startswith("Build 'qemu' finished") for line in seen)
     assert (tmp_path / "downloaded" / "e2e-result.txt").read_text().strip() == "VERSION_CODENAME=bookworm"
     image = tmp_path / "output" / "e2e.qcow2"
     info = json.loads(procs.run(["qemu-img", "info", "--output=json", str(image)]).stdout)
