@@ -189,7 +189,9 @@ _WAIT_HINT = "write <wait> (1s), a whole number of seconds such as <wait5>, or a
 
 def _wait_seconds(tag: str, word: str, arg: str, offset: int) -> float:
     if word != "wait":
-        raise BootCommandError(f"{tag} at offset {offset} is not a wait: waits are written in lower case", offset)
+        raise BootCommandError(
+            f"{tag} at offset {offset} is not a wait: waits are written in lower case", offset
+        )
     if arg == "":
         return 1.0
     if _SECONDS_RE.fullmatch(arg):

@@ -26,11 +26,25 @@ TAP, PRESS, RELEASE = KeyAction.TAP, KeyAction.PRESS, KeyAction.RELEASE
 SHIFT_DOWN = KeyEvent(0xFFE1, True, "shift")
 SHIFT_UP = KeyEvent(0xFFE1, False, "shift")
 
-DOCUMENTED_KEYS = (
-    "bs del enter return esc tab spacebar insert home end pageUp pageDown up down left right "
-    "f1 f2 f3 f4 f5 f6 f7 f8 f9 f10 f11 f12 leftAlt rightAlt leftCtrl rightCtrl leftShift rightShift "
-    "leftSuper rightSuper menu leftCommand rightCommand leftOption rightOption"
-).split()
+DOCUMENTED_KEYS = [
+    *(
+        "bs",
+        "del",
+        "enter",
+        "return",
+        "esc",
+        "tab",
+        "spacebar",
+        "insert",
+        "home",
+        "end",
+        "pageUp",
+        "pageDown",
+    ),
+    *("up", "down", "left", "right", *(f"f{n}" for n in range(1, 13))),
+    *("leftAlt", "rightAlt", "leftCtrl", "rightCtrl", "leftShift", "rightShift", "leftSuper", "rightSuper"),
+    *("menu", "leftCommand", "rightCommand", "leftOption", "rightOption"),
+]
 
 
 def test_empty_command_has_no_actions() -> None:
@@ -187,7 +201,9 @@ def test_exact_event_sequence_for_mixed_case_and_symbols() -> None:
 
 
 def test_us_layout_symbols_all_have_keys() -> None:
-    for char in "`1234567890-=qwertyuiop[]\\asdfghjkl;'zxcvbnm,./ ~!@#$%^&*()_+QWERTYUIOP{}|ASDFGHJKL:\"ZXCVBNM<>?":
+    for (
+        char
+    ) in "`1234567890-=qwertyuiop[]\\asdfghjkl;'zxcvbnm,./ ~!@#$%^&*()_+QWERTYUIOP{}|ASDFGHJKL:\"ZXCVBNM<>?":
         events = to_events([Literal(char)])
         assert all(isinstance(e, KeyEvent) and e.qcode for e in events), char
         shift = char.isupper() or char in '~!@#$%^&*()_+{}|:"<>?'
@@ -196,9 +212,9 @@ def test_us_layout_symbols_all_have_keys() -> None:
 
 
 def test_characters_beyond_a_us_keyboard() -> None:
-    (down, up) = to_events(parse("é"))
+    (down, _up) = to_events(parse("é"))
     assert isinstance(down, KeyEvent) and down.keysym == 0xE9 and down.qcode is None
-    (down, up) = to_events(parse("界"))
+    (down, _up) = to_events(parse("界"))
     assert isinstance(down, KeyEvent) and down.keysym == 0x01000000 | ord("界")
     # Control characters have no key: they are not typed (use <enter> and <tab>).
     assert to_events(parse("a\nb\t")) == to_events(parse("ab"))
