@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
 import tempfile
@@ -93,12 +92,6 @@ def resolve_compression(choice: str) -> str:
 
 def run_qemu_img(argv: Sequence[str], *, what: str, on_line: Callable[[str], None] | None = None) -> None:
     procs.run(argv, what=what, on_line=on_line)
-
-
-def image_info_size(path: Path) -> int:
-    """The virtual size of an image in bytes."""
-    out = procs.run([QEMU_IMG, "info", "--output=json", "-U", str(path)], what="qemu-img info").stdout
-    return int(json.loads(out)["virtual-size"])
 
 
 def convert(

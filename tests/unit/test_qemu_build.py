@@ -301,3 +301,13 @@ def test_cd_files_and_content_become_a_labelled_iso(tmp_path: Path) -> None:
         iso.close()
     step.cleanup(ctx)
     assert not image.exists()
+
+
+def test_force_never_deletes_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep").write_text("x")
+    for where in (".", str(tmp_path.parent)):
+        ctx, _ = context(tmp_path, QemuConfig(output_directory=where), force=True)
+        with pytest.raises(StepError, match="refusing to delete"):
+            StepPrepareOutputDir().run(ctx)
+    assert (tmp_path / "keep").exists()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -100,6 +100,19 @@ def test_resolve_compression() -> None:
     assert qemu_img.resolve_compression("auto") == ("zstd" if qemu_img.supports_zstd() else "zlib")
 
 
+class StopOnRetry(io.StringIO):
+    """Build output that stops the lock holder once vmbake says it will retry: no timing guesses."""
+
+    def __init__(self, holder: procs.Child) -> None:
+        super().__init__()
+        self.holder = holder
+
+    def write(self, text: str) -> int:
+        if "retrying" in text:
+            self.holder.stop()
+        return super().write(text)
+
+
 def test_convert_retries_while_another_process_holds_the_write_lock(
     data_image: Path, tmp_path: Path, no_qemu_left: None
 ) -> None:
@@ -110,7 +123,7 @@ def test_convert_retries_while_another_process_holds_the_write_lock(
          "-drive", f"file={data_image},if=none,id=d0,format=qcow2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    out = tmp_path / "out.txt"
+    out = StopOnRetry(holder)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # wait until QEMU has the image open
@@ -120,13 +133,12 @@ def test_convert_retries_while_another_process_holds_the_write_lock(
             time.sleep(0.05)
         else:
             pytest.fail("QEMU never locked the image")
-        with out.open("w") as stream:
-            ui = BuildUi(Ui(out=stream), "qemu")
-            threading.Timer(0.3, holder.stop).start()
-            qemu_img.convert(data_image, tmp_path / "copy.qcow2", ui=ui, retry_delay=0.2)
+        qemu_img.convert(
+            data_image, tmp_path / "copy.qcow2", ui=BuildUi(Ui(out=out), "qemu"), retry_delay=0.2
+        )
     finally:
         holder.stop()
-    assert "==> qemu: Error getting file lock for conversion; retrying..." in out.read_text()
+    assert "==> qemu: Error getting file lock for conversion; retrying..." in out.getvalue()
     assert (tmp_path / "copy.qcow2").exists()
 
 

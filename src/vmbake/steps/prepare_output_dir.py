@@ -36,6 +36,7 @@ class StepPrepareOutputDir(Step):
                     f"Output directory '{path}' already exists. It must not exist.",
                     hint="remove it, set another output_directory, or run with -force to delete it",
                 )
+            _refuse_precious(self.name, path)
             ctx.ui.say("Deleting previous output directory...")
             _remove(path)
         try:
@@ -54,6 +55,19 @@ class StepPrepareOutputDir(Step):
         ctx.ui.say("Deleting output directory...")
         _remove(path)
         self._created = False
+
+
+def _refuse_precious(step: str, path: Path) -> None:
+    """-force must never delete the working directory, one of its parents, or the home directory."""
+    target = path.resolve()
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents or target == Path.home().resolve():
+        raise StepError(
+            step,
+            f"refusing to delete '{path}' for -force: it is the current directory, one of its parents "
+            "or the home directory",
+            hint="set output_directory to a directory of its own, such as output-NAME",
+        )
 
 
 def _remove(path: Path) -> None:

@@ -6,6 +6,9 @@ Does nothing unless disk_image is set and skip_resize_disk is not.
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from vmbake import qemu_img
 from vmbake.errors import StepError, VmbakeError
 from vmbake.qemu_argv import disk_size_arg
@@ -31,6 +34,9 @@ class StepResizeDisk(Step):
         try:
             qemu_img.run_qemu_img(argv, what="qemu-img resize")
         except VmbakeError as err:
+            if argv and shutil.which(argv[0]) is None and not os.path.isabs(argv[0]):
+                # the tool is missing: keep the hint naming its package
+                raise StepError(self.name, f"Error resizing hard drive: {err}", err.hint) from err
             raise StepError(
                 self.name,
                 f"Error resizing hard drive: {err}",
