@@ -27,6 +27,18 @@ from vmbake.template.model import BuildSpec, Template
 from vmbake.ui import BuildUi, Ui
 
 
+@pytest.fixture(scope="module", autouse=True)
+def import_every_step() -> None:
+    """Import all step modules once (some pull in paramiko: a second or more), so no test pays for it."""
+    from vmbake.builders.qemu import steps
+
+    steps(
+        BuildContext(
+            "q", "qemu", QemuConfig(), template(Path()), BuildUi(Ui(out=io.StringIO()), "q"), Options()
+        )
+    )
+
+
 def template(tmp_path: Path, *specs: BuildSpec) -> Template:
     return Template(path=tmp_path / "t.json", directory=tmp_path, format="json", builds=list(specs))
 
@@ -181,7 +193,12 @@ def failing_build(tmp_path: Path, on_error: str, private_tmp: Path) -> tuple[int
     procs.run(["qemu-img", "create", "-f", "qcow2", str(base), "64M"])
     out_dir = tmp_path / f"out-{on_error}"
     config = QemuConfig(
-        iso_url=str(base), iso_checksum="none", disk_image=True, disk_size="1M", output_directory=str(out_dir)
+        iso_url=str(base),
+        iso_checksum="none",
+        disk_image=True,
+        disk_size="1M",
+        output_directory=str(out_dir),
+        communicator="none",
     )
     text = io.StringIO()
     code = run_builds(

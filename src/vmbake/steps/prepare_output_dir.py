@@ -2,8 +2,9 @@
 
 Reads config.output_directory (default output-BUILDNAME) and options.force. Writes state.output_dir.
 An existing directory is an error unless -force, which deletes it first. The cleanup deletes the
-directory when the build failed or was cancelled (under -on-error=abort the runner skips cleanups and
-the build marks the directory INCOMPLETE instead).
+directory when the build failed or was cancelled. The directory holds an INCOMPLETE marker from the
+start, removed only when every step succeeded, so a directory left by -on-error=abort or by a killed
+vmbake never looks like a finished image.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, qemu_config
 
 INCOMPLETE_MARKER = "INCOMPLETE"
+MARKER_TEXT = "This build did not finish (it failed, was interrupted or is still running); these files are not a finished image.\n"
 
 
 class StepPrepareOutputDir(Step):
@@ -45,8 +47,13 @@ class StepPrepareOutputDir(Step):
             raise StepError(self.name, f"cannot create output directory '{path}': {exc.strerror}") from exc
         self._created = True
         ctx.state.output_dir = path
+        # Until the build succeeds the directory says it is unfinished, even if vmbake is SIGKILLed.
+        (path / INCOMPLETE_MARKER).write_text(MARKER_TEXT)
 
     def cleanup(self, ctx: BuildContext) -> None:
+        if self._created and not ctx.halted and ctx.state.output_dir is not None:
+            (ctx.state.output_dir / INCOMPLETE_MARKER).unlink(missing_ok=True)  # the build succeeded
+            return
         if not (self._created and ctx.halted):
             return
         path = ctx.state.output_dir

@@ -22,6 +22,9 @@ from vmbake.steps._qemu import qemu_config, seconds
 from vmbake.steps.run_qemu import stop_vm
 from vmbake.units import format_duration
 
+ACPI_GRACE = 30.0  # seconds the guest gets to honour an ACPI power-down after shutdown_timeout
+SHUTDOWN_EVENT_WAIT = 0.5  # QEMU sends its SHUTDOWN event just before it exits
+
 
 def wait_for_exit(ctx: BuildContext, child: Child, timeout: float) -> bool:
     """True when QEMU exited within `timeout` seconds; polls so that Ctrl-C and cancellation stay quick."""
@@ -47,6 +50,7 @@ class StepShutdown(Step):
         if config.communicator == "none":
             ctx.ui.say("Waiting for shutdown...")
             if not wait_for_exit(ctx, child, timeout):
+                self._escalate(ctx, child, timeout, "the guest")
                 raise StepError(
                     self.name,
                     f"Failed to shutdown: the guest did not power off within {format_duration(timeout)}",
@@ -56,6 +60,8 @@ class StepShutdown(Step):
             self._command(ctx, config.shutdown_command, child, timeout)
         else:
             self._powerdown(ctx, child, timeout)
+        if ctx.state.qmp is not None:  # not after _powerdown had to stop QEMU itself
+            self._check_exit(ctx, child)
         ctx.state.shutdown_done = True
         stop_vm(ctx)  # reaps QEMU and closes QMP; QEMU has exited by now
 
@@ -73,6 +79,7 @@ class StepShutdown(Step):
         if status not in (0, DISCONNECTED):
             ctx.ui.message(f"The shutdown command exited with status {status}; waiting for the VM anyway")
         if not wait_for_exit(ctx, child, timeout):
+            self._escalate(ctx, child, timeout, "shutdown_command")
             raise StepError(
                 self.name,
                 "Timeout while waiting for machine to shut down.",
@@ -92,3 +99,48 @@ class StepShutdown(Step):
             return
         ctx.ui.say(f"The guest did not power off within {format_duration(timeout)}; stopping QEMU")
         stop_vm(ctx)
+
+    def _escalate(self, ctx: BuildContext, child: Child, timeout: float, what: str) -> None:
+        """After shutdown_timeout: an ACPI power-down request, then QEMU stopped by force; each is said.
+        The build still fails: the image may miss what the guest had not written yet."""
+        grace = min(timeout, ACPI_GRACE)
+        ctx.ui.say(
+            f"{what} did not power off the VM within {format_duration(timeout)} (shutdown_timeout); "
+            "sending an ACPI power-down request"
+        )
+        qmp = ctx.state.qmp
+        if isinstance(qmp, Qmp):
+            try:
+                qmp.system_powerdown()
+            except QmpError as err:
+                ctx.ui.message(f"QEMU did not take the power-down request: {err}")
+        if wait_for_exit(ctx, child, grace):
+            ctx.ui.say("The VM powered off after the ACPI request")
+            return
+        ctx.ui.say(f"The VM ignored the ACPI request for {format_duration(grace)}; stopping QEMU by force")
+        stop_vm(ctx)
+
+    def _check_exit(self, ctx: BuildContext, child: Child) -> None:
+        """QEMU ended: make sure the guest powered off, rather than QEMU being killed or stopped."""
+        code = child.returncode
+        if code is not None and code < 0:
+            raise StepError(
+                self.name,
+                f"QEMU was killed by signal {-code} before the guest powered off",
+                hint="something outside vmbake stopped QEMU (the OOM killer, a user); the disk is incomplete",
+            )
+        if code:
+            raise StepError(
+                self.name,
+                f"QEMU exited with status {code} instead of the guest powering off",
+                hint="see the QEMU log in the work directory with -debug",
+            )
+        qmp = ctx.state.qmp
+        event = qmp.wait_event("SHUTDOWN", SHUTDOWN_EVENT_WAIT) if isinstance(qmp, Qmp) else None
+        reason = str((event or {}).get("data", {}).get("reason", ""))
+        if reason.startswith("host-"):
+            raise StepError(
+                self.name,
+                f"QEMU was stopped from outside ({reason}) before the guest powered off",
+                hint="something outside vmbake stopped QEMU; the disk is incomplete",
+            )
