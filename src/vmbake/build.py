@@ -65,8 +65,12 @@ def select_builds(template: Template, only: Sequence[str], except_: Sequence[str
     def matches(spec: BuildSpec, patterns: Sequence[str]) -> bool:
         return any(fnmatch.fnmatchcase(key, p) for p in patterns for key in names(spec))
 
-    selected = [b for b in template.builds if not only or matches(b, only)]
-    selected = [b for b in selected if not except_ or not matches(b, except_)]
+    if template.all_builds:
+        # The template loader applied -only/-except already, knowing the template's own aliases.
+        selected = list(template.builds)
+    else:
+        selected = [b for b in template.builds if not only or matches(b, only)]
+        selected = [b for b in selected if not except_ or not matches(b, except_)]
     if not selected:
         known = ", ".join(b.name for b in template.builds) or "none"
         raise VmbakeError(

@@ -256,6 +256,8 @@ def test_select_builds_with_globs(tmp_path: Path) -> None:
     assert [b.name for b in select_builds(t, ["qemu.qemu"], [])] == ["qemu"]
     with pytest.raises(Exception, match="no build matches"):
         select_builds(t, ["nope"], [])
+    loaded = t.replace(builds=specs[1:], all_builds=["qemu", "bookworm-efi"])  # the loader selected already
+    assert [b.name for b in select_builds(loaded, ["source.qemu.bookworm"], [])] == ["bookworm-efi"]
 
 
 def test_packer_duration() -> None:
