@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vmbake import procs
-from vmbake.bootstrap.layout import Planned, fstab_text, mkfs_argv, mount_order, sfdisk_script
+from vmbake.bootstrap.layout import (
+    EFI_MODULES,
+    Planned,
+    efi_early_config,
+    fstab_text,
+    mkfs_argv,
+    mount_order,
+    sfdisk_script,
+)
 from vmbake.errors import VmbakeError
 
 Say = Callable[[str], None]
@@ -122,16 +131,37 @@ def populate_dev(dev: Path, loop: str, plan: list[Planned]) -> None:
 
 
 def grub_install_argvs(firmware: str, loop: str) -> list[list[str]]:
-    """The image's grub-install commands for `firmware` (run inside the chroot)."""
-    argvs = []
+    """The image's grub-install commands for BIOS (run inside the chroot); UEFI goes by install_efi()."""
     if firmware in ("bios", "hybrid"):
-        argvs.append(["grub-install", "--target=i386-pc", "--boot-directory=/boot", loop])
-    if firmware in ("efi", "hybrid"):
-        argvs.append([
-            "grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi", "--boot-directory=/boot",
-            "--removable", "--no-nvram", "--bootloader-id=debian",
-        ])  # fmt: skip
-    return argvs
+        return [["grub-install", "--target=i386-pc", "--boot-directory=/boot", loop]]
+    return []
+
+
+def install_efi(root: Path, loop: str, plan: list[Planned], debug: Say | None) -> None:
+    """UEFI boot without mounting the ESP: the image's grub-mkimage makes the removable-media loader
+    EFI/BOOT/BOOTX64.EFI (it finds /boot/grub by UUID), and mtools writes it onto the ESP."""
+    esp = next(p for p in plan if p.fs == "vfat")
+    early, prefix = efi_early_config(plan)
+    (root / "tmp" / "vmbake-early.cfg").write_text(early)
+    argv = ["grub-mkimage", "-O", "x86_64-efi", "-o", "/tmp/vmbake-BOOTX64.EFI", "-p", prefix,
+            "-c", "/tmp/vmbake-early.cfg", *EFI_MODULES]  # fmt: skip
+    chroot_run(root, argv, "grub-mkimage", on_line=debug)
+    modules = root / "usr" / "lib" / "grub" / "x86_64-efi"
+    target = root / "boot" / "grub" / "x86_64-efi"
+    target.mkdir(parents=True, exist_ok=True)
+    for item in modules.iterdir():
+        if item.suffix in (".mod", ".lst"):
+            shutil.copy2(item, target / item.name)
+    device = partition_device(loop, esp.number)
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    hint = "install mtools (apt-get install mtools)"
+    procs.run(["mmd", "-i", device, "::/EFI", "::/EFI/BOOT"], env=env, what="mmd", hint=hint)
+    loader = root / "tmp" / "vmbake-BOOTX64.EFI"
+    procs.run(
+        ["mcopy", "-i", device, str(loader), "::/EFI/BOOT/BOOTX64.EFI"], env=env, what="mcopy", hint=hint
+    )
+    loader.unlink()
+    (root / "tmp" / "vmbake-early.cfg").unlink()
 
 
 def lay_disk(
@@ -181,6 +211,9 @@ def lay_disk(
             say(f"Installing grub ({firmware})...")
             for argv in grub_install_argvs(firmware, loop):
                 chroot_run(mount_dir, argv, "grub-install", on_line=debug)
+            if firmware in ("efi", "hybrid"):
+                (mount_dir / "boot" / "efi").mkdir(parents=True, exist_ok=True)
+                install_efi(mount_dir, loop, plan, debug)
             chroot_run(mount_dir, ["update-grub"], "update-grub", on_line=debug)
             # The chroot's grub.cfg names the loop device nowhere (root=UUID=...); check that it does not.
             cfg = (mount_dir / "boot" / "grub" / "grub.cfg").read_text()

@@ -136,9 +136,26 @@ def fstab_text(plan: list[Planned]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What the EFI grub image embeds: enough to find the filesystem holding /boot/grub and read grub.cfg.
+EFI_MODULES = (
+    "part_gpt", "part_msdos", "fat", "ext2", "search", "search_fs_uuid", "normal", "configfile", "linux", "echo",
+    "test", "gzio", "efi_gop", "efi_uga", "serial", "terminal", "terminfo", "reboot", "halt",
+)  # fmt: skip
+
+
+def efi_early_config(plan: list[Planned]) -> tuple[str, str]:
+    """(early config embedded in BOOTX64.EFI, grub prefix): find /boot/grub by filesystem UUID."""
+    boot = next((p for p in plan if p.mountpoint == "/boot"), None)
+    holder = boot or next(p for p in plan if p.mountpoint == "/")
+    prefix = "/grub" if boot else "/boot/grub"
+    text = f"search --no-floppy --fs-uuid --set=root {holder.fs_uuid}\nset prefix=($root){prefix}\n"
+    return text, prefix
+
+
 def mount_order(plan: list[Planned]) -> list[Planned]:
-    """The partitions with a mounted filesystem, parents before children (/ before /boot before /boot/efi)."""
-    mounted = [p for p in plan if p.fs and p.fs != "swap"]
+    """The partitions mounted while laying the disk, parents first (/ before /boot). The ESP is not among
+    them: it is written with mtools, so the host needs no FAT driver."""
+    mounted = [p for p in plan if p.fs and p.fs not in ("swap", "vfat")]
     return sorted(
         mounted, key=lambda p: (p.mountpoint.count("/") if p.mountpoint != "/" else 0, p.mountpoint)
     )
