@@ -5,8 +5,10 @@ QEMU builder's: they read the machine, communicator and shutdown keys through a 
 same template block (`qemu_view`), booting the made disk as a disk image. Steps written by other parts
 of vmbake are imported when the list is built, so a missing one is skipped rather than breaking builds.
 
-What this builder needs on the host: root (loop devices, mount, chroot), mmdebstrap, sfdisk, partx,
-mkfs.ext4 (and mkfs.vfat for UEFI), qemu-img, and Debian's archive over HTTP.
+What this builder needs on the host: root (loop devices, mount, chroot), mmdebstrap, sfdisk and partx
+(fdisk, util-linux), mkfs.ext4, for UEFI mkfs.vfat and mtools (the ESP is written without mounting it,
+so the host kernel needs no FAT driver), qemu-img, and Debian's archive over HTTP. It works on kernels
+without partition-table parsers (partx adds the loop partitions).
 """
 
 from __future__ import annotations
