@@ -54,7 +54,7 @@ source "qemu" "installer" {
   ssh_username     = "root"
   ssh_timeout      = "60m"
   shutdown_command = local.shutdown
-  shutdown_timeout = "5m"
+  shutdown_timeout = "15m"
 }
 
 source "debian-bootstrap" "bootstrap" {
@@ -84,7 +84,10 @@ source "debian-bootstrap" "bootstrap" {
   vm_name            = local.vm_name
 
   ssh_username     = "root"
+  # The first boot makes the SSH host keys; under TCG on a busy host that alone can take minutes.
+  ssh_timeout      = "30m"
   shutdown_command = local.shutdown
+  shutdown_timeout = "15m"
 }
 
 build {
