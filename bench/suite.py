@@ -56,13 +56,30 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
+DEADLINE = [float("inf")]  # monotonic time after which no new run starts (--budget)
+
+
+def out_of_time(row: Row, done: int, last_run: float) -> bool:
+    """True (and the row says so) when another run would end after the deadline."""
+    if time.monotonic() + last_run <= DEADLINE[0]:
+        return False
+    row.error = f"cut short by the time budget after {done} run(s)"
+    print(f"  {row.name}: {row.error}", flush=True)
+    return True
+
+
 def alternate(row: Row, runs: int, a: Callable[[int], float], b: Callable[[int], float]) -> None:
     """A then B, `runs` times; each timing is printed as it comes."""
+    last = 0.0
     for i in range(runs):
+        if out_of_time(row, i, last):
+            return
+        started = time.monotonic()
         for label, fn, times in ((row.a, a, row.a_times), (row.b, b, row.b_times)):
             took = fn(i)
             times.append(took)
             print(f"  run {i + 1}: {label:<22} {took:8.2f} s", flush=True)
+        last = time.monotonic() - started
 
 
 # -- sections ----------------------------------------------------------------------------------------
@@ -144,7 +161,12 @@ def bootstrap(runs: int, work: Path) -> tuple[Row, Row, Row]:
     versus_cold = Row("bootstrap (cold) vs debvm-create", "vmbake cold", "debvm-create")
     versus_warm = Row("bootstrap (warm) vs debvm-create", "vmbake warm", "debvm-create")
     has_debvm = shutil.which("debvm-create") is not None
+    last = 0.0
     for i in range(runs):
+        if out_of_time(cold_warm, i, last):
+            versus_cold.error = versus_warm.error = cold_warm.error
+            break
+        started = time.monotonic()
         cache = work / f"cache-{i}"
         cold, _ = bs.build(work / "cold", cache, "linux-image-cloud-amd64")
         warm, mib = bs.build(work / "warm", cache, "linux-image-cloud-amd64")
@@ -162,7 +184,8 @@ def bootstrap(runs: int, work: Path) -> tuple[Row, Row, Row]:
                 f"image: vmbake {mib:.1f} MiB, debvm {debvm_mib:.1f} MiB (zstd qcow2); debvm-create makes a bare "
                 "ext4 image and does not boot it, vmbake partitions, installs grub, boots and provisions"
             )
-    if not has_debvm:
+        last = time.monotonic() - started
+    if not has_debvm and not cold_warm.error:
         versus_cold.error = versus_warm.error = "debvm-create is not installed (apt-get install debvm)"
     cold_warm.note = "cold: a new, empty .deb cache; warm: the same build again with that cache"
     return cold_warm, versus_cold, versus_warm
@@ -220,6 +243,8 @@ def write_results(rows: list[Row], notes: list[str], started: float, out: Path) 
     ]
     for row in rows:
         ratio = f"**{row.ratio:.2f}**" if row.ratio is not None else "not measured"
+        if row.ratio is not None and len(row.ratios) < 3:
+            ratio += " (fewer than 3 runs)"
         lines.append(
             f"| {row.name} | {row.a} | {row.b} | {_median(row.a_times)} | {_median(row.b_times)} | {ratio} | "
             f"{len(row.ratios)} |"
@@ -246,10 +271,14 @@ def main() -> int:
     parser.add_argument("--key", type=Path, help="root's private key for --image")
     parser.add_argument("--mib", type=int, default=384, help="MiB of data for the compression row")
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
+    parser.add_argument(
+        "--budget", type=float, default=29.0, help="minutes; no run starts that would end later"
+    )
     args = parser.parse_args()
     runs = max(3, args.runs)
     only = set(args.only.split(","))
     started = time.monotonic()
+    DEADLINE[0] = started + args.budget * 60
     load = os.getloadavg()
     notes = [
         f"host: {platform.node() and 'this machine'}, {os.cpu_count()} CPUs, {platform.machine()}, "

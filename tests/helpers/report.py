@@ -2,14 +2,17 @@
 
 `chromium_dump_dom` returns the page's DOM after rendering; `chromium_screenshot` writes a PNG, and
 `png_colour_count` counts the pixels of one colour in it (no imaging library is installed here).
+`edit_file_in_image` rewrites one file of a disk image's root filesystem with debugfs (e2fsprogs).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from vmbake import procs
@@ -100,3 +103,28 @@ def png_colour_count(path: Path, rgb: tuple[int, int, int]) -> int:
     """About how many pixels have exactly the colour `rgb` (runs of its 3 bytes in each row)."""
     _, _, rows = png_pixels(path)
     return sum(row.count(bytes(rgb)) for row in rows)
+
+
+def edit_file_in_image(image: Path, out: Path, path: str, edit: Callable[[str], str], work: Path) -> Path:
+    """Write `out` (qcow2): a copy of `image` whose ext4 root partition has `path` rewritten by `edit`.
+
+    No boot and no mount: the disk is converted to raw, debugfs edits the partition in place (at its
+    offset), and the result is converted back. The root partition is the GPT one named "root", else the
+    largest."""
+    raw = work / "edit.raw"
+    procs.run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(raw)])
+    table = json.loads(procs.run(["sfdisk", "-J", str(raw)]).stdout)["partitiontable"]
+    parts = table["partitions"]
+    root = next((p for p in parts if p.get("name") == "root"), max(parts, key=lambda p: int(p["size"])))
+    device = f"{raw}?offset={int(root['start']) * int(table.get('sectorsize', 512))}"
+    text = procs.run(["debugfs", "-R", f"cat {path}", device]).stdout
+    new = work / "edited"
+    new.write_text(edit(text))
+    new.chmod(0o644)
+    procs.run(["debugfs", "-w", "-R", f"rm {path}", device])
+    procs.run(["debugfs", "-w", "-R", f"write {new} {path}", device])
+    check = procs.run(["debugfs", "-R", f"cat {path}", device]).stdout
+    assert check == new.read_text(), f"debugfs did not write {path}"
+    procs.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)])
+    raw.unlink()
+    return out

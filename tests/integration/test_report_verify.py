@@ -2,9 +2,9 @@
 
 One module-scoped build boots the session's bootstrapped disk (tests/conftest.py) as a disk_image, runs
 a provisioner that prints df's figures, collects the report, compacts, and verifies the artifact
-(`verify: true`). The tests read that build's output and files; the fstab test edits a qcow2 overlay of
-the artifact over SSH and runs `vmbake verify` on it. Boots in all: build, verify step, verify CLI on the
-good image, the edit, verify CLI on the bad image.
+(`verify: true`, which passes). The tests read that build's output and files. The fstab test rewrites
+/etc/fstab in a copy of the disk with debugfs (no boot) and runs `vmbake verify` on it, which fails.
+Boots in all: the build, its verify step, and the verify command on the bad copy.
 """
 
 from __future__ import annotations
@@ -18,12 +18,17 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import REPO
-from tests.helpers.bootstrap_disk import BootstrappedDisk, booted, ssh
-from tests.helpers.report import chromium, chromium_dump_dom, chromium_screenshot, png_colour_count
+from tests.helpers.bootstrap_disk import BootstrappedDisk
+from tests.helpers.report import (
+    chromium,
+    chromium_dump_dom,
+    chromium_screenshot,
+    edit_file_in_image,
+    png_colour_count,
+)
 
-from vmbake import procs
-
-pytestmark = pytest.mark.integration
+# TCG guests on a busy 2-core host can take minutes to boot; the module's build boots twice.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3000)]
 
 DF_TOTAL = (
     "df -B1 --local --output=used -x tmpfs -x devtmpfs -x efivarfs | tail -n +2 | "
@@ -76,7 +81,7 @@ def baked(bootstrapped_disk: BootstrappedDisk, tmp_path_factory: pytest.TempPath
                 "communicator": "ssh",
                 "ssh_username": "root",
                 "ssh_private_key_file": str(bootstrapped_disk.private_key),
-                "ssh_timeout": "6m",
+                "ssh_timeout": "15m",
                 "shutdown_command": "systemctl poweroff",
                 "output_directory": str(out),
                 "vm_name": "report.qcow2",
@@ -139,29 +144,20 @@ def test_report_page_renders_in_chromium(baked: Baked, tmp_path: Path) -> None:
     assert png_colour_count(png, (0x5A, 0x9E, 0x5A)) > 1000
 
 
-def test_verify_passes_on_the_built_image(baked: Baked) -> None:
-    assert baked.artifact.is_file(), baked.output[-2000:]
-    before = baked.artifact.stat().st_mtime_ns
-    result = vmbake("verify", "-ssh-key", str(baked.key), "-timeout", "5m", str(baked.artifact), timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"PASS: {baked.artifact}: all checks passed" in result.stdout
-    assert "ok    systemctl is-system-running: running" in result.stdout or "degraded" in result.stdout
-    assert baked.artifact.stat().st_mtime_ns == before  # -snapshot: the image is not changed
-    assert not qemu_left(baked.artifact.parent)
-
-
-def test_verify_fails_when_fstab_names_a_missing_uuid(baked: Baked, tmp_path: Path) -> None:
-    bad = tmp_path / "bad.qcow2"
-    procs.run(["qemu-img", "create", "-f", "qcow2", "-b", str(baked.artifact), "-F", "qcow2", str(bad)])
-    edit = (
-        "sed -i -E 's#^UUID=[^[:space:]]+([[:space:]]+/[[:space:]])#UUID=" + MISSING_UUID + r"\1#' /etc/fstab"
-        " && grep -c " + MISSING_UUID + " /etc/fstab && sync"
+def test_verify_fails_when_fstab_names_a_missing_uuid(
+    bootstrapped_disk: BootstrappedDisk, tmp_path: Path
+) -> None:
+    bad = edit_file_in_image(
+        bootstrapped_disk.image,
+        tmp_path / "bad.qcow2",
+        "/etc/fstab",
+        lambda text: re.sub(r"^UUID=\S+(\s+/\s)", f"UUID={MISSING_UUID}\\1", text, flags=re.MULTILINE),
+        tmp_path,
     )
-    with booted(bad, baked.key, tmp_path, snapshot=False) as port:
-        assert ssh(port, baked.key, edit).stdout.strip() == "1"
-    result = vmbake("verify", "-ssh-key", str(baked.key), "-timeout", "5m", str(bad), timeout=600)
+    result = vmbake("verify", "-ssh-key", str(bootstrapped_disk.private_key), "-timeout", "15m", str(bad))
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"FAIL: {bad}: fstab: /etc/fstab line" in result.stdout
     assert f"UUID={MISSING_UUID} (/) matches no partition on the disk" in result.stdout
+    assert "ok    systemctl is-system-running" in result.stdout  # the boot itself was fine
     assert "The last lines of the guest's console:" in result.stdout
     assert not qemu_left(tmp_path)
