@@ -37,6 +37,7 @@ def template(kernel: str) -> dict[str, object]:
                 "kernel": kernel,
                 "disk_size": "2G",
                 "accelerator": "tcg",
+                "ssh_timeout": "30m",
                 "cpus": 2,
                 "disk_compression": True,
                 "compression_type": "zstd",

@@ -50,6 +50,7 @@ def bake(directory: Path, suite: str, hostname: str) -> Baked:
                 "root_ssh_keys": [public],
                 "disk_size": "2G",
                 "accelerator": "tcg",
+                "ssh_timeout": "30m",
                 "cpus": 2,
                 "disk_compression": True,
                 "output_directory": "output",

@@ -84,9 +84,9 @@ def test_fstab_by_uuid_root_first() -> None:
     text = fstab_text(plan_layout(config, make_uuid=fixed_uuids()))  # type: ignore[arg-type]
     assert text.splitlines()[2:] == [
         "UUID=00000000-0000-4000-8000-000000000003\t/\text4\terrors=remount-ro\t0\t1",
-        "UUID=00000000-0000-4000-8000-000000000002\t/boot\text4\tdefaults\t0\t2",
-        "UUID=ABCD-0001\t/boot/efi\tvfat\tumask=0077\t0\t1",
-        "UUID=00000000-0000-4000-8000-000000000004\tnone\tswap\tsw\t0\t0",
+        "UUID=00000000-0000-4000-8000-000000000002\t/boot\text4\tdefaults,x-systemd.device-timeout=10min\t0\t2",
+        "UUID=ABCD-0001\t/boot/efi\tvfat\tumask=0077,nofail\t0\t1",
+        "UUID=00000000-0000-4000-8000-000000000004\tnone\tswap\tsw,nofail\t0\t0",
     ]
 
 

@@ -119,20 +119,25 @@ def mkfs_argv(p: Planned, device: str) -> list[str] | None:
     return None
 
 
+DEVICE_TIMEOUT = "x-systemd.device-timeout=10min"
+
+
 def fstab_text(plan: list[Planned]) -> str:
     """The image's /etc/fstab, every filesystem by UUID."""
     lines = ["# /etc/fstab: written by vmbake (debian-bootstrap); filesystems by UUID", ""]
     for p in sorted(plan, key=lambda x: (x.mountpoint != "/", x.mountpoint)):
         if not p.fs:
             continue
+        # An emulated (TCG) guest on a busy host can take longer than systemd's 90 s to see its disks;
+        # the ESP and swap are not needed to run, so they never hold the boot up.
         if p.fs == "swap":
-            lines.append(f"UUID={p.fs_uuid}\tnone\tswap\tsw\t0\t0")
+            lines.append(f"UUID={p.fs_uuid}\tnone\tswap\tsw,nofail\t0\t0")
         elif p.fs == "vfat":
-            lines.append(f"UUID={p.fs_uuid}\t{p.mountpoint}\tvfat\tumask=0077\t0\t1")
+            lines.append(f"UUID={p.fs_uuid}\t{p.mountpoint}\tvfat\tumask=0077,nofail\t0\t1")
         elif p.mountpoint == "/":
             lines.append(f"UUID={p.fs_uuid}\t/\t{p.fs}\terrors=remount-ro\t0\t1")
         else:
-            lines.append(f"UUID={p.fs_uuid}\t{p.mountpoint}\t{p.fs}\tdefaults\t0\t2")
+            lines.append(f"UUID={p.fs_uuid}\t{p.mountpoint}\t{p.fs}\tdefaults,{DEVICE_TIMEOUT}\t0\t2")
     return "\n".join(lines) + "\n"
 
 
