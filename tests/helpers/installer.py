@@ -327,7 +327,7 @@ def boot_until_marker(
     tmp: Path,
     marker: str,
     *,
-    timeout: float = 720.0,
+    timeout: float = 1500.0,
     iso_path: Path | None = None,
     until_restart: bool = False,
     **config: Any,

@@ -91,3 +91,32 @@ def test_installer_that_never_ends_hits_ssh_timeout(tmp_path: Path) -> None:
         child.stop()
     assert "did not finish within 0.1s (ssh_timeout)" in err.value.message
     assert "debian-installer/exit/poweroff" in (err.value.hint or "")
+
+
+def test_qemu_argv_boots_the_installer_kernel_with_the_iso_attached_then_only_the_disk(
+    tmp_path: Path,
+) -> None:
+    from vmbake.qemu_argv import RunFacts, qemu_argv
+
+    config = QemuConfig(
+        installer_boot="kernel",
+        kernel_args="auto=true url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/x.cfg",
+        headless=True,
+    )
+    ctx = _ctx(tmp_path, **{"installer_boot": "kernel"})
+    state = ctx.state
+    state.iso_path = tmp_path / "netinst.iso"
+    state.disk_paths = [tmp_path / "disk.qcow2"]
+    state.kernel_path, state.initrd_path = tmp_path / "vmlinuz", tmp_path / "initrd.gz"
+    state.http_port = 8100
+    facts = RunFacts(vm_name="vm", accelerator="tcg")
+    installer = qemu_argv(config, state, facts)
+    assert installer[installer.index("-append") + 1] == "auto=true url=http://10.0.2.2:8100/x.cfg"
+    assert "-no-reboot" in installer
+    assert f"file={state.iso_path},media=cdrom" in installer, "d-i finds its packages on the CD"
+    # What StepInstallerReboot leaves for the second start: no installer kernel, no CD.
+    state.kernel_path = state.initrd_path = state.iso_path = None
+    after = qemu_argv(config, state, facts)
+    for flag in ("-kernel", "-initrd", "-append", "-no-reboot"):
+        assert flag not in after
+    assert not any("media=cdrom" in arg for arg in after)
