@@ -47,7 +47,7 @@ def template(disk: BootstrappedDisk, work: Path) -> dict[str, object]:
                 "communicator": "ssh",
                 "ssh_username": "root",
                 "ssh_private_key_file": str(disk.private_key),
-                "ssh_timeout": "15m",  # TCG on a busy 2-core host can take minutes to boot
+                "ssh_timeout": "20m",  # TCG on a busy 2-core host can take many minutes to boot
                 "shutdown_command": "echo 'BEGIN{clean_shutdown}'; shutdown --poweroff now; echo 'END{clean_shutdown}'",
                 "shutdown_timeout": "2m",
             }
@@ -83,6 +83,7 @@ def qemu_of(directory: Path) -> list[int]:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(2700)
 def test_build_provisions_over_ssh_and_halts(bootstrapped_disk: BootstrappedDisk, tmp_path: Path) -> None:
     (tmp_path / "provision.sh").write_text(PROVISION_SH)
     path = tmp_path / "e2e.json"

@@ -137,3 +137,56 @@ def test_communicator_none_is_skipped(tmp_path: Path) -> None:
     StepSSHKeyPair().run(ctx)
     connected(ctx)
     assert out.text == ""
+
+
+def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Path, monkeypatch: Any) -> None:
+    """A TCP relay that holds each connection 0.5 s before passing it to the real sshd stands in for a guest
+    whose sshd is slow under TCG; a fixed 0.2 s limit per try would never connect."""
+    import socket
+    import threading
+
+    from vmbake.steps import connect as connect_step
+
+    monkeypatch.setattr(connect_step, "TRY_TIMEOUT", 0.2)
+    monkeypatch.setattr(connect_step, "POLL_INTERVAL", 0.05)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            b.close()
+
+    def relay() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            time.sleep(0.5)
+            upstream = socket.create_connection(("127.0.0.1", sshd.port))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        ctx, out, _err = make_ctx(
+            tmp_path / "w",
+            ssh_username=sshd.user,
+            ssh_private_key_file=str(sshd.client_key),
+            ssh_timeout="20s",
+        )
+        ctx.state.ssh_host_port = listener.getsockname()[1]  # type: ignore[attr-defined]
+        StepSSHKeyPair().run(ctx)
+        connected(ctx)
+        assert "==> qemu: Connected to SSH!" in out.text
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

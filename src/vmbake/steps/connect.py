@@ -19,7 +19,12 @@ from vmbake.steps import Step
 from vmbake.units import format_duration, parse_duration
 
 POLL_INTERVAL = 1.0  # seconds between the starts of two tries
-TRY_TIMEOUT = 5.0  # at most this long for one try (TCP connect, banner, key exchange, login)
+TRY_TIMEOUT = 5.0  # first try's limit (TCP connect, banner, key exchange, login)
+MAX_TRY_TIMEOUT = 40.0
+# Something accepted the connection but said nothing in time: QEMU's forward waiting on a guest that is
+# not up yet, or an sshd too slow (TCG on a busy host) to answer within the limit. Each such try gets a
+# longer limit, so that a slow sshd is eventually given the time it needs instead of being retried forever.
+SLOW_ANSWERS = ("banner timeout", "key exchange timeout")
 AUTH_RETRY_INTERVAL = 2.0  # the guest may still be installing its authorized_keys
 
 
@@ -104,15 +109,18 @@ class StepConnect(Step):
         deadline = started + timeout
         seen = "nothing yet"
         auth_failures = 0
+        try_timeout = TRY_TIMEOUT
         while True:
             self._check_qemu(ctx, target)
             tried_at = time.monotonic()
             try:
-                return connect(target, timeout=max(0.5, min(TRY_TIMEOUT, deadline - tried_at)))
+                return connect(target, timeout=max(0.5, min(try_timeout, deadline - tried_at)))
             except ConnectError as exc:
                 if not exc.retry:
                     raise StepError(self.name, exc.message, exc.hint) from None
                 seen = exc.seen
+                if seen in SLOW_ANSWERS:
+                    try_timeout = min(try_timeout * 1.5, MAX_TRY_TIMEOUT)
                 ctx.ui.debug(f"SSH not ready: {exc.message}")
                 if exc.seen == "authentication failure":
                     auth_failures += 1
