@@ -50,7 +50,7 @@ class StepShutdown(Step):
         if config.communicator == "none":
             ctx.ui.say("Waiting for shutdown...")
             if not wait_for_exit(ctx, child, timeout):
-                self._escalate(ctx, child, timeout, "the guest")
+                self._escalate(ctx, child, timeout, "The guest")
                 raise StepError(
                     self.name,
                     f"Failed to shutdown: the guest did not power off within {format_duration(timeout)}",
