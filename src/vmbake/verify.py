@@ -43,8 +43,8 @@ AUTH_TRIES = 3
 OVMF = "/usr/share/ovmf/OVMF.fd"
 # Console lines that explain a boot that never reached SSH.
 _BOOT_TROUBLE = re.compile(
-    r"Timed out waiting for device|Dependency failed for|emergency mode|Kernel panic|"
-    r"Cannot open root device|ALERT!|not found|Failed to mount|No bootable device|grub rescue",
+    r"Timed out waiting for device|Dependency failed for|emergency mode|Kernel panic|Failed to start|"
+    r"Cannot open root device|ALERT!|Failed to mount|No bootable device|grub rescue|Read-only file system",
     re.IGNORECASE,
 )
 
@@ -84,9 +84,15 @@ def console_tail(path: Path | None, lines: int = CONSOLE_LINES) -> str:
 
 
 def boot_trouble(path: Path | None) -> list[str]:
-    """Console lines that say why a boot went wrong (missing devices, emergency mode, panics)."""
-    text = console_tail(path, 400)
-    return [line.strip() for line in text.splitlines() if _BOOT_TROUBLE.search(line)][-4:]
+    """The first console lines that say why a boot went wrong (failed units, missing devices, panics):
+    the earliest failure is most often the cause of the later ones."""
+    text = console_tail(path, 2000)
+    found: list[str] = []
+    for line in text.splitlines():
+        line = re.sub(r"^\[\s*\d+\.\d+\]\s*", "", line.strip())
+        if _BOOT_TROUBLE.search(line) and line not in found:
+            found.append(line)
+    return found[:4]
 
 
 def image_format(image: Path) -> str:

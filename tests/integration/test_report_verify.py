@@ -2,8 +2,9 @@
 
 One module-scoped build boots the session's bootstrapped disk (tests/conftest.py) as a disk_image, runs
 a provisioner that prints df's figures, collects the report, compacts, and verifies the artifact
-(`verify: true`, which passes). The tests read that build's output and files. The fstab test rewrites
-/etc/fstab in a copy of the disk with debugfs (no boot) and runs `vmbake verify` on it, which fails.
+(`verify: true`, which passes). The tests read that build's output and files. The fstab test adds a line
+naming a missing UUID to /etc/fstab in a copy of the disk with debugfs (no boot) and runs `vmbake verify`
+on it, which fails.
 Boots in all: the build, its verify step, and the verify command on the bad copy.
 """
 
@@ -147,17 +148,18 @@ def test_report_page_renders_in_chromium(baked: Baked, tmp_path: Path) -> None:
 def test_verify_fails_when_fstab_names_a_missing_uuid(
     bootstrapped_disk: BootstrappedDisk, tmp_path: Path
 ) -> None:
+    # A second filesystem that is not there (nofail: the boot goes on, as it would for a data disk).
     bad = edit_file_in_image(
         bootstrapped_disk.image,
         tmp_path / "bad.qcow2",
         "/etc/fstab",
-        lambda text: re.sub(r"^UUID=\S+(\s+/\s)", f"UUID={MISSING_UUID}\\1", text, flags=re.MULTILINE),
+        lambda text: text + f"UUID={MISSING_UUID}\t/srv/data\text4\tdefaults,nofail\t0\t2\n",
         tmp_path,
     )
     result = vmbake("verify", "-ssh-key", str(bootstrapped_disk.private_key), "-timeout", "15m", str(bad))
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"FAIL: {bad}: fstab: /etc/fstab line" in result.stdout
-    assert f"UUID={MISSING_UUID} (/) matches no partition on the disk" in result.stdout
+    assert f"UUID={MISSING_UUID} (/srv/data) matches no partition on the disk" in result.stdout
     assert "ok    systemctl is-system-running" in result.stdout  # the boot itself was fine
     assert "The last lines of the guest's console:" in result.stdout
     assert not qemu_left(tmp_path)
