@@ -35,7 +35,14 @@ class StepVerifyImage(Step):
             login_optional=not user_key and not config.ssh_password,
         )
         ctx.ui.say("Verifying the image: booting it alone...")
-        result = verify_image(options, config, say=ctx.ui.message, message=ctx.ui.message, cancel=ctx.cancel)
+        result = verify_image(
+            options,
+            config,
+            say=ctx.ui.message,
+            message=ctx.ui.message,
+            efivars=ctx.state.efivars_path,
+            cancel=ctx.cancel,
+        )
         if not result.ok:
             tail = f"; the guest's console ended with:\n{result.console_tail}" if result.console_tail else ""
             raise StepError(
