@@ -65,7 +65,14 @@ def steps(ctx: BuildContext) -> list[Step]:
         plan += [
             optional_step("connect", "StepConnect"),
             optional_step("provision", "StepProvision"),
+            optional_step("collect_report", "StepCollectReport"),
             StepBootstrapClearKey(config),
         ]
-    plan += [optional_step("shutdown", "StepShutdown"), optional_step("convert_disk", "StepConvertDisk")]
+    plan += [
+        optional_step("shutdown", "StepShutdown"),
+        optional_step("convert_disk", "StepConvertDisk"),
+        optional_step("write_report", "StepWriteReport"),
+        optional_step("check_size_budget", "StepCheckSizeBudget"),
+        optional_step("verify_image", "StepVerifyImage"),
+    ]
     return [step for step in plan if step is not None]
