@@ -231,3 +231,20 @@ def test_report_false_writes_nothing(tmp_path: Path) -> None:
 def test_report_data_carries_ratios() -> None:
     data = report_data("qemu", sample_facts(), ArtifactInfo("vm", "qcow2", 101 << 20, 2 << 30))
     assert data["artifact"]["virtual_ratio"] == 20.28 and data["build"] == "qemu"
+
+
+@pytest.mark.parametrize("builder", ["qemu", "debian-bootstrap"])
+def test_report_steps_sit_in_both_step_lists(builder: str, tmp_path: Path) -> None:
+    """Collect before the shutdown; report, budget and verify after the conversion, verify last."""
+    from vmbake.build import builder_steps
+    from vmbake.config.bootstrap import BootstrapConfig
+
+    ctx, _ = context(tmp_path)
+    if builder == "debian-bootstrap":
+        ctx.builder_type = builder
+        ctx.config = BootstrapConfig()
+    names = [step.name for step in builder_steps(ctx)]
+    order = ["StepProvision", "StepCollectReport", "stepShutdown", "stepConvertDisk", "StepWriteReport",
+             "StepCheckSizeBudget", "StepVerifyImage"]  # fmt: skip
+    assert [n for n in names if n in order] == order
+    assert names[-1] == "StepVerifyImage"
