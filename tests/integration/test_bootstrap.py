@@ -26,7 +26,8 @@ from tests.helpers.bootstrap_disk import (
 
 from vmbake import procs
 
-pytestmark = [pytest.mark.integration, pytest.mark.network]
+# Whole builds under TCG: minutes each, many more on a busy 2-core host.
+pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.timeout(2700)]
 
 
 @dataclass(frozen=True)
