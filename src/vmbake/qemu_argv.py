@@ -98,7 +98,9 @@ def disk_args(config: QemuConfig, state: BuildState) -> tuple[list[str], list[st
     devices.append(f"{config.net_device},netdev=user.0")
 
     cds: list[Path] = []
-    if not config.disk_image and state.iso_path is not None and config.installer_boot == "cdrom":
+    # With installer_boot 'kernel' the ISO stays attached: d-i finds its packages there. The installer
+    # reboot step clears iso_path, so the system installed on the disk boots without it.
+    if not config.disk_image and state.iso_path is not None:
         cds.append(state.iso_path)
     if state.cd_path is not None:
         cds.append(state.cd_path)

@@ -125,7 +125,7 @@ class StepRun(Step):
         state.console_log = output_dir(ctx) / f"{vm_name(ctx)}.console.log"
         if state.kernel_path is not None:
             ctx.ui.say("Starting VM, booting the installer's kernel directly")
-        elif config.disk_image:
+        elif config.disk_image or state.iso_path is None:  # the latter: again after the installer
             ctx.ui.say("Starting VM, booting disk image")
         else:
             ctx.ui.say("Starting VM, booting from CD-ROM")
