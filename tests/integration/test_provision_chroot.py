@@ -115,7 +115,7 @@ def test_sections_in_a_chroot(bootstrapped_disk: BootstrappedDisk, tmp_path: Pat
                 ["chroot", str(root), "/tmp/provision.sh", *args], check=False, capture=True, timeout=900
             )
             assert result.returncode == 0, result.stdout + result.stderr
-            return result.stdout
+            return str(result.stdout)
 
         out = chroot(
             "--batch", "--section", "default", "--section", "zero_freespace", "-X", "apt_dist_upgrade"
