@@ -155,7 +155,8 @@ def default_args(config: QemuConfig, state: BuildState, facts: RunFacts) -> list
         netdev += f",hostfwd=tcp:127.0.0.1:{state.ssh_host_port}-:{config.ssh_port}"
     args.append(("-netdev", [netdev]))
     if state.vnc_port is not None:
-        vnc = f"{config.vnc_bind_address}:{state.vnc_port - 5900}"
+        # force-shared: a viewer asking for exclusive access must not disconnect the typing session.
+        vnc = f"{config.vnc_bind_address}:{state.vnc_port - 5900},share=force-shared"
         if config.vnc_use_password:
             vnc += ",password=on"
         args.append(("-vnc", [vnc]))

@@ -48,7 +48,7 @@ def test_defaults_for_an_installer_iso() -> None:
         "-drive", "file=/isos/netinst.iso,media=cdrom",
         "-device", "virtio-net,netdev=user.0",
         "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22",
-        "-vnc", "127.0.0.1:7",
+        "-vnc", "127.0.0.1:7,share=force-shared",
         "-display", "none",
         *base_tail(),
     ]  # fmt: skip
@@ -89,7 +89,7 @@ def test_qemuargs_replace_the_defaults_of_their_flag_and_keep_the_order() -> Non
         "-device", "e1000,netdev=user.0",
         "-device", "virtio-net,netdev=user.0",  # Packer adds the NIC back when no -device names it
         "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22",
-        "-vnc", "127.0.0.1:7",
+        "-vnc", "127.0.0.1:7,share=force-shared",
         "-display", "none",
         *base_tail(),
         "-foo",
@@ -207,7 +207,7 @@ def test_machine_cpu_memory_vga_binary_and_accel_none() -> None:
 
 def test_vnc_password_flag() -> None:
     argv = qemu_argv(QemuConfig(vnc_use_password=True, headless=True), state(), FACTS)
-    assert argv[argv.index("-vnc") + 1] == "127.0.0.1:7,password=on"
+    assert argv[argv.index("-vnc") + 1] == "127.0.0.1:7,share=force-shared,password=on"
 
 
 @pytest.mark.parametrize(
