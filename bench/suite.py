@@ -68,9 +68,11 @@ def out_of_time(row: Row, done: int, last_run: float) -> bool:
     return True
 
 
-def alternate(row: Row, runs: int, a: Callable[[int], float], b: Callable[[int], float]) -> None:
-    """A then B, `runs` times; each timing is printed as it comes."""
-    last = 0.0
+def alternate(
+    row: Row, runs: int, a: Callable[[int], float], b: Callable[[int], float], estimate: float = 60.0
+) -> None:
+    """A then B, `runs` times; each timing is printed as it comes. `estimate`: seconds of a first run."""
+    last = estimate
     for i in range(runs):
         if out_of_time(row, i, last):
             return
@@ -148,6 +150,7 @@ def packer(runs: int, work: Path, image: Path, key: Path) -> Row:
         runs,
         lambda i: cp.timed(vmbake, work, env, work / f"vmbake-{i}.log"),
         lambda i: cp.timed(packer_argv, work, env, work / f"packer-{i}.log"),
+        estimate=240.0,
     )
     version = procs.run(["packer", "version"], check=False).stdout.strip().splitlines()[:1]
     row.note = f"{' '.join(version)}; vmbake with -report=false (the same work as Packer)"
@@ -161,7 +164,7 @@ def bootstrap(runs: int, work: Path) -> tuple[Row, Row, Row]:
     versus_cold = Row("bootstrap (cold) vs debvm-create", "vmbake cold", "debvm-create")
     versus_warm = Row("bootstrap (warm) vs debvm-create", "vmbake warm", "debvm-create")
     has_debvm = shutil.which("debvm-create") is not None
-    last = 0.0
+    last = 420.0  # a first run's estimate: cold and warm builds and debvm-create on an idle host
     for i in range(runs):
         if out_of_time(cold_warm, i, last):
             versus_cold.error = versus_warm.error = cold_warm.error
