@@ -19,6 +19,7 @@ from typing import Protocol
 from vmbake.bootcommand import BootCommandError, KeyEvent, Wait, parse, strokes, to_events
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.installer import kernel_boot_enabled
 from vmbake.rfb import RfbClient, VncConnectionDropped, VncError, VncUnreachable
 from vmbake.state import BuildContext
 from vmbake.steps import Step
@@ -172,8 +173,8 @@ class StepTypeBootCommand(Step):
 
     def run(self, ctx: BuildContext) -> None:
         config = ctx.config
-        if not isinstance(config, QemuConfig) or config.installer_boot == "kernel":
-            return
+        if not isinstance(config, QemuConfig) or kernel_boot_enabled(config):
+            return  # the installer's kernel is booted directly: nothing to type
         steps = self._boot_steps(config)
         if not steps:
             return
