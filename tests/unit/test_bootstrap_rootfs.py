@@ -36,6 +36,8 @@ def test_argv_is_exact() -> None:
         "--dpkgopt=path-exclude=/usr/share/man/*",
         "--dpkgopt=path-exclude=/usr/share/info/*",
         "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--dpkgopt=path-exclude=/lib/udev/hwdb.bin",
+        "--dpkgopt=path-exclude=/lib/udev/hwdb.d/*",
         "--dpkgopt=path-exclude=/usr/lib/udev/hwdb.bin",
         "--dpkgopt=path-exclude=/usr/lib/udev/hwdb.d/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",

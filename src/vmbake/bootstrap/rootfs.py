@@ -22,7 +22,13 @@ EXCLUDE_SETS: dict[str, tuple[str, ...]] = {
     "info": ("path-exclude=/usr/share/info/*",),
     "locales": ("path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias"),
     # udev's hardware names database (vendor names, laptop key maps): 20 MiB a server VM does not use.
-    "hwdb": ("path-exclude=/usr/lib/udev/hwdb.bin", "path-exclude=/usr/lib/udev/hwdb.d/*"),
+    # dpkg matches the packaged path, which is /lib/udev before trixie (merged /usr) and /usr/lib/udev after.
+    "hwdb": (
+        "path-exclude=/lib/udev/hwdb.bin",
+        "path-exclude=/lib/udev/hwdb.d/*",
+        "path-exclude=/usr/lib/udev/hwdb.bin",
+        "path-exclude=/usr/lib/udev/hwdb.d/*",
+    ),
 }
 MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/maybe-merged-usr"
 OLD_SUITES = ("buster", "bullseye")  # systemd-resolved is still part of systemd there
