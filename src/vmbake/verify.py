@@ -6,7 +6,7 @@ with every write going to a throw-away snapshot. The checks: SSH answers and acc
 /etc/fstab names exists and is the one mounted there. The verdict is PASS or FAIL with the reason and the
 last lines of the guest's serial console.
 
-Usage: vmbake verify [-ssh-key K] [-user root] [-password P] [-timeout 5m] [-efi] [-memory 1024]
+Usage: vmbake verify [-ssh-key K] [-user root] [-password P] [-timeout 5m] [-efi] [-memory 1024] [-cpus 2]
                      [-accelerator tcg] IMAGE
 """
 
@@ -275,8 +275,6 @@ def _parse(args: Sequence[str]) -> tuple[VerifyOptions, QemuConfig]:
                     raise UsageError(f"flag -{name} needs a value", hint=f"write -{name}=VALUE")
                 value = rest.pop(0)
             values[name] = value
-        elif name in ("h", "help"):
-            raise UsageError("usage: " + (__doc__ or "").split("Usage: ", 1)[1].strip())
         else:
             raise UsageError(
                 f"unknown flag {arg!r} for verify", hint="flags: -" + ", -".join(sorted(flags | bools))
@@ -304,6 +302,9 @@ def _parse(args: Sequence[str]) -> tuple[VerifyOptions, QemuConfig]:
 
 def main(args: Sequence[str]) -> int:
     """The `vmbake verify` command: 0 on PASS, 1 on FAIL (errors in the arguments raise VmbakeError)."""
+    if any(a in ("-h", "-help", "--help") for a in args):
+        print("Usage: " + (__doc__ or "").split("Usage: ", 1)[1].strip())
+        return 0
     options, config = _parse(args)
     ui = BuildUi(Ui(), "verify")
     result = verify_image(options, config, say=ui.say, message=ui.message)

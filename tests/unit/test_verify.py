@@ -115,3 +115,10 @@ def test_console_tail_and_boot_trouble(tmp_path: Path) -> None:
     )
     assert console_tail(log).splitlines()[-1] == "line 29" and len(console_tail(log).splitlines()) == 20
     assert boot_trouble(log) == ["[ TIME ] Timed out waiting for device dev-disk-by\\x2duuid-dead.device"]
+
+
+def test_help_prints_the_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from vmbake.verify import main
+
+    assert main(["-h"]) == 0
+    assert capsys.readouterr().out.startswith("Usage: vmbake verify [-ssh-key K]")
