@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   qemu-system-x86 qemu-utils ovmf
   mmdebstrap debian-archive-keyring sqv gpgv
-  e2fsprogs dosfstools fdisk mount util-linux
+  e2fsprogs dosfstools mtools fdisk mount util-linux
   grub-pc-bin grub-efi-amd64-bin grub2-common
   openssh-client xorriso cpio zstd procps ca-certificates
 )
