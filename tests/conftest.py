@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +25,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# Every process this test session starts inherits this mark, so the leak check below sees only this
+# session's QEMUs (orphans included: they keep their environment) and not other QEMUs on the machine.
+SESSION_MARK = f"VMBAKE_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["VMBAKE_TEST_SESSION"] = SESSION_MARK.split("=", 1)[1]
+
+
 def qemu_pids() -> set[int]:
+    """This session's running qemu-system processes."""
     out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True, check=False).stdout
-    return {int(p) for p in out.split()}
+    mine = set()
+    for pid in (int(p) for p in out.split()):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue  # gone already
+        if SESSION_MARK.encode() in environ and "State:\tZ" not in status:
+            mine.add(pid)
+    return mine
 
 
 @pytest.fixture
