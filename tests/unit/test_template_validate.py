@@ -47,7 +47,7 @@ CASES: list[tuple[str, Edit, str, str]] = [
     ("iso_url with iso_urls", b(iso_urls=["http://example.invalid/e.iso"]), "builders[0].iso_urls", "cannot both"),
     ("short sha256", b(iso_checksum="sha256:abc"), "builders[0].iso_checksum", "64 hex digits"),
     ("unknown hash", b(iso_checksum="crc32:abcd"), "builders[0].iso_checksum", "unknown checksum type"),
-    ("not hex", b(iso_checksum="md5:" + "z" * 32), "builders[0].iso_checksum", "not a hexadecimal digest"),
+    ("not hex", b(iso_checksum="md5:" + "z" * 32), "builders[0].iso_checksum", "not a hexadecimal checksum"),
     ("no checksum", drop("iso_checksum"), "builders[0].iso_checksum", "iso_checksum is required"),
     ("disk_size not a size", b(disk_size="big"), "builders[0].disk_size", "invalid size"),
     ("zero wait", b(boot_command=["<wait0>"]), "builders[0].boot_command", "longer than zero"),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmbake.checksums import parse_checksum
 from vmbake.config.fields import Decoder
 from vmbake.config.postprocessors import CHECKSUM_TYPES, ChecksumConfig
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
@@ -16,8 +17,6 @@ from vmbake.units import parse_size
 
 Report = Callable[[str, str, str], None]
 
-HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
 _WAIT = re.compile(r"<wait([^>]*)>")
 
 
@@ -39,34 +38,18 @@ def _local(path: str) -> bool:
 
 
 def check_checksum(value: str) -> str | None:
-    """Why `value` is not a valid iso_checksum, or None when it is."""
+    """Why `value` is not a valid iso_checksum, or None when it is (the download step parses it the same way)."""
     if "{{" in value:
         return None
-    if value.lower() == "none":
-        return None
-    if value.startswith("file:"):
-        return (
-            None
-            if len(value) > len("file:")
-            else "'file:' must be followed by the URL or path of a SUMS file"
-        )
-    kind, sep, digest = value.partition(":")
-    if not sep:
-        digest, kind = value, ""
-    kind = kind.lower()
-    if sep and digest.startswith(("file:", "http://", "https://", "./", "/")):
-        return None if kind in HASH_LENGTHS else f"unknown checksum type {kind!r}"
-    if sep and kind not in HASH_LENGTHS:
-        return f"unknown checksum type {kind!r} (valid: {', '.join(HASH_LENGTHS)})"
-    if not _HEX.match(digest):
-        return f"{digest!r} is not a hexadecimal digest"
-    if kind:
-        want = HASH_LENGTHS[kind]
-        if len(digest) != want:
-            return f"a {kind} digest has {want} hex digits, this one has {len(digest)}"
-    elif len(digest) not in HASH_LENGTHS.values():
-        return f"a bare digest of {len(digest)} hex digits matches no hash type (md5 32, sha1 40, sha256 64, sha512 128)"
+    try:
+        parse_checksum(value)
+    except ValueError as exc:
+        return str(exc)
     return None
+
+
+MAX_MEMORY_MIB = 16 << 20  # 16 TiB
+MAX_DISK_BYTES = 1 << 60  # 1 EiB
 
 
 def check_boot_command(text: str) -> str | None:
@@ -188,7 +171,28 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
         )
     if config.preseed_file and _local(config.preseed_file) and not Path(config.preseed_file).is_file():
         report("preseed_file", f"file {config.preseed_file!r} does not exist", "")
+    _hostile(config, report)
     _common_machine(config, report)
+
+
+def _hostile(config: QemuConfig, report: Report) -> None:
+    """Values no build can use, refused before anything starts."""
+    if config.vm_name and ("/" in config.vm_name or config.vm_name in (".", "..")):
+        report(
+            "vm_name",
+            f"vm_name {config.vm_name!r} must be a file name, not a path",
+            "the disk is written into output_directory; set output_directory to put it elsewhere",
+        )
+    if config.memory > MAX_MEMORY_MIB:
+        report("memory", f"memory {config.memory} MiB is more than QEMU can give a guest", "memory is in MiB")
+    try:
+        too_big = "{{" not in config.disk_size and parse_size(config.disk_size) > MAX_DISK_BYTES
+    except ValueError:
+        too_big = False  # the decoder has reported it
+    if too_big:
+        report(
+            "disk_size", f"disk_size {config.disk_size!r} is larger than a disk image can be", "at most 1E"
+        )
 
 
 def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> None:
