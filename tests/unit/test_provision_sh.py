@@ -62,7 +62,7 @@ def test_shellcheck_passes() -> None:
 def test_every_release_ships_the_same_executable_script(release: str) -> None:
     copy = TEMPLATES / release / "provision.sh"
     assert copy.read_bytes() == SCRIPT.read_bytes(), (
-        f"{copy} differs from {SCRIPT}: keep the copies identical"
+        f"{copy} differs from {SCRIPT}: keep the copies identical (they are links to one file)"
     )
     assert os.access(copy, os.X_OK), f"{copy} is not executable"
 
