@@ -190,7 +190,10 @@ def bootstrap(runs: int, work: Path) -> tuple[Row, Row, Row]:
         last = time.monotonic() - started
     if not has_debvm and not cold_warm.error:
         versus_cold.error = versus_warm.error = "debvm-create is not installed (apt-get install debvm)"
-    cold_warm.note = "cold: a new, empty .deb cache; warm: the same build again with that cache"
+    cold_warm.note = (
+        "cold: a new, empty .deb cache; warm: the same build again with that cache (both with the image "
+        "report on, vmbake's default)"
+    )
     return cold_warm, versus_cold, versus_warm
 
 
@@ -254,11 +257,16 @@ def write_results(rows: list[Row], notes: list[str], started: float, out: Path) 
         )
     lines += ["", "## Per run", ""]
     for row in rows:
-        detail = row.error or ", ".join(
+        detail = ", ".join(
             f"{a:.1f}/{b:.1f}={a / b:.2f}" for a, b in zip(row.a_times, row.b_times, strict=False) if b
         )
+        detail = "; ".join(part for part in (detail, row.error) if part)
         lines.append(f"- {row.name}: {detail or 'no runs'}" + (f". {row.note}" if row.note else ""))
     lines += ["", "## This run", ""] + [f"- {n}" for n in notes]
+    lines.append(
+        "- other work ran on the host at the same time (see the load average): TCG guests slow down with it, "
+        "so single timings are noisy; the ratios of alternating runs are the figures to read"
+    )
     lines.append(f"- total time of the run: {(time.monotonic() - started) / 60:.1f} min")
     out.write_text("\n".join(lines) + "\n")
     (out.parent / "results.svg").write_text(chart(rows))
