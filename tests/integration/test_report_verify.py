@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import REPO
 from tests.helpers.bootstrap_disk import BootstrappedDisk
 from tests.helpers.report import (
