@@ -23,7 +23,7 @@ from vmbake.template import load_template
 from vmbake.template.inspect import inspect_lines
 from vmbake.template.model import Template
 from vmbake.template.variables import parse_var_flag
-from vmbake.ui import Ui
+from vmbake.ui import MaskingFilter, Ui
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
 
@@ -354,6 +354,7 @@ def _setup_logging() -> None:
     path = os.environ.get("PACKER_LOG_PATH") or os.environ.get("VMBAKE_LOG_PATH")
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    handler.addFilter(MaskingFilter())  # sensitive values never reach the log either
     root = logging.getLogger("vmbake")
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)

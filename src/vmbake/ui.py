@@ -7,6 +7,7 @@ passes through `mask()`, so sensitive values never reach the terminal, logs or m
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -26,6 +27,24 @@ from rich.progress import (
 )
 
 SENSITIVE = "<sensitive>"
+
+
+_log_secrets: set[str] = set()  # every secret of this process, for MaskingFilter
+_log_secrets_lock = threading.Lock()
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter that replaces every registered secret by <sensitive> (PACKER_LOG output)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _log_secrets_lock:
+            secrets = sorted(_log_secrets, key=len, reverse=True)
+        if secrets:
+            text = record.getMessage()
+            for secret in secrets:
+                text = text.replace(secret, SENSITIVE)
+            record.msg, record.args = text, None
+        return True
 
 
 class ProgressHandle(Protocol):
@@ -83,10 +102,12 @@ class Ui:
 
     # -- secrets ---------------------------------------------------------------
     def add_secret(self, value: str | None) -> None:
-        """Never print `value`: it is replaced by <sensitive> wherever it appears."""
+        """Never print `value`: it is replaced by <sensitive> wherever it appears (debug logs included)."""
         if value and len(value) >= 3:
             with self._lock:
                 self._secrets.add(value)
+            with _log_secrets_lock:
+                _log_secrets.add(value)
 
     def mask(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):

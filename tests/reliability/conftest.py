@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.faults import VmbakeRun, files_under, kill_all, procs_with_argv, wait_gone
 from tests.helpers.guests import tiny_guest_template, write_initramfs
-
 from vmbake import procs
 
 

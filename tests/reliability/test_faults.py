@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.faults import VmbakeRun, error_lines, wait_gone
 from tests.helpers.origin import Route, origin_server
 from tests.reliability.conftest import Rig

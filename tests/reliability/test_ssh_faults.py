@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.sshd import Sshd, running_sshd, throwaway_user
 from tests.reliability.conftest import Rig
 from tests.reliability.test_faults import assert_failed
@@ -47,7 +48,9 @@ def ssh_template(rig: Rig, sshd: Sshd, inline: list[str], **extra: object) -> di
 def test_guest_never_reaches_ssh(rig: Rig) -> None:
     """ssh_timeout runs out: the message says what the last try saw and shows the console's tail. The
     temporary key lives meanwhile in a private directory with mode 0600, and is gone afterwards."""
-    template = rig.template(communicator="ssh", ssh_username="root", ssh_timeout="10s", shutdown_command="true")
+    template = rig.template(
+        communicator="ssh", ssh_username="root", ssh_timeout="10s", shutdown_command="true"
+    )
     template["builders"][0]["qemuargs"][2] = ["-append", "console=ttyS0 earlyprintk=serial,ttyS0 panic=-1"]  # type: ignore[index]
     run = rig.start(template)
     run.wait_for(r"==> qemu: Waiting for SSH to become available\.\.\.")
@@ -107,7 +110,9 @@ def test_shutdown_command_never_powers_off(rig: Rig, sshd: Sshd) -> None:
 @pytest.mark.parametrize("where", ["StepConnect", "StepProvision"])
 def test_ctrl_c_in_ssh_steps(rig: Rig, sshd: Sshd, where: str) -> None:
     if where == "StepConnect":
-        template = rig.template(communicator="ssh", ssh_username="root", ssh_timeout="5m", shutdown_command="true")
+        template = rig.template(
+            communicator="ssh", ssh_username="root", ssh_timeout="5m", shutdown_command="true"
+        )
         wait = r"==> qemu: Waiting for SSH to become available\.\.\."
     else:
         template = ssh_template(rig, sshd, ["echo provisioner-started", "sleep 120"])

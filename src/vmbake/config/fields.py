@@ -18,6 +18,8 @@ from typing import Any, TypeVar, Union
 from vmbake.errors import Problem
 from vmbake.units import parse_duration, parse_size
 
+MAX_DURATION = 366 * 24 * 3600.0  # seconds; anything longer is a typo (and overflows Event.wait)
+
 T = TypeVar("T")
 
 
@@ -161,8 +163,8 @@ class Decoder:
             return False, None
         if isinstance(value, str) and value != "" and meta.kind and "{{" not in value:
             try:
-                if meta.kind == "duration":
-                    parse_duration(value)
+                if meta.kind == "duration" and parse_duration(value) > MAX_DURATION:
+                    raise ValueError(f"{value!r} is longer than a year")  # and too long for thread timeouts
                 elif meta.kind == "size" and parse_size(value) <= 0:
                     raise ValueError("must be greater than zero")
             except ValueError as exc:
