@@ -5,7 +5,7 @@ a provisioner that prints df's figures, collects the report, compacts, and verif
 (`verify: true`, which passes). The tests read that build's output and files. The fstab test adds a line
 naming a missing UUID to /etc/fstab in a copy of the disk with debugfs (no boot) and runs `vmbake verify`
 on it, which fails.
-Boots in all: the build, its verify step, and the verify command on the bad copy.
+Boots in all: the build, its verify step, the verify command on the artifact and on the bad copy.
 """
 
 from __future__ import annotations
@@ -144,6 +144,16 @@ def test_report_page_renders_in_chromium(baked: Baked, tmp_path: Path) -> None:
     # The package bars (#3b78b5) and the directory bars (#5a9e5a) are on the screen.
     assert png_colour_count(png, (0x3B, 0x78, 0xB5)) > 2000
     assert png_colour_count(png, (0x5A, 0x9E, 0x5A)) > 1000
+
+
+def test_verify_command_passes_on_the_built_image(baked: Baked) -> None:
+    before = baked.artifact.stat().st_mtime_ns
+    result = vmbake("verify", "-ssh-key", str(baked.key), "-timeout", "15m", str(baked.artifact))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"PASS: {baked.artifact}: all checks passed" in result.stdout
+    assert "ok    the root filesystem is mounted read-write" in result.stdout
+    assert baked.artifact.stat().st_mtime_ns == before  # -snapshot: the image is not changed
+    assert not qemu_left(baked.artifact.parent)
 
 
 def test_verify_fails_when_fstab_names_a_missing_uuid(
