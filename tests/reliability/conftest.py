@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ class Rig:
         self.cache = base / "cache"
         self.runs: list[VmbakeRun] = []
 
-    def template(self, *, hanging: bool = True, **extra: object) -> dict[str, object]:
+    def template(self, *, hanging: Any = True, **extra: object) -> dict[str, object]:
         initrd = self.guests.hanging if hanging else self.guests.initrd
         extra.setdefault("vm_name", self.vm_name)
         extra.setdefault("shutdown_timeout", "2m")

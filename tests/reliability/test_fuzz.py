@@ -179,7 +179,7 @@ VAR_TEMPLATE = json.dumps(
                 "x = [1, 2]",
             ]
         ),
-    ),  # fmt: skip
+    ),
     st.sampled_from([".json", ".pkrvars.hcl", ".txt"]),
 )
 def test_fuzz_vars_and_var_files(variables: dict[str, str], var_file: str, suffix: str) -> None:

@@ -178,7 +178,7 @@ def test_ssh_host_key_is_pinned(tmp_path: Path) -> None:
 def _target(sshd: Sshd, user: str, pinned: str = "") -> SshTarget:
     return SshTarget(
         host="127.0.0.1", port=sshd.port, username=user, password="", key=load_private_key(sshd.client_key),
-        agent=False, keep_alive=5.0, transfer="sftp", pinned_host_key=pinned, progress=None,  # type: ignore[arg-type]
+        agent=False, keep_alive=5.0, transfer="sftp", pinned_host_key=pinned, progress=None,
     )  # fmt: skip
 
 
