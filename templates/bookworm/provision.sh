@@ -396,7 +396,8 @@ section_zero_freespace() {
     uuid="$(blkid -o value -s UUID -- "$name" || true)"
     label="$(blkid -o value -s LABEL -- "$name" || true)"
     swapoff -- "$name"
-    if [[ -z "${ZERO_FILL:-}" ]] && discards "$name" && blkdiscard -- "$name"; then
+    # -f: the swap signature is about to be rewritten anyway (util-linux before 2.36 has no -f).
+    if [[ -z "${ZERO_FILL:-}" ]] && discards "$name" && { blkdiscard -f -- "$name" 2>/dev/null || blkdiscard -- "$name"; }; then
       echo "zero_freespace: swap $(device_name "$name"): blkdiscard (the disk takes discard requests)"
     else
       dd if=/dev/zero of="$name" bs=1M conv=fsync 2>&1 || true
