@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,33 @@ def bootstrapped_disk(tmp_path_factory: pytest.TempPathFactory) -> BootstrappedD
     if os.geteuid() != 0:
         pytest.skip("building a bootable Debian disk needs root (loop devices, mount, chroot)")
     return build_bootstrapped_disk(tmp_path_factory.mktemp("bootstrapped-disk"))
+
+
+# -- order and time budget ----------------------------------------------------------------------------
+# Fast tiers first, so a broken build shows in seconds. Among the guests, the cheap ones first.
+_TIER = {"unit": 0, "reliability": 1, "integration": 2}
+_GUEST_ORDER = [
+    "test_qemu_run", "test_qemu_build", "test_installer_kernel_archive", "test_bootstrap", "test_ssh_e2e",
+    "test_provision_templates", "test_report_verify", "test_boot_command", "test_installer_kernel",
+    "test_provision_chroot", "test_provision",
+]  # fmt: skip
+# CI stops a run after 90 minutes. Past this many minutes no further guest test starts; each one that
+# would have is reported as skipped with this reason, so an overrun shows instead of a lost run.
+SUITE_BUDGET = float(os.environ.get("VMBAKE_TEST_BUDGET_MINUTES", "65")) * 60
+_STARTED = time.monotonic()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def key(item: pytest.Item) -> tuple[int, int]:
+        path = Path(str(item.fspath))
+        module = path.stem
+        order = _GUEST_ORDER.index(module) if module in _GUEST_ORDER else len(_GUEST_ORDER)
+        return _TIER.get(path.parent.name, 1), order
+
+    items.sort(key=key)  # stable: tests keep their order within a module
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    spent = time.monotonic() - _STARTED
+    if item.get_closest_marker("integration") and spent > SUITE_BUDGET:
+        pytest.skip(f"the suite's time budget is spent ({spent / 60:.0f} min; VMBAKE_TEST_BUDGET_MINUTES)")

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import free_port
 from tests.helpers.netinst_iso import build_netinst_iso
-
 from vmbake import procs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -81,7 +81,9 @@ def qemu_of(work: Path) -> list[str]:
     return [line for line in found.stdout.splitlines() if str(work) in line]
 
 
-@pytest.mark.parametrize("transport", ["vnc", "qmp"])
+# Over VNC, the same boot command reaches the installer in the shipped templates' test
+# (tests/integration/test_provision_templates.py); one installer boot per transport keeps the suite short.
+@pytest.mark.parametrize("transport", ["qmp"])
 def test_seed_boot_command_reaches_the_installer(
     tmp_path: Path, netinst_iso: Path, vmbake_cmd: list[str], transport: str
 ) -> None:

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.bootstrap_disk import (
-    BootstrappedDisk,
     booted,
     build_bootstrapped_disk,
     disk_config,
     make_key,
     ssh,
 )
-
 from vmbake import procs
 
 # Whole builds under TCG: minutes each, many more on a busy 2-core host.
@@ -120,13 +119,6 @@ def test_image_boots_alone_and_is_clean(baked: Baked) -> None:
         )
         assert "99mmdebstrap" not in litter.stdout and ".deb" not in litter.stdout
         assert ssh(port, baked.key, "getent hosts deb.debian.org", check=False).returncode == 0, "no DNS"
-
-
-def test_shared_fixture_disk_boots(bootstrapped_disk: BootstrappedDisk, tmp_path: Path) -> None:
-    """The disk other tests use: boots by itself and lets root in with the fixture's key."""
-    with booted(bootstrapped_disk.image, bootstrapped_disk.private_key, tmp_path) as port:
-        name = ssh(port, bootstrapped_disk.private_key, "hostname").stdout.strip()
-        assert name == bootstrapped_disk.hostname
 
 
 def test_trixie_disk_boots(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers.netinst_iso import build_netinst_iso
 
+from tests.helpers.netinst_iso import build_netinst_iso
 from vmbake import procs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +69,8 @@ def test_installer_build_boots_the_iso_and_fetches_the_preseed(tmp_path: Path, n
         text = wait_for_lines(
             log,
             [
-                r"Typing the boot command",
+                r"Connecting to VM via VNC \(127\.0\.0\.1:\d+\)",
+                r"Typing the boot command over VNC\.\.\.",
                 r"http: GET /virtual-host\.cfg 200",
                 r"http: GET /baseline\.cfg 200",
             ],
