@@ -186,6 +186,11 @@ def command_help(command: str) -> str:
             "  TEMPLATE is a .json or .pkr.hcl file, a directory of .pkr.hcl files, or the name",
             "  of a shipped template (for example bookworm).",
         ]
+    if command == "verify":
+        # verify parses its own flags; its module docstring is their reference.
+        doc = importlib.import_module("vmbake.verify").__doc__ or ""
+        if "Usage: " in doc:
+            lines += ["", "  " + doc.split("Usage: ", 1)[1].strip().replace("\n", "\n  ")]
     if flags:
         lines += ["", "Options:", ""]
         for f in flags:
