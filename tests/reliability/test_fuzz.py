@@ -5,11 +5,14 @@ BootCommandError, each with a message), never anything else. Thousands of cases,
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +36,12 @@ def fuzz_settings(n: int) -> settings:
 
 
 _DIR = Path(tempfile.mkdtemp(prefix="vmbake-fuzz-"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_fuzz_dir() -> Iterator[None]:
+    yield
+    shutil.rmtree(_DIR, ignore_errors=True)
 
 
 def load_or_refuse(text: str, suffix: str, **kwargs: Any) -> None:
