@@ -218,6 +218,8 @@ def test_fuzz_cli_var_flags(args: list[str]) -> None:
 
 def test_fuzz_case_count() -> None:
     """Runs last in this module: thousands of cases in total, reported in the test output."""
+    if len(CASES) < 7:
+        pytest.skip("only part of the fuzz tests ran (-k)")
     total = sum(CASES.values())
     print(f"\nfuzz cases run: {total} ({dict(CASES)})")
     assert total >= 4000, dict(CASES)
