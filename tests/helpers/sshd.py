@@ -7,6 +7,7 @@ throwaway user made with useradd/chpasswd, whose key sits in a test-owned author
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -174,19 +175,23 @@ def running_sshd(user: str, *, sftp: bool = True) -> Iterator[Sshd]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+_USER_SERIAL = itertools.count()
+
+
 @contextlib.contextmanager
 def throwaway_user() -> Iterator[tuple[str, str]]:
     """A throwaway local user (login shell /bin/sh, known password), unique to this process; removed at the end.
 
     Tests log in as this user rather than root so that root's shell start-up files play no part."""
-    name = f"vmbt{os.getpid() % 1000000}"
-    procs.run(["userdel", "-r", name], check=False)
+    name = f"vmbt{os.getpid() % 1000000}{next(_USER_SERIAL)}"
+    procs.run(["userdel", "-f", "-r", name], check=False)
     procs.run(["useradd", "-m", "-s", "/bin/sh", name])
     try:
         procs.run(["chpasswd"], input=f"{name}:{PASSWORD}\n")
         yield name, PASSWORD
     finally:
-        procs.run(["userdel", "-r", name], check=False)
+        # -f: an sshd session of the test may still be on its way out
+        procs.run(["userdel", "-f", "-r", name], check=False)
 
 
 class Recorder:
