@@ -184,7 +184,13 @@ def make_gpg_key(home: Path, name: str = "vmbake test archive") -> GpgKey:
     procs.run(["gpg", "--batch", "--gen-key"], input=params, env=env)
     keyring = home / "public.gpg"
     procs.run(["gpg", "--batch", "--yes", "--output", str(keyring), "--export"], env=env)
+    stop_gpg_agent(home)
     return GpgKey(home, keyring)
+
+
+def stop_gpg_agent(home: Path) -> None:
+    """gpg starts an agent that outlives it; stop it so that no test leaves a process behind."""
+    procs.run(["gpgconf", "--kill", "gpg-agent"], env={"GNUPGHOME": str(home)}, check=False)
 
 
 @dataclass
@@ -249,6 +255,7 @@ def sign_release(archive: LoopArchive, key: GpgKey | None = None) -> None:
         ],
         env={"GNUPGHOME": str(signer.home)},
     )
+    stop_gpg_agent(signer.home)
 
 
 # -- HTTP on loopback ------------------------------------------------------------------------------------
