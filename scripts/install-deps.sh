@@ -20,7 +20,7 @@ if [ "${1:-}" != "--no-tests" ]; then
   # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report.
   packages+=(
     openssh-server shellcheck debian-installer-12-netboot-amd64 isolinux syslinux-common
-    gpg chromium busybox-static
+    gpg chromium
   )
 fi
 $SUDO apt-get update -q
