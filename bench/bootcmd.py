@@ -16,7 +16,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.helpers.bootcmd import key_vm
-
 from vmbake.bootcommand import KeyEvent, Wait, parse, to_events
 from vmbake.steps.type_boot_command import key_interval, type_over_qmp, type_over_vnc
 

@@ -87,6 +87,7 @@ def alternate(
 # -- sections ----------------------------------------------------------------------------------------
 def compression(runs: int, work: Path, mib: int) -> Row:
     import qemu_img_compression as qc  # bench/qemu_img_compression.py
+
     from vmbake import qemu_img
 
     row = Row("qcow2 compaction: zstd vs zlib", "zstd", "zlib")
@@ -114,6 +115,7 @@ def compression(runs: int, work: Path, mib: int) -> Row:
 
 def boot_command(runs: int) -> Row:
     import bootcmd  # bench/bootcmd.py
+
     from vmbake.bootcommand import Wait, parse, to_events
 
     keys = [e for e in to_events(parse(bootcmd.SEED)) if not isinstance(e, Wait)]

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import free_port
 from tests.helpers.installer import (
     NETBOOT_DIR,
@@ -36,7 +37,6 @@ from tests.helpers.installer import (
     make_netinst_iso,
     serve_directory,
 )
-
 from vmbake import procs
 from vmbake.errors import BuildCancelled
 

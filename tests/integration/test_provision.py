@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.bootstrap_disk import (
     BootstrappedDisk,
     free_port,
@@ -23,7 +24,6 @@ from tests.helpers.bootstrap_disk import (
     ssh_argv,
     wait_for_ssh,
 )
-
 from vmbake import procs
 
 REPO = Path(__file__).resolve().parents[2]

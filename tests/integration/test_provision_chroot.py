@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers.bootstrap_disk import BootstrappedDisk
 
+from tests.helpers.bootstrap_disk import BootstrappedDisk
 from vmbake import procs
 from vmbake.bootstrap.disk import loop_device, partition_device, wait_for_partitions
 

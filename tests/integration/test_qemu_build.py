@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import REPO
 from tests.helpers.guests import (
     DEFAULT_MARKER,
@@ -27,7 +28,6 @@ from tests.helpers.guests import (
     tiny_guest_template,
     write_initramfs,
 )
-
 from vmbake import procs
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers.bootstrap_disk import BootstrappedDisk
 
+from tests.helpers.bootstrap_disk import BootstrappedDisk
 from vmbake import procs
 
 PROVISION_SH = """#!/bin/sh

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.helpers.installer import make_netinst_iso, sha256
 
+from tests.helpers.installer import make_netinst_iso, sha256
 from vmbake.errors import VmbakeError
 from vmbake.installer.iso_extract import extract_installer, find_installer
 

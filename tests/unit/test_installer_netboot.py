@@ -8,6 +8,7 @@ import lzma
 from pathlib import Path
 
 import pytest
+
 from tests.helpers.installer import (
     NETBOOT_DIR,
     NETBOOT_PACKAGE,
@@ -19,7 +20,6 @@ from tests.helpers.installer import (
     serve_directory,
     sign_release,
 )
-
 from vmbake.errors import VmbakeError
 from vmbake.installer import debarchive
 from vmbake.installer.netboot import fetch_netboot, package_name

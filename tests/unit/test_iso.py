@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from tests.helpers.origin import Route, origin_server
 
+from tests.helpers.origin import Route, origin_server
 from vmbake.checksums import Checksum, find_in_sums, parse_checksum, parse_sums
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError

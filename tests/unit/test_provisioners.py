@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.sshd import Sshd, make_ctx, running_sshd, throwaway_user
 
+from tests.helpers.sshd import Sshd, make_ctx, running_sshd, throwaway_user
 from vmbake.comm.ssh import SshCommunicator, SshTarget, connect
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.errors import StepError, VmbakeError

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers.bootcmd import KeyVm, key_vm
 
+from tests.helpers.bootcmd import KeyVm, key_vm
 from vmbake.bootcommand import KeyEvent, parse, to_events
 from vmbake.rfb import RfbClient, VncConnectionDropped, VncError, VncUnreachable, vnc_auth_response
 from vmbake.steps.type_boot_command import TypingStopped, type_over_vnc

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers.sshd import PASSWORD, Sshd, free_port, make_key, running_sshd, throwaway_user
 
+from tests.helpers.sshd import PASSWORD, Sshd, free_port, make_key, running_sshd, throwaway_user
 from vmbake.comm import DISCONNECTED
 from vmbake.comm.ssh import ConnectError, HostKeyChanged, SshCommunicator, SshTarget, connect
 from vmbake.errors import VmbakeError

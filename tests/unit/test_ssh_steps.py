@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers.sshd import PASSWORD, Sshd, free_port, make_ctx, running_sshd, throwaway_user
 
+from tests.helpers.sshd import PASSWORD, Sshd, free_port, make_ctx, running_sshd, throwaway_user
 from vmbake import procs
 from vmbake.errors import BuildCancelled, StepError
 from vmbake.steps.connect import StepConnect

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from tests.helpers.bootcmd import KeyVm, key_vm
 
+from tests.helpers.bootcmd import KeyVm, key_vm
 from vmbake.bootcommand import KeyEvent, parse, to_events
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError
