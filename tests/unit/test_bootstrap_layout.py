@@ -161,3 +161,18 @@ def test_clear_key_command_removes_only_that_key(tmp_path: Path) -> None:
     (tmp_path / "ak").write_text(build + "\n")
     subprocess.run(["sh", "-c", script], check=True)
     assert not (tmp_path / "ak").exists()
+
+
+def test_tmp_is_not_typed_as_var_tmp() -> None:
+    """A /tmp partition typed as the spec's /var/tmp is also mounted there by systemd-gpt-auto-generator."""
+    config = BootstrapConfig(
+        disk_size="4G",
+        partitions=[
+            Partition("/", "2G", "ext4"),
+            Partition("/tmp", "512M", "ext4"),
+            Partition("swap", "", "swap"),
+        ],
+    )
+    plan = plan_layout(config, make_uuid=fixed_uuids())  # type: ignore[arg-type]
+    tmp = next(p for p in plan if p.mountpoint == "/tmp")
+    assert tmp.type_guid == "0FC63DAF-8483-4772-8E79-3D69D8477DE4"

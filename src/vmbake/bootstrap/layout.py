@@ -28,8 +28,10 @@ TYPE_ROOT_X86_64 = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 TYPE_LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 TYPE_SWAP = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 TYPE_VAR = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
-TYPE_TMP = "7EC6F557-3BC5-4ACA-B293-16EF5DF639D1"
-_TYPES = {"/": TYPE_ROOT_X86_64, "/var": TYPE_VAR, "/tmp": TYPE_TMP, "swap": TYPE_SWAP}
+# The specification has no type for /tmp. Its "temporary data" type means /var/tmp, and
+# systemd-gpt-auto-generator mounts such a partition there, racing fstab's /tmp mount of the same device
+# (seen here: "Can't open blockdev", then emergency mode). So /tmp gets the plain Linux type.
+_TYPES = {"/": TYPE_ROOT_X86_64, "/var": TYPE_VAR, "swap": TYPE_SWAP}
 SECTOR = 512
 
 
