@@ -97,7 +97,7 @@ _GUEST_ORDER = [
 ]  # fmt: skip
 # CI stops a run after 90 minutes. Past this many minutes no further guest test starts; each one that
 # would have is reported as skipped with this reason, so an overrun shows instead of a lost run.
-SUITE_BUDGET = float(os.environ.get("VMBAKE_TEST_BUDGET_MINUTES", "65")) * 60
+SUITE_BUDGET = float(os.environ.get("VMBAKE_TEST_BUDGET_MINUTES", "55")) * 60
 _STARTED = time.monotonic()
 
 
