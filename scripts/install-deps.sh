@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vmbake needs to bake images, and those its test suite needs.
 # Run as root, or as a user with sudo. Usage: scripts/install-deps.sh [--no-tests]
+# Recommends are kept: QEMU's GTK display and mmdebstrap's helpers are among them, as the tests were run with them.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -24,4 +25,4 @@ if [ "${1:-}" != "--no-tests" ]; then
   )
 fi
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${packages[@]}"
+$SUDO apt-get install -y -q "${packages[@]}"
