@@ -10,7 +10,7 @@ from vmbake.template.assemble import Assembler
 from vmbake.template.hcl_expr import ExprError
 from vmbake.template.hcl_values import Expr, convert_input, evaluate, reporter
 from vmbake.template.model import Variable
-from vmbake.template.variables import Inputs, env_values
+from vmbake.template.variables import Inputs, env_values, undeclared_cli_var
 
 VARIABLE_KEYS = ("type", "default", "sensitive", "description", "validation", "nullable")
 Declared = list[tuple[str, Any, str]]  # (name, body or expression, file)
@@ -69,14 +69,7 @@ def resolve_variables(
                 values[key] = value
     for key, text in inputs.cli.items():
         if key not in variables:
-            asm.problems.append(
-                Problem(
-                    "-var",
-                    key,
-                    f"variable {key!r} is not declared in the template",
-                    "declared: " + (", ".join(variables) or "none"),
-                )
-            )
+            asm.problems.append(undeclared_cli_var(key, variables))
             continue
         try:
             values[key] = convert_input(text, types[key], convert_scope)

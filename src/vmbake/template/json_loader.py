@@ -12,7 +12,7 @@ from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
 from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
 from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template, Variable
-from vmbake.template.variables import Inputs, as_text
+from vmbake.template.variables import Inputs, as_text, undeclared_cli_var
 
 TOP_LEVEL = (
     "variables",
@@ -147,14 +147,7 @@ def _variables(
                 pending[key] = as_text(value)
     for key, value in inputs.cli.items():
         if key not in variables:
-            asm.problems.append(
-                Problem(
-                    "-var",
-                    key,
-                    f"variable {key!r} is not declared in the template",
-                    "declared: " + (", ".join(variables) or "none"),
-                )
-            )
+            asm.problems.append(undeclared_cli_var(key, variables))
         else:
             pending[key] = value
     for name, var in variables.items():

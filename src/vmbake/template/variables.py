@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,11 @@ def as_text(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
+
+
+def undeclared_cli_var(key: str, declared: Iterable[str]) -> Problem:
+    """The problem of a `-var` naming a variable the template does not declare (both template formats)."""
+    names = ", ".join(declared)
+    return Problem(
+        "-var", key, f"variable {key!r} is not declared in the template", "declared: " + (names or "none")
+    )
