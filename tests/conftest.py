@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -54,6 +55,23 @@ def no_qemu_left() -> Iterator[None]:
     yield
     left = qemu_pids() - before
     assert not left, f"qemu processes left behind: {sorted(left)}"
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    """Fails the test if a non-daemon thread started during it is still alive at its end.
+
+    Python joins such threads before it exits, so one left serving would hang the whole test run after
+    its last test (as a second HTTP serving thread once did)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"threads left running: {sorted(t.name for t in left)}"
 
 
 @pytest.fixture(scope="session")

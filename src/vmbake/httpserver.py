@@ -129,10 +129,15 @@ class HttpServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> HttpServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"vmbake-http-{self.port}"
-        )
-        self._thread.start()
+        """Serve in a background thread. Calling it again while serving does nothing (a second serving
+        thread would outlive `stop()`, and keep the interpreter from exiting)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"vmbake-http-{self.port}",
+            )
+            self._thread.start()
         return self
 
     def stop(self) -> None:

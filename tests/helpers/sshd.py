@@ -190,7 +190,9 @@ def throwaway_user() -> Iterator[tuple[str, str]]:
         procs.run(["chpasswd"], input=f"{name}:{PASSWORD}\n")
         yield name, PASSWORD
     finally:
-        # -f: an sshd session of the test may still be on its way out
+        # A command of a session whose sshd the test killed lives on, reparented to init: end it with
+        # the user. -f: an sshd session of the test may still be on its way out.
+        procs.run(["pkill", "-KILL", "-u", name], check=False)
         procs.run(["userdel", "-f", "-r", name], check=False)
 
 

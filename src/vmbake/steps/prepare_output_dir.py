@@ -41,12 +41,16 @@ class StepPrepareOutputDir(Step):
             _refuse_precious(self.name, path)
             ctx.ui.say("Deleting previous output directory...")
             _remove(path)
+        # Recorded before the mkdir: a Ctrl-C landing just after it must still leave the cleanup a
+        # directory to remove (the path did not exist a moment ago, so it is ours).
+        self._created = True
+        ctx.state.output_dir = path
         try:
             path.mkdir(parents=True, mode=0o755)
         except OSError as exc:
+            self._created = False
+            ctx.state.output_dir = None
             raise StepError(self.name, f"cannot create output directory '{path}': {exc.strerror}") from exc
-        self._created = True
-        ctx.state.output_dir = path
         # Until the build succeeds the directory says it is unfinished, even if vmbake is SIGKILLed.
         (path / INCOMPLETE_MARKER).write_text(MARKER_TEXT)
 
