@@ -27,7 +27,7 @@ MiB = 1 << 20
 TARGETS = {"cold_s": 150.0, "warm_s": 90.0, "cloud_mib": 100.0}
 
 
-def template(kernel: str) -> dict[str, object]:
+def template(kernel: str, root_keys: tuple[str, ...] = ()) -> dict[str, object]:
     return {
         "builders": [
             {
@@ -43,17 +43,19 @@ def template(kernel: str) -> dict[str, object]:
                 "compression_type": "zstd",
                 "output_directory": "output",
                 "vm_name": "bench.qcow2",
+                "root_ssh_keys": list(root_keys),
             }
         ],
         "provisioners": [{"type": "shell", "inline": ["echo BEGIN{bench}", "echo END{bench}"]}],
     }
 
 
-def build(work: Path, cache: Path, kernel: str) -> tuple[float, float]:
-    """(seconds, output MiB) of one whole build with the .deb cache in `cache`."""
+def build(work: Path, cache: Path, kernel: str, root_keys: tuple[str, ...] = ()) -> tuple[float, float]:
+    """(seconds, output MiB) of one whole build with the .deb cache in `cache`; `root_keys` may log in
+    to the image as root afterwards."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "t.json").write_text(json.dumps(template(kernel)))
+    (work / "t.json").write_text(json.dumps(template(kernel, root_keys)))
     env = {**os.environ, "VMBAKE_CACHE_DIR": str(cache)}
     started = time.monotonic()
     result = subprocess.run(

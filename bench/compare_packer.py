@@ -112,7 +112,16 @@ def main() -> int:
     env = {**os.environ, "CHECKPOINT_DISABLE": "1", "PACKER_CACHE_DIR": str(work / "cache")}
     tools = {
         "packer": [procs.which(args.packer), "build", "-force", "-color=false", str(path)],
-        "vmbake": [sys.executable, "-m", "vmbake", "build", "-force", "-color=false", str(path)],
+        "vmbake": [
+            sys.executable,
+            "-m",
+            "vmbake",
+            "build",
+            "-force",
+            "-color=false",
+            "-report=false",
+            str(path),
+        ],
     }
     times: dict[str, list[float]] = {name: [] for name in tools}
     for run in range(args.runs):

@@ -78,7 +78,10 @@ def disk_args(config: QemuConfig, state: BuildState) -> tuple[list[str], list[st
     """(-device values, -drive values) for the hard disks, CD-ROMs and firmware flash."""
     devices: list[str] = []
     drives: list[str] = []
-    zeroes = f",detect-zeroes={config.disk_detect_zeroes}" if config.disk_detect_zeroes != "off" else ""
+    detect = config.disk_detect_zeroes
+    if detect == "unmap" and config.disk_discard != "unmap":
+        detect = "on"  # QEMU refuses detect-zeroes=unmap without discard=unmap
+    zeroes = f",detect-zeroes={detect}" if detect != "off" else ""
     scsi_bus = False
     for i, path in enumerate(state.disk_paths):
         if config.disk_interface == "virtio-scsi":

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmbake import accel, procs
+from vmbake.comm.probe import BannerProbe
 from vmbake.comm.ssh import ConnectError, SshCommunicator, SshTarget, connect
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
@@ -165,29 +166,32 @@ def wait_for_login(
     deadline = time.monotonic() + timeout
     seen = "nothing yet"
     auth_failures = 0
-    while True:
-        if child is not None and not child.running():
-            return None, f"QEMU exited (status {child.returncode}) before SSH answered; last seen: {seen}"
-        started = time.monotonic()
-        try:
-            return connect(target, timeout=max(0.5, min(TRY_TIMEOUT, deadline - started))), ""
-        except ConnectError as exc:
-            seen = exc.seen
-            if exc.seen == "no credentials":
-                return None, "no credentials"
-            if exc.seen == "authentication failure":
-                auth_failures += 1
-                if auth_failures >= AUTH_TRIES:
-                    return None, f"auth: {exc.message}"
-        now = time.monotonic()
-        if now >= deadline:
-            return None, f"SSH did not answer within {format_duration(timeout)}; last seen: {seen}"
-        pause = max(0.0, min(deadline, started + 1.0) - now)
-        if cancel is not None:
-            if cancel.wait(pause):
+    probe = BannerProbe(target.host, target.port)
+    try:
+        while True:
+            if child is not None and not child.running():
+                return None, f"QEMU exited (status {child.returncode}) before SSH answered; last seen: {seen}"
+            if cancel is not None and cancel.is_set():
                 return None, "cancelled"
-        else:
-            time.sleep(pause)  # poll interval inside the deadline
+            now = time.monotonic()
+            if now >= deadline:
+                return None, f"SSH did not answer within {format_duration(timeout)}; last seen: {seen}"
+            sock = probe.poll(until=min(deadline, now + 1.0))
+            if sock is None:
+                seen = probe.seen
+                continue
+            try:
+                return connect(target, timeout=max(0.5, min(TRY_TIMEOUT, deadline - now)), sock=sock), ""
+            except ConnectError as exc:
+                seen = exc.seen
+                if exc.seen == "no credentials":
+                    return None, "no credentials"
+                if exc.seen == "authentication failure":
+                    auth_failures += 1
+                    if auth_failures >= AUTH_TRIES:
+                        return None, f"auth: {exc.message}"
+    finally:
+        probe.close()
 
 
 def verify_image(

@@ -44,7 +44,7 @@ def test_defaults_for_an_installer_iso() -> None:
         "-smp", "1",
         "-m", "512M",
         "-boot", "once=d",
-        "-drive", "file=out/vm,if=virtio,cache=writeback,discard=ignore,format=qcow2",
+        "-drive", "file=out/vm,if=virtio,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap",
         "-drive", "file=/isos/netinst.iso,media=cdrom",
         "-device", "virtio-net,netdev=user.0",
         "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22",
@@ -83,7 +83,7 @@ def test_qemuargs_replace_the_defaults_of_their_flag_and_keep_the_order() -> Non
         "-smp", "cpus=2,sockets=1",
         "-m", "2048M",
         "-boot", "once=d",
-        "-drive", "file=out/vm,if=virtio,cache=writeback,discard=ignore,format=qcow2",
+        "-drive", "file=out/vm,if=virtio,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap",
         "-drive", "file=/isos/netinst.iso,media=cdrom",
         "-device", "virtio-rng-pci",
         "-device", "e1000,netdev=user.0",
@@ -158,12 +158,32 @@ def test_disk_interfaces_and_options(iface: str, devices: list[str], drives: lis
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"] == drives
 
 
+@pytest.mark.parametrize(
+    ("keys", "drive"),
+    [
+        # Packer's defaults, written out: Packer's drive options, no detect-zeroes
+        (
+            {"disk_cache": "writeback", "disk_discard": "ignore", "disk_detect_zeroes": "off"},
+            "file=out/vm,if=virtio,cache=writeback,discard=ignore,format=qcow2",
+        ),
+        # discard 'ignore' alone: QEMU refuses detect-zeroes=unmap without discard=unmap, so 'on'
+        (
+            {"disk_discard": "ignore"},
+            "file=out/vm,if=virtio,cache=unsafe,discard=ignore,format=qcow2,detect-zeroes=on",
+        ),
+    ],
+)
+def test_packer_disk_options_can_be_set_back(keys: dict[str, str], drive: str) -> None:
+    argv = qemu_argv(QemuConfig(headless=True, **keys), state(), FACTS)
+    assert next(argv[i + 1] for i, a in enumerate(argv) if a == "-drive") == drive
+
+
 def test_additional_disks_and_cd_files_image() -> None:
     s = state(disk_paths=[DISK, Path("out/vm-1")], cd_path=Path("/w/cd.iso"))
     argv = qemu_argv(QemuConfig(headless=True), s, FACTS)
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"] == [
-        "file=out/vm,if=virtio,cache=writeback,discard=ignore,format=qcow2",
-        "file=out/vm-1,if=virtio,cache=writeback,discard=ignore,format=qcow2",
+        "file=out/vm,if=virtio,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap",
+        "file=out/vm-1,if=virtio,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap",
         "file=/isos/netinst.iso,media=cdrom",
         "file=/w/cd.iso,media=cdrom",
     ]

@@ -125,14 +125,7 @@ def test_convert_retries_while_another_process_holds_the_write_lock(
     )  # fmt: skip
     out = StopOnRetry(holder)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # wait until QEMU has the image open
-            probe = procs.run(["qemu-img", "info", str(data_image)], check=False)
-            if "lock" in probe.stderr:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("QEMU never locked the image")
+        wait_until_locked(holder, data_image)
         qemu_img.convert(
             data_image, tmp_path / "copy.qcow2", ui=BuildUi(Ui(out=out), "qemu"), retry_delay=0.2
         )
@@ -149,13 +142,20 @@ def test_lock_error_after_all_tries_says_so(data_image: Path, tmp_path: Path, no
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while "lock" not in procs.run(["qemu-img", "info", str(data_image)], check=False).stderr:
-            assert time.monotonic() < deadline, "QEMU never locked the image"
-            time.sleep(0.05)
+        wait_until_locked(holder, data_image)
         with pytest.raises(VmbakeError) as err:
             qemu_img.convert(data_image, tmp_path / "copy.qcow2", tries=1)
     finally:
         holder.stop()
     assert "exhausted retries" in str(err.value)
     assert not (tmp_path / "copy.qcow2").exists()
+
+
+def wait_until_locked(holder: procs.Child, image: Path) -> None:
+    """Wait until QEMU has `image` open (qemu-img then reports the lock); on a busy host this can take
+    a while, so the limit is generous, and a QEMU that exited instead is reported at once."""
+    deadline = time.monotonic() + 60
+    while "lock" not in procs.run(["qemu-img", "info", str(image)], check=False).stderr:
+        assert holder.running(), f"QEMU exited (status {holder.returncode}) before it locked the image"
+        assert time.monotonic() < deadline, "QEMU never locked the image"
+        time.sleep(0.05)

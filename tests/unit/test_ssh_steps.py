@@ -140,8 +140,8 @@ def test_communicator_none_is_skipped(tmp_path: Path) -> None:
 
 
 def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Path, monkeypatch: Any) -> None:
-    """A TCP relay that holds each connection 0.5 s before passing it to the real sshd stands in for a guest
-    whose sshd is slow under TCG; a fixed 0.2 s limit per try would never connect."""
+    """A TCP relay that passes sshd's banner at once but holds the client's first bytes 0.5 s stands in for
+    a guest whose sshd is slow under TCG: a fixed 0.2 s limit for the key exchange would never connect."""
     import socket
     import threading
 
@@ -151,10 +151,15 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
     monkeypatch.setattr(connect_step, "POLL_INTERVAL", 0.05)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    slow_tries: list[float] = []
 
-    def pump(a: socket.socket, b: socket.socket) -> None:
+    def pump(a: socket.socket, b: socket.socket, delay: float) -> None:
         try:
+            first = True
             while data := a.recv(65536):
+                if first and delay:
+                    time.sleep(delay)
+                    first = False
                 b.sendall(data)
         except OSError:
             pass
@@ -168,10 +173,10 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
                 client, _ = listener.accept()
             except TimeoutError:
                 continue
-            time.sleep(0.5)
+            slow_tries.append(time.monotonic())
             upstream = socket.create_connection(("127.0.0.1", sshd.port))
-            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=pump, args=(client, upstream, 0.5), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, 0.0), daemon=True).start()
 
     thread = threading.Thread(target=relay, daemon=True)
     thread.start()
@@ -186,6 +191,7 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
         StepSSHKeyPair().run(ctx)
         connected(ctx)
         assert "==> qemu: Connected to SSH!" in out.text
+        assert len(slow_tries) > 1, "the first try, limited to 0.2 s, cannot have logged in"
     finally:
         stop.set()
         thread.join()

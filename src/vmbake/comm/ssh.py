@@ -86,15 +86,18 @@ class SshTarget:
         return f"{self.host}:{self.port}"
 
 
-def _open_transport(target: SshTarget, timeout: float) -> paramiko.Transport:
-    try:
-        sock = socket.create_connection((target.host, target.port), timeout=timeout)
-    except ConnectionRefusedError:
-        raise ConnectError("connection refused", f"{target.address}: connection refused") from None
-    except TimeoutError:
-        raise ConnectError("connect timeout", f"{target.address}: no answer within {timeout:.0f}s") from None
-    except OSError as exc:
-        raise ConnectError(exc.strerror or str(exc), f"{target.address}: {exc}") from None
+def _open_transport(target: SshTarget, timeout: float, sock: socket.socket | None) -> paramiko.Transport:
+    if sock is None:
+        try:
+            sock = socket.create_connection((target.host, target.port), timeout=timeout)
+        except ConnectionRefusedError:
+            raise ConnectError("connection refused", f"{target.address}: connection refused") from None
+        except TimeoutError:
+            raise ConnectError(
+                "connect timeout", f"{target.address}: no answer within {timeout:.0f}s"
+            ) from None
+        except OSError as exc:
+            raise ConnectError(exc.strerror or str(exc), f"{target.address}: {exc}") from None
     transport = paramiko.Transport(sock)
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
@@ -170,9 +173,12 @@ def _authenticate(transport: paramiko.Transport, target: SshTarget) -> None:
     )
 
 
-def connect(target: SshTarget, *, timeout: float = 10.0) -> SshCommunicator:
-    """One connection attempt; raises ConnectError (with `.seen`) or HostKeyChanged."""
-    transport = _open_transport(target, timeout)
+def connect(
+    target: SshTarget, *, timeout: float = 10.0, sock: socket.socket | None = None
+) -> SshCommunicator:
+    """One connection attempt, on `sock` if given (already connected, such as one a BannerProbe found);
+    raises ConnectError (with `.seen`) or HostKeyChanged."""
+    transport = _open_transport(target, timeout, sock)
     try:
         shown = _check_host_key(transport, target)
         _authenticate(transport, target)
@@ -350,7 +356,7 @@ class SshCommunicator:
         """Copy the contents of `local` into the directory `remote`, creating it (and its parents)."""
         self._ensure()
         remote = remote.rstrip("/") or "/"
-        self._mkdir_p(remote)
+        self.mkdir_p(remote)
         sftp = self._sftp_client()
         try:
             if sftp is None:
@@ -370,6 +376,39 @@ class SshCommunicator:
                     sftp.chmod(posixpath.join(base, name), os.stat(src).st_mode & 0o7777)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._check(f"upload of {local} to {remote} failed", exc) from None
+
+    def mkdir_p(self, remote: str) -> None:
+        """Create the guest's directory `remote` and its parents, as `mkdir -p` does.
+
+        Over SFTP when the guest has it: no command is started, which under TCG saves a second or so of
+        session start-up (login shell, PAM) per upload."""
+        self._ensure()
+        sftp = self._sftp_client()
+        if sftp is None:
+            self._mkdir_p(remote)
+            return
+        path = posixpath.normpath(remote) if remote else "."
+        missing: list[str] = []
+        while True:
+            try:
+                mode = sftp.stat(path).st_mode or 0
+            except FileNotFoundError:
+                missing.append(path)
+                parent = posixpath.dirname(path)
+                if parent in (path, ""):
+                    break
+                path = parent
+                continue
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                raise self._check(f"cannot create {remote} in the guest", exc) from None
+            if not stat.S_ISDIR(mode):
+                raise VmbakeError(f"cannot create {remote} in the guest: {path} is not a directory")
+            break
+        try:
+            for directory in reversed(missing):
+                sftp.mkdir(directory)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._check(f"cannot create {remote} in the guest", exc) from None
 
     def _mkdir_p(self, remote: str) -> None:
         lines: list[str] = []

@@ -11,7 +11,6 @@ Packer's slash rules, which users rely on:
 from __future__ import annotations
 
 import posixpath
-import shlex
 from pathlib import Path
 
 from vmbake.config.provisioners import FileConfig
@@ -75,17 +74,8 @@ def provision(run: Run, config: FileConfig) -> None:
             comm.upload_dir(local, target)
             continue
         if config.destination.endswith("/"):
-            _mkdir(run, config.destination)
+            comm.mkdir_p(config.destination)
         comm.upload(local, target)
-
-
-def _mkdir(run: Run, remote: str) -> None:
-    lines: list[str] = []
-    status = run.comm().run(f"mkdir -p {shlex.quote(remote)}", on_stdout=lines.append, on_stderr=lines.append)
-    if status != 0:
-        raise VmbakeError(
-            f"file provisioner: cannot create {remote} in the guest: {' '.join(lines) or status}"
-        )
 
 
 def _download(run: Run, source: str, destination: str) -> None:

@@ -2,15 +2,18 @@
 
 Reads config (communicator, ssh_* keys, pause_before_connecting, skip_nat_mapping), state.ssh_host_port,
 state.ssh_private_key_path, state.ssh_host_key, state.qemu and state.console_log. Produces state.comm and
-state.ssh_host_key (pinned at the first connection). Tries at most once a second, each try with a short
-timeout; gives up early when QEMU exits, and on timeout says what it last saw and shows the console log.
+state.ssh_host_key (pinned at the first connection). A BannerProbe opens a new connection each second and
+logs in on the first one the guest's sshd answers; gives up early when QEMU exits, and on timeout says
+what it last saw and shows the console log.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+from vmbake.comm.probe import BannerProbe
 from vmbake.comm.ssh import ConnectError, SshCommunicator, SshTarget, connect
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.sshkeys import load_private_key
@@ -18,12 +21,13 @@ from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.units import format_duration, parse_duration
 
-POLL_INTERVAL = 1.0  # seconds between the starts of two tries
-TRY_TIMEOUT = 5.0  # first try's limit (TCP connect, banner, key exchange, login)
+log = logging.getLogger("vmbake.steps.connect")
+
+POLL_INTERVAL = 1.0  # seconds between two new connections of the banner probe
+TRY_TIMEOUT = 5.0  # first login's limit (key exchange and authentication, once the server has answered)
 MAX_TRY_TIMEOUT = 40.0
-# Something accepted the connection but said nothing in time: QEMU's forward waiting on a guest that is
-# not up yet, or an sshd too slow (TCG on a busy host) to answer within the limit. Each such try gets a
-# longer limit, so that a slow sshd is eventually given the time it needs instead of being retried forever.
+# The server answered but did not finish the key exchange in time: an sshd too slow (TCG on a busy host)
+# for the limit. Each such try gets a longer limit, so that it is eventually given the time it needs.
 SLOW_ANSWERS = ("banner timeout", "key exchange timeout")
 AUTH_RETRY_INTERVAL = 2.0  # the guest may still be installing its authorized_keys
 
@@ -109,40 +113,65 @@ class StepConnect(Step):
         deadline = started + timeout
         seen = "nothing yet"
         auth_failures = 0
-        try_timeout = TRY_TIMEOUT
-        while True:
-            self._check_qemu(ctx, target)
-            tried_at = time.monotonic()
-            try:
-                return connect(target, timeout=max(0.5, min(try_timeout, deadline - tried_at)))
-            except ConnectError as exc:
-                if not exc.retry:
-                    raise StepError(self.name, exc.message, exc.hint) from None
-                seen = exc.seen
-                if seen in SLOW_ANSWERS:
-                    try_timeout = min(try_timeout * 1.5, MAX_TRY_TIMEOUT)
-                ctx.ui.debug(f"SSH not ready: {exc.message}")
-                if exc.seen == "authentication failure":
-                    auth_failures += 1
-                    if auth_failures >= attempts:
-                        raise StepError(
-                            self.name,
-                            f"{exc.message}; gave up after {auth_failures} attempts (ssh_handshake_attempts)",
-                            exc.hint,
-                        ) from None
-                else:
-                    auth_failures = 0
-            now = time.monotonic()
-            if now >= deadline:
-                raise StepError(
-                    self.name,
-                    f"timeout waiting for SSH after {format_duration(now - started)} "
-                    f"({target.address}); last seen: {seen}",
-                    hint=_console_hint(ctx, "raise ssh_timeout if the guest is just slow"),
-                )
-            pace = AUTH_RETRY_INTERVAL if seen == "authentication failure" else POLL_INTERVAL
-            if ctx.cancel.wait(max(0.0, min(deadline, tried_at + pace) - now)):
-                raise BuildCancelled()
+        handshake_timeout = TRY_TIMEOUT
+        not_before = started  # after an authentication failure, the next login waits a little
+        probe = BannerProbe(target.host, target.port, interval=POLL_INTERVAL)
+        try:
+            while True:
+                self._check_qemu(ctx, target)
+                now = time.monotonic()
+                if now >= deadline:
+                    raise StepError(
+                        self.name,
+                        f"timeout waiting for SSH after {format_duration(now - started)} "
+                        f"({target.address}); last seen: {seen}",
+                        hint=_console_hint(ctx, "raise ssh_timeout if the guest is just slow"),
+                    )
+                if now < not_before:
+                    if ctx.cancel.wait(min(not_before, deadline) - now):
+                        raise BuildCancelled()
+                    continue
+                sock = probe.poll(until=min(deadline, now + POLL_INTERVAL))
+                if ctx.cancel.is_set():
+                    if sock is not None:
+                        sock.close()
+                    raise BuildCancelled()
+                if sock is None:
+                    if probe.seen != seen:
+                        log.debug("SSH at %.1fs: %s", time.monotonic() - started, probe.seen)
+                    seen = probe.seen
+                    continue
+                tried_at = time.monotonic()
+                try:
+                    return connect(
+                        target, timeout=max(0.5, min(handshake_timeout, deadline - tried_at)), sock=sock
+                    )
+                except ConnectError as exc:
+                    if not exc.retry:
+                        raise StepError(self.name, exc.message, exc.hint) from None
+                    seen = exc.seen
+                    log.debug(
+                        "SSH login at %.1fs failed after %.1fs: %s",
+                        tried_at - started,
+                        time.monotonic() - tried_at,
+                        exc.message,
+                    )
+                    ctx.ui.debug(f"SSH not ready: {exc.message}")
+                    if seen in SLOW_ANSWERS:
+                        handshake_timeout = min(handshake_timeout * 1.5, MAX_TRY_TIMEOUT)
+                    if seen == "authentication failure":
+                        auth_failures += 1
+                        if auth_failures >= attempts:
+                            raise StepError(
+                                self.name,
+                                f"{exc.message}; gave up after {auth_failures} attempts (ssh_handshake_attempts)",
+                                exc.hint,
+                            ) from None
+                        not_before = tried_at + AUTH_RETRY_INTERVAL
+                    else:
+                        auth_failures = 0
+        finally:
+            probe.close()
 
     def _check_qemu(self, ctx: BuildContext, target: SshTarget) -> None:
         qemu = ctx.state.qemu

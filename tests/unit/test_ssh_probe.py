@@ -1,0 +1,146 @@
+"""BannerProbe against small loopback servers that behave as QEMU's port forward does during a boot."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from vmbake.comm import probe as probe_module
+from vmbake.comm.probe import CLOSED, REFUSED, SILENT, BannerProbe
+
+Handler = Callable[[socket.socket, int], None]
+
+
+@contextmanager
+def server(handle: Handler) -> Iterator[tuple[int, list[socket.socket]]]:
+    """A listener calling handle(conn, n) for its n-th connection (from 0), each in a thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+    workers: list[threading.Thread] = []
+
+    def serve() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conns.append(conn)
+            worker = threading.Thread(target=handle, args=(conn, n), daemon=True)
+            worker.start()
+            workers.append(worker)
+            n += 1
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], conns
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+        for conn in conns:
+            conn.close()
+
+
+def test_a_held_connection_does_not_hide_an_sshd_that_came_up() -> None:
+    """The first connection stays silent for good, as QEMU's forward does while the guest boots; sshd is
+    'up' from 1.5 s on. A prober waiting on its first connection would wait forever; BannerProbe finds a
+    later one within about an interval."""
+    up_at = time.monotonic() + 1.5
+
+    def handle(conn: socket.socket, n: int) -> None:
+        if n == 0 or time.monotonic() < up_at:
+            return  # silent: held
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    with server(handle) as (port, conns):
+        probe = BannerProbe("127.0.0.1", port, interval=0.25)
+        try:
+            sock = probe.poll(until=time.monotonic() + 10)
+            found_at = time.monotonic()
+            assert sock is not None
+            assert found_at - up_at < 1.0
+            # the banner was only peeked at: the SSH client still reads it
+            assert sock.recv(64).startswith(b"SSH-2.0-")
+            sock.close()
+        finally:
+            probe.close()
+        assert len(conns) >= 3
+        # every other connection is closed at once: the server reads EOF on each
+        assert all(reads_eof(conn) for conn in conns[:-1])
+
+
+def reads_eof(conn: socket.socket) -> bool:
+    conn.settimeout(1)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_a_silent_server_is_reported_as_a_banner_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe_module, "SILENT_AFTER", 0.4)
+    with server(lambda _conn, _n: None) as (port, _conns):
+        probe = BannerProbe("127.0.0.1", port, interval=0.1)
+        try:
+            assert probe.poll(until=time.monotonic() + 0.2) is None
+            assert probe.seen == "nothing yet"
+            assert probe.poll(until=time.monotonic() + 0.5) is None
+            assert probe.seen == SILENT
+        finally:
+            probe.close()
+
+
+def test_a_closed_port_is_reported_as_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    probe = BannerProbe("127.0.0.1", port, interval=0.1)
+    try:
+        assert probe.poll(until=time.monotonic() + 0.3) is None
+        assert probe.seen == REFUSED
+    finally:
+        probe.close()
+
+
+def test_a_forward_that_closes_at_once_is_reported_as_closed() -> None:
+    """QEMU's forward when the guest's network is up but nothing listens on port 22."""
+    with server(lambda conn, _n: conn.close()) as (port, _conns):
+        probe = BannerProbe("127.0.0.1", port, interval=0.1)
+        try:
+            assert probe.poll(until=time.monotonic() + 0.5) is None
+            assert probe.seen == CLOSED
+        finally:
+            probe.close()
+
+
+def test_at_most_limit_connections_are_held() -> None:
+    with server(lambda _conn, _n: None) as (port, conns):
+        probe = BannerProbe("127.0.0.1", port, interval=0.02, limit=4)
+        try:
+            assert probe.poll(until=time.monotonic() + 0.5) is None
+            time.sleep(0.1)  # the accept loop catches up with the last connections
+            assert len(conns) > 8
+            assert sum(not reads_eof_now(conn) for conn in conns) <= 4
+        finally:
+            probe.close()
+
+
+def reads_eof_now(conn: socket.socket) -> bool:
+    conn.setblocking(False)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except BlockingIOError:
+        return False  # still open: nothing to read, no EOF
