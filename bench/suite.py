@@ -56,6 +56,7 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
+LOAD_AT_START = [0.0]  # the 1-minute load average when the run began
 DEADLINE = [float("inf")]  # monotonic time after which no new run starts (--budget)
 
 
@@ -270,10 +271,16 @@ def write_results(rows: list[Row], notes: list[str], started: float, out: Path) 
         detail = "; ".join(part for part in (detail, row.error) if part)
         lines.append(f"- {row.name}: {detail or 'no runs'}" + (f". {row.note}" if row.note else ""))
     lines += ["", "## This run", ""] + [f"- {n}" for n in notes]
-    lines.append(
-        "- other work ran on the host at the same time (see the load average): TCG guests slow down with it, "
-        "so single timings are noisy; the ratios of alternating runs are the figures to read"
-    )
+    if LOAD_AT_START[0] >= 1.5:
+        lines.append(
+            "- other work ran on the host at the same time (see the load average): TCG guests slow down with "
+            "it, so single timings are noisy; the ratios of alternating runs are the figures to read"
+        )
+    else:
+        lines.append(
+            "- the host was otherwise idle at the start (see the load average); a TCG guest's boot still "
+            "varies by several seconds from run to run, so the ratios of alternating runs are the figures to read"
+        )
     lines.append(f"- total time of the run: {(time.monotonic() - started) / 60:.1f} min")
     out.write_text("\n".join(lines) + "\n")
     (out.parent / "results.svg").write_text(chart(rows))
@@ -298,6 +305,7 @@ def main() -> int:
     started = time.monotonic()
     DEADLINE[0] = started + args.budget * 60
     load = os.getloadavg()
+    LOAD_AT_START[0] = load[0]
     notes = [
         f"host: {platform.node() and 'this machine'}, {os.cpu_count()} CPUs, {platform.machine()}, "
         f"Python {platform.python_version()}; QEMU under TCG (no KVM); load average at start {load[0]:.1f}",
