@@ -137,22 +137,12 @@ def packer(runs: int, work: Path, image: Path, key: Path) -> Row:
     template = work / "bench.json"
     template.write_text(json.dumps(cp.template(image, key, work, int(info["virtual-size"]) >> 20), indent=2))
     env = {**os.environ, "CHECKPOINT_DISABLE": "1", "PACKER_CACHE_DIR": str(work / "cache")}
-    vmbake = [
-        sys.executable,
-        "-m",
-        "vmbake",
-        "build",
-        "-force",
-        "-color=false",
-        "-report=false",
-        str(template),
-    ]
-    packer_argv = [procs.which("packer"), "build", "-force", "-color=false", str(template)]
+    argv = cp.commands(template)
     alternate(
         row,
         runs,
-        lambda i: cp.timed(vmbake, work, env, work / f"vmbake-{i}.log"),
-        lambda i: cp.timed(packer_argv, work, env, work / f"packer-{i}.log"),
+        lambda i: cp.timed(argv["vmbake"], work, env, work / f"vmbake-{i}.log"),
+        lambda i: cp.timed(argv["packer"], work, env, work / f"packer-{i}.log"),
         estimate=240.0,
     )
     version = procs.run(["packer", "version"], check=False).stdout.strip().splitlines()[:1]
