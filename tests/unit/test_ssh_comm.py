@@ -216,6 +216,12 @@ def _transfer_round_trip(c: SshCommunicator, tmp_path: Path, remote: str) -> Non
     assert (tmp_path / "got" / "tree" / "sub" / "b.txt").read_text() == "B"
     with pytest.raises(VmbakeError, match="/nonexistent/file"):
         c.download("/nonexistent/file", tmp_path / "nothing")
+    # mkdir -p's behaviour: parents made, an existing directory is fine, a file in the way is an error
+    c.mkdir_p(f"{remote}/made/by/mkdir_p/")
+    c.mkdir_p(f"{remote}/made/by")
+    assert run(c, f"test -d {remote}/made/by/mkdir_p && echo dir")[1] == ["dir"]
+    with pytest.raises(VmbakeError, match=f"cannot create {remote}/blob.bin/sub"):
+        c.mkdir_p(f"{remote}/blob.bin/sub")
     run(c, f"rm -rf {remote}")
 
 
