@@ -75,10 +75,13 @@ def free_port() -> int:
 def qemu_disk_argv(
     image: Path, ssh_port: int, console: Path, *, snapshot: bool = True, efi: bool = False
 ) -> list[str]:
-    """Boot `image` alone (no -kernel) under TCG, SSH forwarded to `ssh_port`, serial console to a file."""
+    """Boot `image` alone (no -kernel) under TCG, SSH forwarded to `ssh_port`, serial console to a file.
+
+    One vCPU: with two, multi-threaded TCG on a 2-core host under load once left a guest stuck in an RCU
+    stall for ten minutes."""
     drive = f"file={image},if=virtio,format={'qcow2' if image.suffix == '.qcow2' else 'raw'}"
     argv = [
-        "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2", "-display", "none", "-no-user-config",
+        "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", "-display", "none", "-no-user-config",
         "-drive", drive + (",snapshot=on" if snapshot else ""),
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22", "-device", "virtio-net-pci,netdev=n0",
         "-serial", f"file:{console}",

@@ -51,7 +51,7 @@ def bake(directory: Path, suite: str, hostname: str) -> Baked:
                 "disk_size": "2G",
                 "accelerator": "tcg",
                 "ssh_timeout": "30m",
-                "cpus": 2,
+                "cpus": 1,
                 "disk_compression": True,
                 "output_directory": "output",
                 "vm_name": f"{suite}.qcow2",

@@ -79,7 +79,7 @@ def baked(bootstrapped_disk: BootstrappedDisk, tmp_path_factory: pytest.TempPath
                 "accelerator": "tcg",
                 "headless": True,
                 "memory": 1024,
-                "cpus": 2,
+                "cpus": 1,
                 "communicator": "ssh",
                 "ssh_username": "root",
                 "ssh_private_key_file": str(bootstrapped_disk.private_key),
