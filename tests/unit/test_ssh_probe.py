@@ -106,23 +106,23 @@ def test_a_closed_port_is_reported_as_refused() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    probe = BannerProbe("127.0.0.1", port, interval=0.1)
-    try:
-        assert probe.poll(until=time.monotonic() + 0.3) is None
-        assert probe.seen == REFUSED
-    finally:
-        probe.close()
+    assert seen_without_banner(port, 0.3) == REFUSED
 
 
 def test_a_forward_that_closes_at_once_is_reported_as_closed() -> None:
     """QEMU's forward when the guest's network is up but nothing listens on port 22."""
     with server(lambda conn, _n: conn.close()) as (port, _conns):
-        probe = BannerProbe("127.0.0.1", port, interval=0.1)
-        try:
-            assert probe.poll(until=time.monotonic() + 0.5) is None
-            assert probe.seen == CLOSED
-        finally:
-            probe.close()
+        assert seen_without_banner(port, 0.5) == CLOSED
+
+
+def seen_without_banner(port: int, seconds: float) -> str:
+    """What a probe of `port` reports after `seconds` in which no server answered (asserted)."""
+    probe = BannerProbe("127.0.0.1", port, interval=0.1)
+    try:
+        assert probe.poll(until=time.monotonic() + seconds) is None
+        return probe.seen
+    finally:
+        probe.close()
 
 
 def test_at_most_limit_connections_are_held() -> None:
