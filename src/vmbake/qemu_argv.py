@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmbake.comm.probe import NET_PROBE_GUEST_PORT
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
 from vmbake.state import BuildState
@@ -156,6 +157,9 @@ def default_args(config: QemuConfig, state: BuildState, facts: RunFacts) -> list
     if config.communicator != "none" and state.ssh_host_port is not None:
         # Loopback only (Packer forwards on every address): the guest's SSH is not shown to the network.
         netdev += f",hostfwd=tcp:127.0.0.1:{state.ssh_host_port}-:{config.ssh_port}"
+        if state.net_probe_port is not None:
+            # A guest port where nothing listens: its resets tell the SSH wait that the network is up.
+            netdev += f",hostfwd=tcp:127.0.0.1:{state.net_probe_port}-:{NET_PROBE_GUEST_PORT}"
     args.append(("-netdev", [netdev]))
     if state.vnc_port is not None:
         # force-shared: a viewer asking for exclusive access must not disconnect the typing session.

@@ -58,6 +58,7 @@ class BuildState:
     vnc_port: int | None = None
     vnc_password: str = ""
     ssh_host_port: int | None = None  # host side of the forward to the guest's SSH port
+    net_probe_port: int | None = None  # host side of the forward to a closed guest port (comm.probe)
     ssh_public_key: str = ""  # OpenSSH line of the key the guest must accept
     ssh_private_key_path: Path | None = None
     ssh_host_key: str = ""  # pinned at the first connection

@@ -116,12 +116,13 @@ def boot_config(base: QemuConfig, image_fmt: str) -> QemuConfig:
 @contextlib.contextmanager
 def booted(config: QemuConfig, image: Path, work: Path, efivars: Path | None = None) -> Iterator[BuildState]:
     """QEMU running `image` (snapshot), SSH forwarded to a free loopback port; stopped on the way out."""
-    reservation = reserve_ssh_port(config)
+    reservations = [reserve_ssh_port(config), reserve_ssh_port(config)]
     qmp_path = work / "verify-qmp.sock"
     state = BuildState(
         work_dir=work,
         disk_paths=[image],
-        ssh_host_port=reservation.port,
+        ssh_host_port=reservations[0].port,
+        net_probe_port=reservations[1].port,
         qmp_path=qmp_path,
         console_log=work / "console.log",
         efivars_path=efivars,
@@ -134,7 +135,8 @@ def booted(config: QemuConfig, image: Path, work: Path, efivars: Path | None = N
     argv = qemu_argv(config, state, RunFacts(vm_name="vmbake-verify", accelerator=choice.accelerator))
     state.qemu_argv = argv
     log_path = work / "qemu.log"
-    reservation.release()
+    for reservation in reservations:
+        reservation.release()
     with log_path.open("wb") as log:
         child = procs.spawn(argv, stdout=log, stderr=log)
     state.qemu = child
@@ -166,7 +168,7 @@ def wait_for_login(
     deadline = time.monotonic() + timeout
     seen = "nothing yet"
     auth_failures = 0
-    probe = BannerProbe(target.host, target.port)
+    probe = BannerProbe(target.host, target.port, net_probe_port=state.net_probe_port)
     try:
         while True:
             if child is not None and not child.running():

@@ -23,6 +23,7 @@ def state(**changes: object) -> BuildState:
         http_port=8123,
         vnc_port=5907,
         ssh_host_port=2999,
+        net_probe_port=3001,
         qmp_path=Path("/w/qmp.sock"),
         console_log=Path("out/vm.console.log"),
     )
@@ -47,7 +48,7 @@ def test_defaults_for_an_installer_iso() -> None:
         "-drive", "file=out/vm,if=virtio,cache=unsafe,discard=unmap,format=qcow2,detect-zeroes=unmap",
         "-drive", "file=/isos/netinst.iso,media=cdrom",
         "-device", "virtio-net,netdev=user.0",
-        "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22",
+        "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22,hostfwd=tcp:127.0.0.1:3001-:1",
         "-vnc", "127.0.0.1:7,share=force-shared",
         "-display", "none",
         *base_tail(),
@@ -56,7 +57,7 @@ def test_defaults_for_an_installer_iso() -> None:
 
 def test_disk_image_boots_from_disk_without_the_iso_as_cdrom() -> None:
     config = QemuConfig(disk_image=True, communicator="none", headless=True, disable_vnc=True)
-    argv = qemu_argv(config, state(vnc_port=None), FACTS)
+    argv = qemu_argv(config, state(vnc_port=None, ssh_host_port=None, net_probe_port=None), FACTS)
     assert argv[argv.index("-boot") + 1] == "c"
     assert "media=cdrom" not in " ".join(argv)
     assert "-vnc" not in argv
@@ -88,7 +89,7 @@ def test_qemuargs_replace_the_defaults_of_their_flag_and_keep_the_order() -> Non
         "-device", "virtio-rng-pci",
         "-device", "e1000,netdev=user.0",
         "-device", "virtio-net,netdev=user.0",  # Packer adds the NIC back when no -device names it
-        "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22",
+        "-netdev", "user,id=user.0,hostfwd=tcp:127.0.0.1:2999-:22,hostfwd=tcp:127.0.0.1:3001-:1",
         "-vnc", "127.0.0.1:7,share=force-shared",
         "-display", "none",
         *base_tail(),

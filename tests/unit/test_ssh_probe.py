@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 
 from vmbake.comm import probe as probe_module
-from vmbake.comm.probe import CLOSED, REFUSED, SILENT, BannerProbe
+from vmbake.comm.probe import CLOSED, NET_DOWN, REFUSED, SILENT, BannerProbe
 
 Handler = Callable[[socket.socket, int], None]
 
@@ -133,5 +133,98 @@ def test_at_most_limit_connections_are_held() -> None:
             time.sleep(0.1)  # the accept loop catches up with the last connections
             assert len(conns) > 8
             assert sum(not reads_eof(conn, 0) for conn in conns) <= 4
+        finally:
+            probe.close()
+
+
+def test_text_before_a_hang_up_is_not_taken_for_a_banner() -> None:
+    """sshd past MaxStartups writes a line and hangs up: that connection is not handed over, and what the
+    server said is reported."""
+
+    def handle(conn: socket.socket, _n: int) -> None:
+        conn.sendall(b"Exceeded MaxStartups\r\n")
+        conn.close()
+
+    with server(handle) as (port, _conns):
+        seen = seen_without_banner(port, 0.5)
+    assert seen == 'the SSH server closed the connection after saying "Exceeded MaxStartups"'
+
+
+def test_lines_before_the_version_line_are_skipped() -> None:
+    """RFC 4253 lets a server send other lines first; the socket handed over starts at the version line."""
+
+    def handle(conn: socket.socket, _n: int) -> None:
+        conn.sendall(b"Welcome\r\n")
+        time.sleep(0.2)
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        time.sleep(2)
+
+    with server(handle) as (port, _conns):
+        probe = BannerProbe("127.0.0.1", port, interval=5)
+        try:
+            sock = probe.poll(until=time.monotonic() + 3)
+            assert sock is not None
+            assert sock.recv(64).startswith(b"SSH-2.0-OpenSSH_9.2")
+            sock.close()
+        finally:
+            probe.close()
+
+
+def test_the_ssh_port_is_tried_seldom_while_the_network_probe_is_held(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A held network probe means the guest's network is down: each SSH try now would reach sshd late,
+    after the network comes up, so they are spaced by slow_interval and the wait says why."""
+    monkeypatch.setattr(probe_module, "SILENT_AFTER", 0.3)
+    with server(lambda _conn, _n: None) as (ssh_port, ssh_conns), server(lambda _c, _n: None) as (net, _):
+        probe = BannerProbe(
+            "127.0.0.1", ssh_port, interval=0.05, fast_interval=0.05, slow_interval=10, net_probe_port=net
+        )
+        try:
+            assert probe.poll(until=time.monotonic() + 0.6) is None
+            time.sleep(0.1)  # the accept loop catches up
+            assert len(ssh_conns) == 1
+            assert probe.seen == NET_DOWN
+        finally:
+            probe.close()
+
+
+def test_the_ssh_port_is_tried_often_once_the_network_probe_is_reset() -> None:
+    """The guest resets the network probe: its network is up, and each SSH try is answered at once."""
+    up_at = time.monotonic() + 0.8
+
+    def ssh(conn: socket.socket, _n: int) -> None:
+        if time.monotonic() < up_at:
+            conn.close()  # network up, no sshd yet
+        else:
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    with server(ssh) as (ssh_port, ssh_conns), server(lambda conn, _n: conn.close()) as (net, _):
+        probe = BannerProbe(
+            "127.0.0.1", ssh_port, interval=0.05, fast_interval=0.1, slow_interval=10, net_probe_port=net
+        )
+        try:
+            sock = probe.poll(until=time.monotonic() + 5)
+            found_at = time.monotonic()
+            assert sock is not None
+            sock.close()
+        finally:
+            probe.close()
+        assert found_at - up_at < 0.5
+        assert len(ssh_conns) >= 5  # about one each 0.1 s until sshd answered
+
+
+def test_a_network_probe_without_a_forward_changes_nothing() -> None:
+    """A template's own -netdev has no forward for the probe: refused there, the SSH port is tried each
+    interval, as without a network probe."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        unused = s.getsockname()[1]
+    with server(lambda _conn, _n: None) as (ssh_port, ssh_conns):
+        probe = BannerProbe("127.0.0.1", ssh_port, interval=0.1, slow_interval=10, net_probe_port=unused)
+        try:
+            assert probe.poll(until=time.monotonic() + 0.55) is None
+            time.sleep(0.1)
+            assert len(ssh_conns) >= 4
         finally:
             probe.close()

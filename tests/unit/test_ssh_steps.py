@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers.sshd import PASSWORD, Sshd, free_port, make_ctx, running_sshd, throwaway_user
 from vmbake import procs
-from vmbake.errors import BuildCancelled, StepError
+from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.steps.connect import StepConnect
 from vmbake.steps.ssh_key_pair import StepSSHKeyPair
 
@@ -196,3 +196,40 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
         stop.set()
         thread.join()
         listener.close()
+
+
+def test_port_forward_reserves_the_ssh_and_network_probe_ports(tmp_path: Path) -> None:
+    from vmbake.ports import reserve_port
+    from vmbake.steps.forward_port import StepPortForward
+
+    low = free_port()
+    ctx, out, _err = make_ctx(tmp_path / "w", ssh_username="root", host_port_min=low, host_port_max=low + 40)
+    step = StepPortForward()
+    step.run(ctx)
+    try:
+        ports = {ctx.state.ssh_host_port, ctx.state.net_probe_port}  # type: ignore[attr-defined]
+        assert len(ports) == 2 and all(low <= p <= low + 40 for p in ports)  # type: ignore[operator]
+        assert f"Found port for communicator (SSH, WinRM, etc): {ctx.state.ssh_host_port}." in out.text  # type: ignore[attr-defined]
+        for port in ports:  # both are held: no other build may choose them
+            with pytest.raises(VmbakeError):
+                reserve_port("127.0.0.1", port, port)  # type: ignore[arg-type]
+    finally:
+        step.cleanup(ctx)
+    for port in ports:
+        reserve_port("127.0.0.1", port, port).release()  # type: ignore[arg-type]
+
+
+def test_timeout_says_the_guest_network_never_came_up(tmp_path: Path, monkeypatch: Any) -> None:
+    """Both forwards accept and hold every connection, as QEMU's do while the guest has no network."""
+    import socket
+
+    from vmbake.comm import probe
+
+    monkeypatch.setattr(probe, "SILENT_AFTER", 0.3)
+    ctx, _out, _err = make_ctx(tmp_path / "w", ssh_username="root", ssh_password="xyz", ssh_timeout="1500ms")
+    with socket.create_server(("127.0.0.1", 0)) as ssh, socket.create_server(("127.0.0.1", 0)) as net:
+        ctx.state.ssh_host_port = ssh.getsockname()[1]  # type: ignore[attr-defined]
+        ctx.state.net_probe_port = net.getsockname()[1]  # type: ignore[attr-defined]
+        with pytest.raises(StepError) as info:
+            connected(ctx)
+    assert "last seen: no answer from the guest: its network is not up yet" in info.value.message

@@ -1,10 +1,11 @@
 """StepConnect: wait for the guest's SSH server and log in.
 
 Reads config (communicator, ssh_* keys, pause_before_connecting, skip_nat_mapping), state.ssh_host_port,
-state.ssh_private_key_path, state.ssh_host_key, state.qemu and state.console_log. Produces state.comm and
-state.ssh_host_key (pinned at the first connection). A BannerProbe opens a new connection each second and
-logs in on the first one the guest's sshd answers; gives up early when QEMU exits, and on timeout says
-what it last saw and shows the console log.
+state.net_probe_port, state.ssh_private_key_path, state.ssh_host_key, state.qemu and state.console_log.
+Produces state.comm and state.ssh_host_key (pinned at the first connection). A BannerProbe watches the
+guest's network come up and then tries its SSH port twice a second, and logs in on the first connection
+the guest's sshd answers; gives up early when QEMU exits, and on timeout says what it last saw and shows
+the console log.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vmbake.units import format_duration, parse_duration
 
 log = logging.getLogger("vmbake.steps.connect")
 
-POLL_INTERVAL = 1.0  # seconds between two new connections of the banner probe
+POLL_INTERVAL = 1.0  # seconds between two probes of the guest's network (comm.probe)
 TRY_TIMEOUT = 5.0  # first login's limit (key exchange and authentication, once the server has answered)
 MAX_TRY_TIMEOUT = 40.0
 # The server answered but did not finish the key exchange in time: an sshd too slow (TCG on a busy host)
@@ -41,12 +42,26 @@ def _seconds(text: str, default: float) -> float:
         return default
 
 
+def _direct(ctx: BuildContext) -> bool:
+    """True when vmbake reaches the guest's SSH port itself, not through QEMU's port forward."""
+    config = ctx.config
+    return (
+        bool(getattr(config, "ssh_host", ""))
+        or getattr(config, "skip_nat_mapping", False)
+        or (ctx.state.ssh_host_port is None)
+    )
+
+
+def net_probe_port(ctx: BuildContext) -> int | None:
+    """The forward that tells when the guest's network is up (comm.probe), when SSH goes through QEMU's."""
+    return None if _direct(ctx) else ctx.state.net_probe_port
+
+
 def ssh_target(ctx: BuildContext) -> SshTarget:
     """Where and how to log in to this build's guest, from its config and state."""
     config = ctx.config
     ssh_host = getattr(config, "ssh_host", "")
-    direct = bool(ssh_host) or getattr(config, "skip_nat_mapping", False) or ctx.state.ssh_host_port is None
-    port = getattr(config, "ssh_port", 22) if direct else ctx.state.ssh_host_port
+    port = getattr(config, "ssh_port", 22) if _direct(ctx) else ctx.state.ssh_host_port
     key = None
     if ctx.state.ssh_private_key_path is not None:
         key = load_private_key(ctx.state.ssh_private_key_path, getattr(config, "ssh_key_passphrase", ""))
@@ -115,7 +130,9 @@ class StepConnect(Step):
         auth_failures = 0
         handshake_timeout = TRY_TIMEOUT
         not_before = started  # after an authentication failure, the next login waits a little
-        probe = BannerProbe(target.host, target.port, interval=POLL_INTERVAL)
+        probe = BannerProbe(
+            target.host, target.port, interval=POLL_INTERVAL, net_probe_port=net_probe_port(ctx)
+        )
         try:
             while True:
                 self._check_qemu(ctx, target)

@@ -1,9 +1,10 @@
 """stepPortForward: choose the host port QEMU forwards to the guest's SSH port.
 
 Reads config.communicator, host_port_min/max (or the deprecated ssh_host_port_min/max), skip_nat_mapping,
-ssh_port, vnc_bind_address. Writes state.ssh_host_port. The port is reserved (a lock file that other
-vmbake builds respect) until the build ends; QEMU binds it itself, and stepRun chooses again if QEMU
-finds it taken after all.
+ssh_port, vnc_bind_address. Writes state.ssh_host_port, and state.net_probe_port: a second forward, to a
+guest port where nothing listens, that tells the SSH wait when the guest's network is up (comm.probe).
+The ports are reserved (a lock file that other vmbake builds respect) until the build ends; QEMU binds
+them itself, and stepRun chooses again if QEMU finds one taken after all.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class StepPortForward(Step):
     name = "stepPortForward"
 
     def __init__(self) -> None:
-        self._reservation: PortReservation | None = None
+        self._reservations: list[PortReservation] = []
 
     def run(self, ctx: BuildContext) -> None:
         config = qemu_config(ctx, self.name)
@@ -44,13 +45,17 @@ class StepPortForward(Step):
             ctx.state.ssh_host_port = config.ssh_port
             return
         try:
-            self._reservation = reserve_ssh_port(config)
+            ssh = reserve_ssh_port(config)
+            self._reservations.append(ssh)
+            probe = reserve_ssh_port(config)
+            self._reservations.append(probe)
         except VmbakeError as err:
             raise StepError(self.name, f"Error finding port: {err}", err.hint) from err
-        ctx.state.ssh_host_port = self._reservation.port
-        ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {self._reservation.port}.")
+        ctx.state.ssh_host_port = ssh.port
+        ctx.state.net_probe_port = probe.port
+        ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {ssh.port}.")
 
     def cleanup(self, ctx: BuildContext) -> None:
-        if self._reservation is not None:
-            self._reservation.release()
-            self._reservation = None
+        for reservation in self._reservations:
+            reservation.release()
+        self._reservations.clear()

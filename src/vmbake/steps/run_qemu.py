@@ -215,6 +215,10 @@ class StepRun(Step):
             reservation = reserve_ssh_port(config)
             self._reservations.append(reservation)
             ctx.state.ssh_host_port = reservation.port
+            if ctx.state.net_probe_port is not None:
+                reservation = reserve_ssh_port(config)
+                self._reservations.append(reservation)
+                ctx.state.net_probe_port = reservation.port
             ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {reservation.port}.")
 
     def cleanup(self, ctx: BuildContext) -> None:
