@@ -90,8 +90,12 @@ def commands(template_path: Path, packer: str = "packer") -> dict[str, list[str]
 def timed(argv: list[str], work: Path, env: dict[str, str], log: Path) -> float:
     shutil.rmtree(work / "output", ignore_errors=True)
     started = time.monotonic()
-    with log.open("w") as out:
-        result = procs.run(argv, check=False, on_line=lambda line: out.write(line + "\n"), env=env, cwd=work)
+    with log.open("w") as out:  # each line with the seconds since the start, to see where time went
+
+        def write(line: str) -> None:
+            out.write(f"{time.monotonic() - started:7.2f} {line}\n")
+
+        result = procs.run(argv, check=False, on_line=write, env=env, cwd=work)
     took = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"{argv[0]} failed (exit {result.returncode}); see {log}")

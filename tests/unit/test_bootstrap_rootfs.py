@@ -9,6 +9,7 @@ from vmbake.bootstrap.rootfs import (
     CacheHooks,
     customize_script,
     dpkg_options,
+    grub_defaults,
     initramfs_hook_script,
     mmdebstrap_argv,
     packages,
@@ -126,6 +127,13 @@ def test_customize_script_runs_on_a_directory(tmp_path: Path) -> None:
     assert (root / "etc/machine-id").read_text() == ""
     assert "DHCP=yes" in (root / "etc/systemd/network/20-wired.network").read_text()
     assert "path-exclude=/usr/share/man/*" in (root / "etc/dpkg/dpkg.cfg.d/vmbake-excludes").read_text()
+    grub = (root / "etc/default/grub.d/50-vmbake.cfg").read_text()
+    assert "GRUB_TIMEOUT=0\n" in grub and 'GRUB_TERMINAL="console serial"' in grub
+
+
+def test_grub_timeout_and_kernel_cmdline_reach_the_grub_defaults() -> None:
+    text = grub_defaults(BootstrapConfig(grub_timeout=5, kernel_cmdline="console=ttyS0 quiet"))
+    assert text.splitlines()[:2] == ["GRUB_TIMEOUT=5", "GRUB_CMDLINE_LINUX_DEFAULT='console=ttyS0 quiet'"]
 
 
 def test_progress_filter_shows_phases_only_without_debug() -> None:

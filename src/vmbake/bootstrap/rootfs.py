@@ -101,9 +101,9 @@ def initramfs_hook_script(mode: str) -> str:
 
 
 def grub_defaults(config: BootstrapConfig) -> str:
-    """The image's /etc/default/grub.d drop-in: a short menu on the console and the serial port."""
+    """The image's /etc/default/grub.d drop-in: the menu (none by default) on the console and the serial port."""
     return (
-        "GRUB_TIMEOUT=1\n"
+        f"GRUB_TIMEOUT={config.grub_timeout}\n"
         f"GRUB_CMDLINE_LINUX_DEFAULT={shlex.quote(config.kernel_cmdline)}\n"
         'GRUB_TERMINAL="console serial"\n'
         'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n'
