@@ -8,8 +8,8 @@ polls slowly (a long banner timeout) or gives up on a slow sshd too soon (a shor
 
 Closing such a connection on the host does not stop QEMU either: it keeps knocking at the guest's port,
 and once the network is up every connection opened during the boot reaches sshd, which forks a process
-for each. A prober that opened one connection a second during a 30 s boot made sshd start about twenty
-processes just as the build logged in, and past sshd's MaxStartups it turned real logins away with
+for each. A prober that opened one connection a second during a 30 s boot made sshd start more than a
+dozen processes just as the build logged in, and past sshd's MaxStartups it turned real logins away with
 "Exceeded MaxStartups". Connections to the SSH port should therefore be opened often only once the
 guest's network is known to be up.
 
@@ -70,7 +70,6 @@ class BannerProbe:
     _last_net_probe: float = float("-inf")
     _closed_at: float = float("-inf")  # when an SSH connection was last refused or closed unanswered
     _net_up_at: float = float("-inf")  # when the guest last reset (or answered) a connection
-    opened: int = 0  # SSH connections opened so far
 
     def poll(self, until: float) -> socket.socket | None:
         """Watch until the monotonic time `until`; the first socket the server wrote to, or None.
@@ -114,24 +113,22 @@ class BannerProbe:
             self._drop(mine[0])  # the oldest: QEMU has stopped retrying it the soonest
         try:
             sock = socket.create_connection((self.host, port), timeout=max(1.0, self.interval))
-        except ConnectionRefusedError:
-            if not net_probe:
-                self.seen, self._closed_at = REFUSED, now
-            return
-        except TimeoutError:
-            if not net_probe:
-                self.seen = "connect timeout"
-            return
         except OSError as exc:
-            if not net_probe:
-                self.seen = exc.strerror or str(exc)
+            if not net_probe:  # the network probe's own failures say nothing about SSH
+                self._note_failure(exc, now)
             return
         sock.setblocking(False)
         pending = _Pending(sock, now, net_probe)
         self._pending.append(pending)
         self._selector.register(sock, selectors.EVENT_READ, pending)
-        if not net_probe:
-            self.opened += 1
+
+    def _note_failure(self, exc: OSError, now: float) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self.seen, self._closed_at = REFUSED, now
+        elif isinstance(exc, TimeoutError):
+            self.seen = "connect timeout"
+        else:
+            self.seen = exc.strerror or str(exc)
 
     def _check(self, pending: _Pending) -> socket.socket | None:
         try:
