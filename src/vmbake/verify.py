@@ -34,7 +34,7 @@ from vmbake.qmp import Qmp, QmpError
 from vmbake.report.guestcheck import Check, check_guest
 from vmbake.sshkeys import load_private_key
 from vmbake.state import BuildState
-from vmbake.steps.forward_port import reserve_ssh_port
+from vmbake.steps.forward_port import reserve_forward_ports
 from vmbake.ui import BuildUi, Ui
 from vmbake.units import format_duration, parse_duration
 
@@ -116,7 +116,7 @@ def boot_config(base: QemuConfig, image_fmt: str) -> QemuConfig:
 @contextlib.contextmanager
 def booted(config: QemuConfig, image: Path, work: Path, efivars: Path | None = None) -> Iterator[BuildState]:
     """QEMU running `image` (snapshot), SSH forwarded to a free loopback port; stopped on the way out."""
-    reservations = [reserve_ssh_port(config), reserve_ssh_port(config)]
+    reservations = reserve_forward_ports(config)
     qmp_path = work / "verify-qmp.sock"
     state = BuildState(
         work_dir=work,

@@ -77,6 +77,29 @@ def test_a_taken_vnc_port_is_chosen_again(
     assert f"-vnc 127.0.0.1:{ctx.state.vnc_port - 5900}" in " ".join(ctx.state.qemu_argv)
 
 
+def test_a_taken_ssh_port_is_chosen_again_with_the_network_probe_port(
+    tmp_path: Path, step_run: tuple[StepRun, list[BuildContext]]
+) -> None:
+    step, contexts = step_run
+    with socket.socket() as taken, socket.socket() as probe:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        probe.bind(("127.0.0.1", 0))
+        port, probe_port = taken.getsockname()[1], probe.getsockname()[1]
+        probe.close()
+        ctx, out = context(tmp_path, disable_vnc=True)
+        ctx.state.ssh_host_port, ctx.state.net_probe_port = port, probe_port
+        contexts.append(ctx)
+        step.run(ctx)
+    text = out.getvalue()
+    assert "A chosen port was taken before QEMU could bind it; choosing again" in text
+    assert ctx.state.ssh_host_port != port and ctx.state.net_probe_port is not None
+    assert f"Found port for communicator (SSH, WinRM, etc): {ctx.state.ssh_host_port}." in text
+    netdev = ctx.state.qemu_argv[ctx.state.qemu_argv.index("-netdev") + 1]
+    assert f"hostfwd=tcp:127.0.0.1:{ctx.state.ssh_host_port}-:22" in netdev
+    assert f"hostfwd=tcp:127.0.0.1:{ctx.state.net_probe_port}-:1" in netdev
+
+
 def test_qemu_that_fails_to_start_reports_its_own_error(
     tmp_path: Path, step_run: tuple[StepRun, list[BuildContext]]
 ) -> None:

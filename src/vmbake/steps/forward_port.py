@@ -30,6 +30,16 @@ def reserve_ssh_port(config: QemuConfig) -> PortReservation:
     return reserve_port(FORWARD_HOST, low, high, keys=("host_port_min", "host_port_max"))
 
 
+def reserve_forward_ports(config: QemuConfig) -> tuple[PortReservation, PortReservation]:
+    """The host ports of the SSH forward and of the network probe's forward (comm.probe), both reserved."""
+    ssh = reserve_ssh_port(config)
+    try:
+        return ssh, reserve_ssh_port(config)
+    except VmbakeError:
+        ssh.release()
+        raise
+
+
 class StepPortForward(Step):
     name = "stepPortForward"
 
@@ -45,12 +55,10 @@ class StepPortForward(Step):
             ctx.state.ssh_host_port = config.ssh_port
             return
         try:
-            ssh = reserve_ssh_port(config)
-            self._reservations.append(ssh)
-            probe = reserve_ssh_port(config)
-            self._reservations.append(probe)
+            ssh, probe = reserve_forward_ports(config)
         except VmbakeError as err:
             raise StepError(self.name, f"Error finding port: {err}", err.hint) from err
+        self._reservations += [ssh, probe]
         ctx.state.ssh_host_port = ssh.port
         ctx.state.net_probe_port = probe.port
         ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {ssh.port}.")

@@ -27,7 +27,7 @@ from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, qemu_config, vm_name
 from vmbake.steps.configure_vnc import reserve_vnc_port
-from vmbake.steps.forward_port import reserve_ssh_port
+from vmbake.steps.forward_port import reserve_forward_ports
 
 QMP_TIMEOUT = 30.0
 START_ATTEMPTS = 3
@@ -212,14 +212,10 @@ class StepRun(Step):
             self._reservations.append(reservation)
             ctx.state.vnc_port = reservation.port
         if ctx.state.ssh_host_port is not None and not config.skip_nat_mapping:
-            reservation = reserve_ssh_port(config)
-            self._reservations.append(reservation)
-            ctx.state.ssh_host_port = reservation.port
-            if ctx.state.net_probe_port is not None:
-                reservation = reserve_ssh_port(config)
-                self._reservations.append(reservation)
-                ctx.state.net_probe_port = reservation.port
-            ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {reservation.port}.")
+            ssh, probe = reserve_forward_ports(config)
+            self._reservations += [ssh, probe]
+            ctx.state.ssh_host_port, ctx.state.net_probe_port = ssh.port, probe.port
+            ctx.ui.say(f"Found port for communicator (SSH, WinRM, etc): {ssh.port}.")
 
     def cleanup(self, ctx: BuildContext) -> None:
         stop_vm(ctx)
