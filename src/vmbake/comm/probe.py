@@ -2,13 +2,13 @@
 
 Through QEMU's user networking the host side of a forwarded port accepts every connection at once; QEMU
 then tries the guest. While the guest's network is not up, that try gets no answer and QEMU retries it on
-its own growing schedule (about 3, 9, 21 and 45 s after the connection), so one connection can sit silent
-for many seconds after sshd has started listening. Waiting on one connection at a time therefore either
-polls slowly (a long banner timeout) or gives up on a slow sshd too soon (a short one).
+its own growing schedule, so one connection can sit silent for many seconds after sshd has started
+listening. Waiting on one connection at a time therefore either polls slowly (a long banner timeout) or
+gives up on a slow sshd too soon (a short one).
 
 Closing such a connection on the host does not stop QEMU either: it keeps knocking at the guest's port,
-and once the network is up every connection opened during the boot reaches sshd, which forks a process
-for each. A prober that opened one connection a second during a 30 s boot made sshd start more than a
+and once the network is up the connections opened during the boot reach sshd, which forks a process for
+each. A prober that opened one connection a second during a 30 s boot made sshd start more than a
 dozen processes just as the build logged in, and past sshd's MaxStartups it turned real logins away with
 "Exceeded MaxStartups". Connections to the SSH port should therefore be opened often only once the
 guest's network is known to be up.
