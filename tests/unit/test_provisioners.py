@@ -127,6 +127,18 @@ def test_env_var_file_and_skip_clean(build: Any, remote: str) -> None:
     assert ctx.state.comm.run(f"rm {remote}.sh", on_stdout=print, on_stderr=print) == 0
 
 
+def test_a_script_that_cannot_be_removed_is_a_warning(build: Any, remote: str) -> None:
+    ctx, out, _err = build
+    ctx.state.comm.mkdir_p(remote)
+    # The script takes away its directory's write permission, so its own removal fails.
+    provision(ctx, shell(inline=['chmod a-w "$(dirname "$0")"'], remote_path=f"{remote}/s.sh"))
+    assert (
+        f"==> qemu: Warning: could not remove {remote}/s.sh from the guest: cannot remove {remote}/s.sh: "
+        "Permission denied" in messages(out)
+    )
+    assert ctx.state.comm.run(f"chmod u+w {remote} && rm -r {remote}", on_stdout=print, on_stderr=print) == 0
+
+
 def test_exit_status_and_valid_exit_codes(build: Any) -> None:
     ctx, out, _err = build
     with pytest.raises(StepError, match=r"exited with status 3 \(allowed: 0\)"):

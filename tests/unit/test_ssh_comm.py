@@ -222,6 +222,11 @@ def _transfer_round_trip(c: SshCommunicator, tmp_path: Path, remote: str) -> Non
     assert run(c, f"test -d {remote}/made/by/mkdir_p && echo dir")[1] == ["dir"]
     with pytest.raises(VmbakeError, match=f"cannot create {remote}/blob.bin/sub"):
         c.mkdir_p(f"{remote}/blob.bin/sub")
+    # rm -f's behaviour: a missing file is fine, a directory is an error
+    c.remove([f"{remote}/x.sh", f"{remote}/not-there"])
+    assert run(c, f"test -e {remote}/x.sh")[0] == 1
+    with pytest.raises(VmbakeError, match=f"cannot remove {remote}/made"):
+        c.remove([f"{remote}/made"])
     run(c, f"rm -rf {remote}")
 
 

@@ -416,6 +416,25 @@ class SshCommunicator:
         if status != 0:
             raise VmbakeError(f"cannot create {remote} in the guest: {' '.join(lines) or status}")
 
+    def remove(self, remote: list[str]) -> None:
+        """Remove the guest's files `remote`; over SFTP when the guest has it, like mkdir_p."""
+        self._ensure()
+        sftp = self._sftp_client()
+        if sftp is None:
+            lines: list[str] = []
+            command = "rm -f " + " ".join(shlex.quote(path) for path in remote)
+            status = self.run(command, on_stdout=lines.append, on_stderr=lines.append, timeout=60)
+            if status != 0:
+                raise VmbakeError(f"cannot remove {', '.join(remote)}: {' '.join(lines) or status}")
+            return
+        for path in remote:
+            try:
+                sftp.remove(path)
+            except FileNotFoundError:
+                continue
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                raise self._check(f"cannot remove {path}", exc) from None
+
     def download(self, remote: str, local: Path) -> None:
         self._ensure()
         sftp = self._sftp_client()

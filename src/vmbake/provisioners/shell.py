@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import shlex
 import tempfile
 import time
 from collections.abc import Iterator
@@ -147,14 +146,13 @@ def _pty(run: Run) -> bool:
 
 def _clean(run: Run, paths: list[str], *, quiet: bool) -> None:
     """Remove the uploaded files. After an expected disconnect the guest may be gone for good: only warn."""
-    command = "rm -f " + " ".join(shlex.quote(p) for p in paths)
-    lines: list[str] = []
     try:
-        status = run.comm().run(command, on_stdout=lines.append, on_stderr=lines.append, timeout=60)
+        run.comm().remove(paths)
     except ConnectError as exc:
         if quiet:
             run.ctx.ui.debug(f"not removing {paths}: {exc.message}")
             return
         raise VmbakeError(f"shell provisioner: cannot remove {', '.join(paths)}: {exc.message}") from None
-    if status != 0 and not quiet:
-        run.ctx.ui.warn(f"could not remove {', '.join(paths)} from the guest: {' '.join(lines) or status}")
+    except VmbakeError as exc:
+        if not quiet:
+            run.ctx.ui.warn(f"could not remove {', '.join(paths)} from the guest: {exc.message}")
