@@ -27,18 +27,18 @@ _PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")
 
 def create_argv(
     path: Path | str,
-    size: str,
+    size: str | None,
     *,
     fmt: str = "qcow2",
     backing_file: Path | str | None = None,
     backing_format: str = "qcow2",
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """qemu-img create [-b BACKING -F FMT] EXTRA PATH SIZE."""
+    """qemu-img create [-b BACKING -F FMT] EXTRA PATH [SIZE]; without SIZE, the backing file's size."""
     argv = [QEMU_IMG, "create", "-f", fmt]
     if backing_file is not None:
         argv += ["-b", str(backing_file), "-F", backing_format]
-    return [*argv, *extra, str(path), size]
+    return [*argv, *extra, str(path), *([size] if size is not None else [])]
 
 
 def convert_argv(

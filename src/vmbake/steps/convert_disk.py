@@ -13,6 +13,7 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import main_disk, qemu_config
+from vmbake.steps.copy_disk import will_convert
 
 
 class StepConvertDisk(Step):
@@ -20,10 +21,8 @@ class StepConvertDisk(Step):
 
     def run(self, ctx: BuildContext) -> None:
         config = qemu_config(ctx, self.name)
-        if config.format != "qcow2" or config.use_backing_file:
+        if not will_convert(config):
             return  # Packer turns compaction off for raw disks and backing files
-        if config.skip_compaction and not config.disk_compression:
-            return
         disk = main_disk(ctx)
         compression = (
             qemu_img.resolve_compression(config.compression_type) if config.disk_compression else None
