@@ -27,18 +27,18 @@ _PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")
 
 def create_argv(
     path: Path | str,
-    size: str | None,
+    size: str,
     *,
     fmt: str = "qcow2",
     backing_file: Path | str | None = None,
     backing_format: str = "qcow2",
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """qemu-img create [-b BACKING -F FMT] EXTRA PATH [SIZE]; without SIZE, the backing file's size."""
+    """qemu-img create [-b BACKING -F FMT] EXTRA PATH SIZE."""
     argv = [QEMU_IMG, "create", "-f", fmt]
     if backing_file is not None:
         argv += ["-b", str(backing_file), "-F", backing_format]
-    return [*argv, *extra, str(path), *([size] if size is not None else [])]
+    return [*argv, *extra, str(path), size]
 
 
 def convert_argv(

@@ -152,15 +152,11 @@ def test_disk_image_copy_resize_and_backing_file(tmp_path: Path) -> None:
     assert info["virtual-size"] == 64 << 20
 
 
-def test_same_extension_is_copied_as_is_when_nothing_converts_it(tmp_path: Path) -> None:
+def test_same_extension_is_copied_as_is(tmp_path: Path) -> None:
     base = tmp_path / "base.qcow2"
     procs.run(["qemu-img", "create", "-f", "qcow2", str(base), "8M"])
     config = QemuConfig(
-        output_directory=str(tmp_path / "out"),
-        vm_name="vm",
-        disk_image=True,
-        skip_resize_disk=True,
-        skip_compaction=True,
+        output_directory=str(tmp_path / "out"), vm_name="vm", disk_image=True, skip_resize_disk=True
     )
     ctx, text = context(tmp_path, config)
     ctx.state.iso_path = base
@@ -169,32 +165,6 @@ def test_same_extension_is_copied_as_is_when_nothing_converts_it(tmp_path: Path)
     assert ctx.state.disk_paths[0].read_bytes() == base.read_bytes()
     assert "Skipping qemu-img convert step" in text.getvalue()
     assert "Resizing" not in text.getvalue()
-
-
-def test_an_image_that_will_be_converted_is_backed_not_copied(tmp_path: Path) -> None:
-    """Until stepConvertDisk, the disk is an overlay on the image; the converted disk stands alone."""
-    base = tmp_path / "base.qcow2"
-    procs.run(["qemu-img", "create", "-f", "qcow2", str(base), "8M"])
-    procs.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 2M", str(base)])
-    before = base.read_bytes()
-    config = QemuConfig(
-        output_directory=str(tmp_path / "out"), vm_name="vm", disk_image=True, disk_size="16M"
-    )
-    ctx, text = context(tmp_path, config)
-    ctx.state.iso_path = base
-    for step in (StepPrepareOutputDir(), StepCreateDisk(), StepCopyDisk(), StepResizeDisk()):
-        step.run(ctx)
-    disk = ctx.state.disk_paths[0]
-    assert "Skipping qemu-img convert step" in text.getvalue()
-    info = json.loads(procs.run(["qemu-img", "info", "--output=json", str(disk)]).stdout)
-    assert (info["backing-filename"], info["virtual-size"]) == (str(base.resolve()), 16 << 20)
-    procs.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xa5 0 1M", str(disk)])  # what the guest writes
-    StepConvertDisk().run(ctx)
-    info = json.loads(procs.run(["qemu-img", "info", "--output=json", str(disk)]).stdout)
-    assert "backing-filename" not in info
-    for offset, pattern in ((0, "0xa5"), (1 << 20, "0x5a")):
-        procs.run(["qemu-io", "-f", "qcow2", "-c", f"read -P {pattern} {offset} 1M", str(disk)])
-    assert base.read_bytes() == before  # the image itself is left alone
 
 
 def test_convert_disk_honours_skip_compaction(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import main_disk, qemu_config
-from vmbake.steps.copy_disk import will_convert
 
 
 class StepConvertDisk(Step):
@@ -21,8 +20,10 @@ class StepConvertDisk(Step):
 
     def run(self, ctx: BuildContext) -> None:
         config = qemu_config(ctx, self.name)
-        if not will_convert(config):
+        if config.format != "qcow2" or config.use_backing_file:
             return  # Packer turns compaction off for raw disks and backing files
+        if config.skip_compaction and not config.disk_compression:
+            return
         disk = main_disk(ctx)
         compression = (
             qemu_img.resolve_compression(config.compression_type) if config.disk_compression else None
