@@ -450,6 +450,9 @@ def boot_until_marker(
         _Hold(),
     ]
     outcome: BaseException | None = None
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: the watcher's Ctrl-C would be lost and the build held.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     watcher.start()
     try:
         run_steps(ctx, steps)
@@ -458,6 +461,7 @@ def boot_until_marker(
     finally:
         done.set()
         watcher.join(timeout=5)
+        signal.signal(signal.SIGINT, previous)
     requests = [r.path for server in servers for r in server.requests]
     return InstallerRun(
         seen.get("at"), outcome, out.getvalue(), argvs, requests, console.get("tail", ""), pids
