@@ -12,6 +12,7 @@ import pytest
 
 from vmbake import procs, qemu_img
 from vmbake.errors import VmbakeError
+from vmbake.qmp import Qmp, QmpError
 from vmbake.ui import BuildUi, Ui
 
 
@@ -118,14 +119,9 @@ def test_convert_retries_while_another_process_holds_the_write_lock(
 ) -> None:
     """A QEMU with the image open (no guest: -machine none) holds the write lock; once it exits the
     conversion goes through. The retry pause is shortened for the test."""
-    holder = procs.spawn(
-        ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
-         "-drive", f"file={data_image},if=none,id=d0,format=qcow2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    holder = lock_holder(data_image, tmp_path)
     out = StopOnRetry(holder)
     try:
-        wait_until_locked(holder, data_image)
         qemu_img.convert(
             data_image, tmp_path / "copy.qcow2", ui=BuildUi(Ui(out=out), "qemu"), retry_delay=0.2
         )
@@ -136,13 +132,8 @@ def test_convert_retries_while_another_process_holds_the_write_lock(
 
 
 def test_lock_error_after_all_tries_says_so(data_image: Path, tmp_path: Path, no_qemu_left: None) -> None:
-    holder = procs.spawn(
-        ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
-         "-drive", f"file={data_image},if=none,id=d0,format=qcow2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    holder = lock_holder(data_image, tmp_path)
     try:
-        wait_until_locked(holder, data_image)
         with pytest.raises(VmbakeError) as err:
             qemu_img.convert(data_image, tmp_path / "copy.qcow2", tries=1)
     finally:
@@ -151,11 +142,22 @@ def test_lock_error_after_all_tries_says_so(data_image: Path, tmp_path: Path, no
     assert not (tmp_path / "copy.qcow2").exists()
 
 
-def wait_until_locked(holder: procs.Child, image: Path) -> None:
-    """Wait until QEMU has `image` open (qemu-img then reports the lock); on a busy host this can take
-    a while, so the limit is generous, and a QEMU that exited instead is reported at once."""
-    deadline = time.monotonic() + 60
-    while "lock" not in procs.run(["qemu-img", "info", str(image)], check=False).stderr:
-        assert holder.running(), f"QEMU exited (status {holder.returncode}) before it locked the image"
-        assert time.monotonic() < deadline, "QEMU never locked the image"
-        time.sleep(0.05)
+def lock_holder(image: Path, tmp_path: Path) -> procs.Child:
+    """A QEMU with `image` open (no guest: -machine none), returned once it holds the image's write lock.
+
+    QEMU greets on QMP only after it has opened its drives, so the wait does not touch the image: polling
+    with qemu-img info instead could hold a lock at the moment QEMU starts and make it exit."""
+    sock = tmp_path / "holder.qmp"
+    holder = procs.spawn(
+        ["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
+         "-drive", f"file={image},if=none,id=d0,format=qcow2", "-qmp", f"unix:{sock},server=on,wait=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        Qmp.connect(sock, timeout=60, alive=holder.running).close()
+    except QmpError as err:
+        holder.stop()
+        said = holder.proc.stderr.read().decode(errors="replace") if holder.proc.stderr else ""
+        raise AssertionError(f"the lock holder did not start: {err}: {said}") from None
+    assert "lock" in procs.run(["qemu-img", "info", str(image)], check=False).stderr
+    return holder
