@@ -385,7 +385,7 @@ class SshCommunicator:
         self._ensure()
         sftp = self._sftp_client()
         if sftp is None:
-            self._mkdir_p(remote)
+            self._run_shell(f"mkdir -p {shlex.quote(remote)}", f"cannot create {remote} in the guest")
             return
         path = posixpath.normpath(remote) if remote else "."
         missing: list[str] = []
@@ -410,22 +410,20 @@ class SshCommunicator:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._check(f"cannot create {remote} in the guest", exc) from None
 
-    def _mkdir_p(self, remote: str) -> None:
+    def _run_shell(self, command: str, failure: str, timeout: float | None = None) -> None:
+        """Run a file command for a guest without SFTP; a non-zero status raises `failure` with its output."""
         lines: list[str] = []
-        status = self.run(f"mkdir -p {shlex.quote(remote)}", on_stdout=lines.append, on_stderr=lines.append)
+        status = self.run(command, on_stdout=lines.append, on_stderr=lines.append, timeout=timeout)
         if status != 0:
-            raise VmbakeError(f"cannot create {remote} in the guest: {' '.join(lines) or status}")
+            raise VmbakeError(f"{failure}: {' '.join(lines) or status}")
 
     def remove(self, remote: list[str]) -> None:
         """Remove the guest's files `remote`; over SFTP when the guest has it, like mkdir_p."""
         self._ensure()
         sftp = self._sftp_client()
         if sftp is None:
-            lines: list[str] = []
             command = "rm -f " + " ".join(shlex.quote(path) for path in remote)
-            status = self.run(command, on_stdout=lines.append, on_stderr=lines.append, timeout=60)
-            if status != 0:
-                raise VmbakeError(f"cannot remove {', '.join(remote)}: {' '.join(lines) or status}")
+            self._run_shell(command, f"cannot remove {', '.join(remote)}", timeout=60)
             return
         for path in remote:
             try:
