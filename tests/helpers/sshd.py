@@ -193,6 +193,10 @@ def throwaway_user() -> Iterator[tuple[str, str]]:
         # A command of a session whose sshd the test killed lives on, reparented to init: end it with
         # the user. -f: an sshd session of the test may still be on its way out.
         procs.run(["pkill", "-KILL", "-u", name], check=False)
+        # userdel -r takes only the home directory. What the user left in the shared temporary directories
+        # (scripts whose clean-up a test skipped or cut off) would keep its name under a uid that a later
+        # user may not get, and a later test's random script_NNNN.sh could then not be written.
+        procs.run(["find", "/tmp", "/var/tmp", "-xdev", "-user", name, "-delete"], check=False)
         procs.run(["userdel", "-f", "-r", name], check=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -289,3 +290,13 @@ def test_clear_authorized_keys_removes_only_the_temporary_key(build: Any, sshd: 
     provision(ctx)
     assert keys.read_text() == "ssh-ed25519 AAAAother+/key= keep-me\n"
     assert "==> qemu: Trying to remove ephemeral keys from authorized_keys files" in messages(out)
+
+
+def test_throwaway_user_takes_its_files_in_tmp_with_it() -> None:
+    # A script left in /tmp by one test's user once made a later test's upload of the same random name fail
+    # (the sticky /tmp keeps others from replacing it).
+    left = Path(f"/tmp/script_left_{uuid.uuid4().hex[:8]}.sh")
+    with throwaway_user() as (name, _password):
+        left.write_text("true\n")
+        shutil.chown(left, name)
+    assert not left.exists()
