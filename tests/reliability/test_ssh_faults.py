@@ -41,7 +41,9 @@ def ssh_template(rig: Rig, sshd: Sshd, inline: list[str], **extra: object) -> di
         ssh_timeout="30s",
         **extra,
     )
-    template["provisioners"] = [{"type": "shell", "inline": inline}]
+    # In the test user's home rather than Packer's default /tmp, where a script_NNNN.sh of another user
+    # (left by an earlier run on this machine) would make an upload of that name fail.
+    template["provisioners"] = [{"type": "shell", "inline": inline, "remote_folder": f"/home/{sshd.user}"}]
     return template
 
 

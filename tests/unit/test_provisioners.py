@@ -22,10 +22,15 @@ from vmbake.sshkeys import load_private_key
 from vmbake.steps.provision import StepProvision, go_duration
 from vmbake.template.model import ProvisionerSpec
 
+# Scripts with no remote_path go to the test user's home, not to Packer's default /tmp: a script_NNNN.sh left in
+# the sticky /tmp by another user (of an earlier run on this machine) would make an upload of that name fail.
+HOME: list[str] = []
+
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
     with throwaway_user() as (name, _password), running_sshd(name) as server:
+        HOME[:] = [f"/home/{name}"]
         yield server
 
 
@@ -48,8 +53,9 @@ def provision(ctx: Any, *specs: ProvisionerSpec) -> None:
     StepProvision().run(ctx)
 
 
-def shell(**keys: Any) -> ProvisionerSpec:
-    return ProvisionerSpec("shell", ShellConfig(**keys))
+def shell(*, timeout: float | None = None, **keys: Any) -> ProvisionerSpec:
+    keys.setdefault("remote_folder", HOME[0])  # also where use_env_var_file puts its file
+    return ProvisionerSpec("shell", ShellConfig(**keys), timeout=timeout)
 
 
 def messages(out: Any) -> list[str]:
@@ -259,7 +265,7 @@ def test_timeout_stops_a_provisioner(build: Any) -> None:
     ctx, _out, _err = build
     started = time.monotonic()
     with pytest.raises(StepError, match="did not finish within"):
-        provision(ctx, ProvisionerSpec("shell", ShellConfig(inline=["sleep 10"]), timeout=0.5))
+        provision(ctx, shell(inline=["sleep 10"], timeout=0.5))
     assert time.monotonic() - started < 5
 
 
