@@ -65,6 +65,7 @@ class BuildState:
     accelerator: str = ""
     qmp_path: Path | None = None
     qmp: Any = None  # vmbake.qmp.Qmp once connected
+    vm_watch: Any = None  # vmbake.vmwatch.VmWatch while QEMU runs
     qemu: Child | None = None
     qemu_argv: list[str] = field(default_factory=list)
     console_log: Path | None = None
@@ -91,6 +92,15 @@ class BuildContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     failed: bool = False  # set when a step failed; cleanups that keep or remove results read it
     cancelled: bool = False
+    watcher_failure: tuple[str, str] | None = None  # (message, hint) of a failure found off the step's thread
+
+    def fail_from_watcher(self, message: str, hint: str) -> None:
+        """End the running step as a failure with `message`, from another thread (see vmbake.vmwatch).
+
+        Every wait of a step polls `cancel`; the runner then reports this failure instead of a cancel."""
+        if self.watcher_failure is None:
+            self.watcher_failure = (message, hint)
+        self.cancel.set()
 
     @property
     def halted(self) -> bool:

@@ -124,3 +124,47 @@ def test_build_provisions_over_ssh_and_halts(bootstrapped_disk: BootstrappedDisk
     assert info["format"] == "qcow2"
     # Halting is not a failure, whether or not the connection closed before the echo after shutdown.
     assert "Script disconnected" not in text and "Error" not in text
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_output_file_system_fills_while_the_guest_writes(
+    bootstrapped_disk: BootstrappedDisk, tmp_path: Path
+) -> None:
+    """QEMU pauses a VM whose disk write fails with ENOSPC. vmbake must notice that, fail the running step
+    with QEMU's reason and clean up, instead of waiting for the provisioner as long as it would run."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    room = bootstrapped_disk.image.stat().st_size + (48 << 20)  # the copy of the disk, and 48 MiB more
+    procs.run(["mount", "-t", "tmpfs", "-o", f"size={room}", "tmpfs", str(small)])
+    try:
+        spec = template(bootstrapped_disk, tmp_path)
+        builder = spec["builders"][0]  # type: ignore[index]
+        builder["output_directory"] = str(small / "output")
+        # Random bytes: zeros would not take space in the image (detect-zeroes). More than the room left.
+        spec["provisioners"] = [
+            {"type": "shell", "inline": ["echo filling", "head -c 256M /dev/urandom > /fill", "sync"]}
+        ]
+        path = tmp_path / "full.json"
+        path.write_text(json.dumps(spec, indent=2))
+        lines: list[tuple[float, str]] = []
+        result = procs.run(
+            [sys.executable, "-m", "vmbake", "build", "-color=false", str(path)],
+            check=False,
+            on_line=lambda line: lines.append((time.monotonic(), line)),
+            env={**os.environ, "VMBAKE_CACHE_DIR": str(tmp_path / "cache")},
+            cwd=tmp_path,
+            timeout=1200,
+        )
+        text = "\n".join(line for _t, line in lines)
+        assert not qemu_of(tmp_path), "QEMU was left running"
+        assert result.returncode == 1, text
+        assert "    qemu: filling" in text, text
+        error = next((line for _t, line in lines if "QEMU stopped the VM" in line), "")
+        assert "StepProvision" in error and "No space left on device" in error, text
+        assert str(small / "output") in text, "the hint does not name the full file system"
+        assert list(small.iterdir()) == [], "the output directory was not removed"
+    finally:
+        procs.run(["umount", "-l", str(small)], check=False)

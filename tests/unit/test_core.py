@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +269,29 @@ def test_runner_ask_retry_then_cleanup() -> None:
         run_steps(ctx, [_Record("a", log), _Record("b", log, VmbakeError("boom"))])
     assert log == ["run a", "run b", "cleanup b", "run b", "cleanup b", "cleanup a"]
     assert "[r] retry step" in out.getvalue()
+
+
+class _WaitForCancel(Step):
+    name = "StepWaits"
+
+    def run(self, ctx: BuildContext) -> None:
+        if not ctx.cancel.wait(10):
+            raise AssertionError("nothing stopped the step")
+        raise BuildCancelled()
+
+
+def test_runner_reports_a_watchers_failure_as_a_failure_of_the_running_step() -> None:
+    log: list[str] = []
+    ctx, _out = _ctx(Options())
+    timer = threading.Timer(0.1, ctx.fail_from_watcher, ("QEMU stopped the VM: disk full", "free space"))
+    timer.start()
+    with pytest.raises(StepError) as caught:
+        run_steps(ctx, [_Record("a", log), _WaitForCancel(), _Record("c", log)])
+    timer.join()
+    assert str(caught.value) == "StepWaits: QEMU stopped the VM: disk full"
+    assert caught.value.hint == "free space"
+    assert ctx.failed and not ctx.cancelled
+    assert log == ["run a", "cleanup a"]
 
 
 def test_runner_debug_pauses_after_each_step() -> None:

@@ -89,9 +89,15 @@ def _run_one(ctx: BuildContext, step: Step) -> None:
     while True:
         started = time.monotonic()
         try:
-            if ctx.cancel.is_set():
-                raise BuildCancelled()
-            step.run(ctx)
+            try:
+                if ctx.cancel.is_set():
+                    raise BuildCancelled()
+                step.run(ctx)
+            except BuildCancelled:
+                if ctx.watcher_failure is None:
+                    raise
+                message, hint = ctx.watcher_failure  # not the user: a watcher stopped the step
+                raise StepError(step.name, message, hint) from None
             ctx.state.step_times.append((step.name, time.monotonic() - started))
             return
         except (BuildCancelled, KeyboardInterrupt):

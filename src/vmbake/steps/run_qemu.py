@@ -2,7 +2,8 @@
 
 Reads the whole config and state.disk_paths, iso_path, cd_path, floppy_path, efivars_path, kernel_path,
 initrd_path, http_ip/http_port, ssh_host_port, vnc_port/vnc_password, output_dir, work_dir.
-Writes state.accelerator, qmp_path, console_log, qemu_argv, qemu (the Child) and qmp (a vmbake.qmp.Qmp).
+Writes state.accelerator, qmp_path, console_log, qemu_argv, qemu (the Child), qmp (a vmbake.qmp.Qmp) and
+vm_watch (a vmbake.vmwatch.VmWatch, which fails the build when QEMU stops the VM on a disk error).
 When QEMU exits early its own error is reported; when it finds a chosen port taken, new ports are chosen
 and QEMU is started again. The cleanup stops QEMU: QMP quit, then SIGTERM, then SIGKILL.
 """
@@ -28,6 +29,7 @@ from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, qemu_config, vm_name
 from vmbake.steps.configure_vnc import reserve_vnc_port
 from vmbake.steps.forward_port import reserve_forward_ports
+from vmbake.vmwatch import VmWatch
 
 QMP_TIMEOUT = 30.0
 START_ATTEMPTS = 3
@@ -40,6 +42,9 @@ def stop_vm(ctx: BuildContext, *, quit_timeout: float = 5.0) -> None:
     """Stop QEMU if it runs: ask it to quit over QMP, then SIGTERM, then SIGKILL. Idempotent."""
     child = ctx.state.qemu
     qmp = ctx.state.qmp
+    if isinstance(ctx.state.vm_watch, VmWatch):
+        ctx.state.vm_watch.stop()  # first: stopping QEMU is no failure of the VM
+        ctx.state.vm_watch = None
     if child is not None and child.running() and isinstance(qmp, Qmp):
         qmp.quit()
         child.wait(quit_timeout)
@@ -176,6 +181,8 @@ class StepRun(Step):
             )
         if state.vnc_password and isinstance(state.qmp, Qmp):
             state.qmp.change_vnc_password(state.vnc_password)
+        if isinstance(state.qmp, Qmp):
+            state.vm_watch = VmWatch(ctx, state.qmp)
         if ctx.ui.ui.debug and state.console_log is not None:
             self._tail = ConsoleTail(ctx, state.console_log)
 

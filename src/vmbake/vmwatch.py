@@ -1,0 +1,94 @@
+"""Notice a VM that QEMU stopped by itself, and fail the build with QEMU's reason.
+
+QEMU pauses a guest whose disk write fails with ENOSPC (its default `werror=enospc`): the guest, and
+every step waiting on it, would then wait until a timeout, or for ever. While QEMU runs, `VmWatch` asks
+it for the run state once a second. When the state is `io-error`, it names the disk and QEMU's reason
+(for example "No space left on device") through `BuildContext.fail_from_watcher`, which ends the
+running step the way a cancellation would, but as a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from vmbake.qmp import Qmp, QmpError
+from vmbake.state import BuildContext
+from vmbake.units import format_size
+
+log = logging.getLogger("vmbake.vmwatch")
+
+INTERVAL = 1.0  # seconds between two run-state queries; one query costs QEMU well under a millisecond
+
+
+def _failed_disk(qmp: Qmp) -> tuple[str, str]:
+    """(file, io-status) of the first drive whose I/O status is not 'ok'; ('', '') if none says so."""
+    try:
+        blocks = qmp.execute("query-block")
+    except QmpError:
+        return "", ""
+    for block in blocks if isinstance(blocks, list) else []:
+        status = block.get("io-status", "ok")
+        if status != "ok":
+            inserted: dict[str, Any] = block.get("inserted") or {}
+            return str(inserted.get("file", block.get("device", ""))), str(status)
+    return "", ""
+
+
+def describe_io_error(qmp: Qmp) -> tuple[str, str]:
+    """The message and the hint for a VM that QEMU stopped on a disk I/O error."""
+    events = qmp.events("BLOCK_IO_ERROR")
+    data: dict[str, Any] = events[-1].get("data", {}) if events else {}
+    file, status = _failed_disk(qmp)
+    nospace = status == "nospace" or bool(data.get("nospace"))
+    reason = str(data.get("reason") or ("No space left on device" if nospace else "I/O error"))
+    operation = str(data.get("operation") or "write")
+    disk = f"the disk {file}" if file else "a disk"
+    message = f"QEMU stopped the VM: the guest's {operation} to {disk} failed: {reason}"
+    if not nospace:
+        return message, "check the disk image and the host's kernel log (dmesg), then build again"
+    where = Path(file).parent if file and not file.startswith(("json:", "/dev/fdset")) else None
+    if where is None:
+        return message, "free space on the file system that holds the VM's disks, then build again"
+    try:
+        free = f" ({format_size(shutil.disk_usage(where).free)} free)"
+    except OSError:
+        free = ""
+    return (
+        message,
+        f"free space on the file system that holds {where}{free}, or choose an output_directory with more",
+    )
+
+
+class VmWatch:
+    """A thread that queries QEMU's run state while QEMU runs; see the module docstring."""
+
+    def __init__(self, ctx: BuildContext, qmp: Qmp, *, interval: float = INTERVAL) -> None:
+        self._ctx = ctx
+        self._qmp = qmp
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vm-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        child = self._ctx.state.qemu
+        while not self._stop.wait(self._interval):
+            if child is not None and not child.running():
+                return
+            try:
+                if self._qmp.query_status() == "io-error":
+                    self._ctx.fail_from_watcher(*describe_io_error(self._qmp))
+                    return
+            except QmpError:
+                return  # QEMU is exiting (or was asked to): the steps see that by themselves
+            except Exception:  # a watcher's bug must not end the build, nor print a traceback
+                log.debug("the VM watch stopped", exc_info=True)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
