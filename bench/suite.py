@@ -146,7 +146,10 @@ def packer(runs: int, work: Path, image: Path, key: Path) -> Row:
         estimate=240.0,
     )
     version = procs.run(["packer", "version"], check=False).stdout.strip().splitlines()[:1]
-    row.note = f"{' '.join(version)}; vmbake with -report=false (the same work as Packer)"
+    row.note = (
+        f"{' '.join(version)}; vmbake with -report=false (the same work as Packer); the template sets no"
+        " cpus, so Packer's VM has 1 and vmbake's the host's CPUs, up to 4"
+    )
     return row
 
 

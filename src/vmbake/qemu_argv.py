@@ -12,6 +12,7 @@ Beyond Packer, vmbake always opens a QMP socket, and captures the serial console
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,18 +51,32 @@ class RunFacts:
     vm_name: str
     accelerator: str  # resolved: kvm, tcg, ... (never "")
     display_available: bool = False  # a graphical session is there (DISPLAY or WAYLAND_DISPLAY)
+    host_cpus: int = 1  # CPUs this process may run on (see host_cpus()); the default vCPU count
     extra_placeholders: Mapping[str, str] = field(default_factory=dict)
 
 
-def smp_arg(config: QemuConfig) -> str:
-    """-smp as Packer computes it: cpus, capped by (or defaulted from) sockets*cores*threads."""
+# With no cpus, sockets, cores or threads in the template, the build VM gets the host's CPUs, up to this
+# many. Under TCG each vCPU is a host thread: on a 2-core host, 2 vCPUs took a bookworm guest to SSH in
+# 27-35 s against 47-53 s with Packer's 1. The cap keeps a big host's parallel builds from each asking
+# for every core.
+DEFAULT_MAX_CPUS = 4
+
+
+def host_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask, so taskset and cpusets count)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def smp_arg(config: QemuConfig, host: int = 1) -> str:
+    """-smp as Packer computes it (cpus, capped by or defaulted from sockets*cores*threads), except that
+    with none of those set the VM gets `host` CPUs, at most DEFAULT_MAX_CPUS, instead of Packer's 1."""
     topology = [n for n in (config.sockets, config.cores, config.threads) if n > 0]
     total = 0
     if topology:
         total = 1
         for n in topology:
             total *= n
-    count = config.cpus or total or 1
+    count = config.cpus or total or max(1, min(host, DEFAULT_MAX_CPUS))
     if total and count > total:
         count = total
     text = str(count)
@@ -141,7 +156,7 @@ def default_args(config: QemuConfig, state: BuildState, facts: RunFacts) -> list
         args.append(("-machine", [f"type={config.machine_type},accel={facts.accelerator}"]))
     if config.cpu_model:
         args.append(("-cpu", [config.cpu_model]))
-    args.append(("-smp", [smp_arg(config)]))
+    args.append(("-smp", [smp_arg(config, facts.host_cpus)]))
     args.append(("-m", [f"{config.memory}M"]))
     if not config.efi_boot:
         args.append(("-boot", ["c" if config.disk_image else "once=d"]))

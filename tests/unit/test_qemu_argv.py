@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
-from vmbake.qemu_argv import RunFacts, disk_size_arg, display_arg, qemu_argv, smp_arg
+from vmbake.qemu_argv import RunFacts, disk_size_arg, display_arg, host_cpus, qemu_argv, smp_arg
 from vmbake.state import BuildState
 
 FACTS = RunFacts(vm_name="vm", accelerator="tcg")
@@ -256,7 +257,27 @@ def test_display(changes: dict[str, object], available: bool, expected: str | No
     ],
 )
 def test_smp(cpus: int, sockets: int, cores: int, threads: int, expected: str) -> None:
-    assert smp_arg(QemuConfig(cpus=cpus, sockets=sockets, cores=cores, threads=threads)) == expected
+    config = QemuConfig(cpus=cpus, sockets=sockets, cores=cores, threads=threads)
+    assert smp_arg(config, host=16) == expected  # what the template says wins over the host's count
+
+
+@pytest.mark.parametrize(("host", "expected"), [(1, "1"), (2, "2"), (4, "4"), (64, "4")])
+def test_smp_default_is_the_hosts_cpus_up_to_four(host: int, expected: str) -> None:
+    assert smp_arg(QemuConfig(), host=host) == expected
+    argv = qemu_argv(
+        QemuConfig(headless=True), state(), RunFacts(vm_name="vm", accelerator="tcg", host_cpus=host)
+    )
+    assert argv[argv.index("-smp") + 1] == expected
+
+
+def test_host_cpus_follows_the_affinity_mask() -> None:
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert host_cpus() == 1
+    finally:
+        os.sched_setaffinity(0, before)
+    assert host_cpus() == len(before)
 
 
 def test_kernel_boot_fills_placeholders_in_kernel_args() -> None:

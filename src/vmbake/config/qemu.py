@@ -171,7 +171,13 @@ class MachineConfig:
         "kvm, tcg, hvf, whpx, xen or none; empty probes KVM with a tiny guest and falls back to tcg",
         choices=("", "kvm", "tcg", "hvf", "whpx", "xen", "none"),
     )
-    cpus: int = opt(1, "Number of virtual CPUs", minimum=1, maximum=1024)
+    cpus: int = opt(
+        0,
+        "Number of virtual CPUs; 0 (vmbake's default) gives the build VM the host's CPUs, at most 4 "
+        "(Packer's default is 1)",
+        minimum=0,
+        maximum=1024,
+    )
     sockets: int = opt(0, "CPU sockets (0: let QEMU decide)", minimum=0)
     cores: int = opt(0, "Cores per socket (0: let QEMU decide)", minimum=0)
     threads: int = opt(0, "Threads per core (0: let QEMU decide)", minimum=0)

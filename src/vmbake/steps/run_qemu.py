@@ -22,7 +22,7 @@ from vmbake import accel, procs
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError
 from vmbake.ports import PortReservation
-from vmbake.qemu_argv import RunFacts, qemu_argv
+from vmbake.qemu_argv import RunFacts, host_cpus, qemu_argv
 from vmbake.qmp import Qmp, QmpError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
@@ -150,6 +150,7 @@ class StepRun(Step):
             vm_name=vm_name(ctx),
             accelerator=choice.accelerator,
             display_available=bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+            host_cpus=host_cpus(),
         )
         for attempt in range(1, START_ATTEMPTS + 1):
             argv = qemu_argv(config, state, facts)
