@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -176,6 +177,11 @@ def running_sshd(user: str, *, sftp: bool = True) -> Iterator[Sshd]:
 
 
 _USER_SERIAL = itertools.count()
+
+
+def home_of(user: str) -> str:
+    """The user's home directory, as the system has it (useradd's base directory may not be /home)."""
+    return pwd.getpwnam(user).pw_dir
 
 
 @contextlib.contextmanager

@@ -82,25 +82,31 @@ def qemu_of(directory: Path) -> list[int]:
     return found
 
 
-@pytest.mark.integration
-@pytest.mark.timeout(2700)
-def test_build_provisions_over_ssh_and_halts(bootstrapped_disk: BootstrappedDisk, tmp_path: Path) -> None:
-    (tmp_path / "provision.sh").write_text(PROVISION_SH)
-    path = tmp_path / "e2e.json"
-    path.write_text(json.dumps(template(bootstrapped_disk, tmp_path), indent=2))
+def build(spec: dict[str, object], work: Path) -> tuple[int, list[tuple[float, str]]]:
+    """Run `vmbake build` on `spec` as a user would; its exit status and each output line with its time."""
+    path = work / "e2e.json"
+    path.write_text(json.dumps(spec, indent=2))
     lines: list[tuple[float, str]] = []
-    env = {"VMBAKE_CACHE_DIR": str(tmp_path / "cache"), "PACKER_CACHE_DIR": str(tmp_path / "cache")}
+    env = {"VMBAKE_CACHE_DIR": str(work / "cache"), "PACKER_CACHE_DIR": str(work / "cache")}
     result = procs.run(
         [sys.executable, "-m", "vmbake", "build", "-color=false", str(path)],
         check=False,
         on_line=lambda line: lines.append((time.monotonic(), line)),
         env={**os.environ, **env},
-        cwd=tmp_path,
+        cwd=work,
         timeout=900,
     )
+    return result.returncode, lines
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(2700)
+def test_build_provisions_over_ssh_and_halts(bootstrapped_disk: BootstrappedDisk, tmp_path: Path) -> None:
+    (tmp_path / "provision.sh").write_text(PROVISION_SH)
+    code, lines = build(template(bootstrapped_disk, tmp_path), tmp_path)
     text = "\n".join(line for _t, line in lines)
     assert not qemu_of(tmp_path), "QEMU was left running"
-    assert result.returncode == 0, text
+    assert code == 0, text
     seen = {line: t for t, line in lines}
     for expected in (
         "==> qemu: Using ssh communicator to connect: 127.0.0.1",
@@ -147,20 +153,10 @@ def test_output_file_system_fills_while_the_guest_writes(
         spec["provisioners"] = [
             {"type": "shell", "inline": ["echo filling", "head -c 256M /dev/urandom > /fill", "sync"]}
         ]
-        path = tmp_path / "full.json"
-        path.write_text(json.dumps(spec, indent=2))
-        lines: list[tuple[float, str]] = []
-        result = procs.run(
-            [sys.executable, "-m", "vmbake", "build", "-color=false", str(path)],
-            check=False,
-            on_line=lambda line: lines.append((time.monotonic(), line)),
-            env={**os.environ, "VMBAKE_CACHE_DIR": str(tmp_path / "cache")},
-            cwd=tmp_path,
-            timeout=1200,
-        )
+        code, lines = build(spec, tmp_path)
         text = "\n".join(line for _t, line in lines)
         assert not qemu_of(tmp_path), "QEMU was left running"
-        assert result.returncode == 1, text
+        assert code == 1, text
         assert "    qemu: filling" in text, text
         error = next((line for _t, line in lines if "QEMU stopped the VM" in line), "")
         assert "StepProvision" in error and "No space left on device" in error, text

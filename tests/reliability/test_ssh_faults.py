@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.sshd import Sshd, running_sshd, throwaway_user
+from tests.helpers.sshd import Sshd, home_of, running_sshd, throwaway_user
 from tests.reliability.conftest import Rig
 from tests.reliability.test_faults import assert_failed
 
@@ -43,7 +43,7 @@ def ssh_template(rig: Rig, sshd: Sshd, inline: list[str], **extra: object) -> di
     )
     # In the test user's home rather than Packer's default /tmp, where a script_NNNN.sh of another user
     # (left by an earlier run on this machine) would make an upload of that name fail.
-    template["provisioners"] = [{"type": "shell", "inline": inline, "remote_folder": f"/home/{sshd.user}"}]
+    template["provisioners"] = [{"type": "shell", "inline": inline, "remote_folder": home_of(sshd.user)}]
     return template
 
 

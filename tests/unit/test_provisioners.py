@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.sshd import Sshd, make_ctx, running_sshd, throwaway_user
+from tests.helpers.sshd import Sshd, home_of, make_ctx, running_sshd, throwaway_user
 from vmbake.comm.ssh import SshCommunicator, SshTarget, connect
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.errors import StepError, VmbakeError
@@ -30,7 +30,7 @@ HOME: list[str] = []
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
     with throwaway_user() as (name, _password), running_sshd(name) as server:
-        HOME[:] = [f"/home/{name}"]
+        HOME[:] = [home_of(name)]
         yield server
 
 
