@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
+from vmbake.units import LONGEST_WAIT
+
 __all__ = [
     "SPECIAL_KEYS",
     "Action",
@@ -194,6 +196,8 @@ def _wait_seconds(tag: str, word: str, arg: str, offset: int) -> float:
         )
     if arg == "":
         return 1.0
+    if len(arg) > 40:
+        raise BootCommandError(f"wait {tag[:40]}... at offset {offset} is too long to be a wait", offset)
     if _SECONDS_RE.fullmatch(arg):
         seconds = float(int(arg))
     elif _DURATION_RE.fullmatch(arg):
@@ -205,6 +209,11 @@ def _wait_seconds(tag: str, word: str, arg: str, offset: int) -> float:
         raise BootCommandError(f"malformed wait {tag} at offset {offset}: {_WAIT_HINT}", offset)
     if seconds <= 0:
         raise BootCommandError(f"wait {tag} at offset {offset} must be longer than zero", offset)
+    if seconds > LONGEST_WAIT:
+        raise BootCommandError(
+            f"wait {tag[:40]} at offset {offset} is longer than a year, the longest wait (as for boot_wait)",
+            offset,
+        )
     return seconds
 
 

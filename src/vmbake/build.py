@@ -9,22 +9,18 @@ way out, whatever happened.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import importlib
 import logging
 import shutil
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from vmbake import procs
+from vmbake.cancel import cancel_on_signals
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.state import Artifact, BuildContext, Options
 from vmbake.steps import AbortBuild, Step, run_steps
@@ -44,7 +40,7 @@ TIMING_THRESHOLD = 0.1  # the timing table leaves out steps quicker than this (s
 class BuildResult:
     name: str
     seconds: float
-    error: VmbakeError | None = None
+    error: VmbakeError | BuildCancelled | None = None
     artifacts: list[Artifact] = field(default_factory=list)
     step_times: list[tuple[str, float]] = field(default_factory=list)
 
@@ -88,36 +84,6 @@ def packer_duration(seconds: float) -> str:
         if value:
             parts.append(f"{value} {unit}{'' if value == 1 else 's'}")
     return " ".join(parts[:2]) or "0 seconds"
-
-
-@contextlib.contextmanager
-def cancel_on_signals(on_signal: Callable[[str], None]) -> Iterator[None]:
-    """Turn SIGTERM, SIGHUP and SIGINT into a cancellation (main thread only; elsewhere a no-op).
-
-    Each also sets the build's cancel event, which every waiting step polls, so a signal that lands
-    where Python cannot raise (a fork hook, a finaliser) still stops the build."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-    fired: list[str] = []
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        on_signal(name)  # set first: Python drops an exception raised inside an at-fork hook or __del__
-        if not fired:  # only the first signal interrupts; later ones must not break the cleanups
-            fired.append(name)
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise BuildCancelled(f"build cancelled by {name}")
-
-    for sig in (int(signal.SIGTERM), int(signal.SIGHUP), int(signal.SIGINT)):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def builder_steps(ctx: BuildContext) -> list[Step]:

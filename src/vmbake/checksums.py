@@ -7,13 +7,15 @@ the type, "file:URL" or "file:PATH" naming a SUMS file to look the ISO's name up
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vmbake.errors import BuildCancelled
+from vmbake.errors import BuildCancelled, VmbakeError
 
 ALGORITHMS = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 _BY_LENGTH = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
@@ -43,6 +45,7 @@ class ChecksumSpec:
     raw: str
     checksum: Checksum | None = None
     sums_source: str | None = None  # the URL or path after "file:"
+    sums_algorithm: str | None = None  # "sha512:file:URL": only entries of this type count
 
     @property
     def is_none(self) -> bool:
@@ -92,7 +95,7 @@ def parse_checksum(text: str) -> ChecksumSpec:
         algorithm, _, digest = raw.partition(":")
         if digest.lower().startswith("file:") and algorithm.lower() in ALGORITHMS:
             # go-getter's "sha256:file:URL": a SUMS file whose type is given; the file's digest says it too.
-            return parse_checksum(digest)
+            return replace(parse_checksum(digest), raw=raw, sums_algorithm=algorithm.lower())
         return ChecksumSpec(raw, checksum=make_checksum(algorithm, digest))
     return ChecksumSpec(raw, checksum=make_checksum(algorithm_for(raw), raw))
 
@@ -127,9 +130,10 @@ def parse_sums(text: str) -> list[tuple[str, Checksum]]:
     return entries
 
 
-def find_in_sums(text: str, file_name: str, source: str) -> Checksum:
-    """The checksum of `file_name` in a SUMS file (exact name first, then by base name)."""
-    entries = parse_sums(text)
+def find_in_sums(text: str, file_name: str, source: str, algorithm: str | None = None) -> Checksum:
+    """The checksum of `file_name` in a SUMS file (exact name first, then by base name); with
+    `algorithm`, only entries of that type count, so "sha512:file:SUMS" never passes on an md5 line."""
+    entries = [(n, c) for n, c in parse_sums(text) if algorithm is None or c.algorithm == algorithm]
     exact = [c for name, c in entries if name == file_name]
     if exact:
         return exact[0]
@@ -140,7 +144,8 @@ def find_in_sums(text: str, file_name: str, source: str) -> Checksum:
         raise ValueError(
             f"the checksum file {source} lists {file_name!r} more than once with different checksums"
         )
-    raise ValueError(f"the checksum file {source} has no entry for {file_name!r}")
+    kind = f"{algorithm} " if algorithm else ""
+    raise ValueError(f"the checksum file {source} has no {kind}entry for {file_name!r}")
 
 
 def hash_file(
@@ -153,7 +158,7 @@ def hash_file(
 ) -> str:
     """The hex digest of a file; `on_progress` gets the byte count of each chunk read."""
     h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
+    with open(path, "rb", opener=_open_regular) as f:
         while True:
             block = f.read(chunk)
             if not block:
@@ -164,3 +169,13 @@ def hash_file(
             if cancel is not None and cancel.is_set():
                 raise BuildCancelled()
     return h.hexdigest()
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """Opens a file to hash, refusing FIFOs and devices: /dev/zero would be hashed for ever."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise VmbakeError(f"{path} is not a regular file", hint="give the path of an ordinary file")
+    os.set_blocking(fd, True)
+    return fd

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from vmbake import __version__
-from vmbake.errors import Problem, TemplateError, VmbakeError
+from vmbake.cancel import cancel_on_signals
+from vmbake.errors import BuildCancelled, Problem, TemplateError, VmbakeError
 from vmbake.state import Options
 from vmbake.template import load_template
 from vmbake.template.inspect import inspect_lines
 from vmbake.template.model import Template
 from vmbake.template.variables import parse_var_flag
-from vmbake.ui import MaskingFilter, Ui
+from vmbake.ui import MaskingFilter, Ui, mask_logged_secrets
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
 
@@ -357,7 +358,13 @@ def _setup_logging() -> None:
     if flag in ("", "0", "false"):
         return
     path = os.environ.get("PACKER_LOG_PATH") or os.environ.get("VMBAKE_LOG_PATH")
-    handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    try:
+        handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    except OSError as exc:
+        raise VmbakeError(
+            f"cannot write the log file PACKER_LOG_PATH={path}: {exc.strerror}",
+            hint="set PACKER_LOG_PATH to a file in an existing, writable directory, or unset it to log to stderr",
+        ) from None
     handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
     handler.addFilter(MaskingFilter())  # sensitive values never reach the log either
     root = logging.getLogger("vmbake")
@@ -367,10 +374,10 @@ def _setup_logging() -> None:
 
 def _print_error(exc: VmbakeError, err: IO[str], debug: bool) -> None:
     if debug:
-        traceback.print_exc(file=err)
-    err.write(f"Error: {exc.message}\n")
+        err.write(mask_logged_secrets(traceback.format_exc()))
+    err.write(mask_logged_secrets(f"Error: {exc.message}\n"))
     if exc.hint:
-        err.write(f"  {exc.hint}\n")
+        err.write(mask_logged_secrets(f"  {exc.hint}\n"))
     err.flush()
 
 
@@ -391,7 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.startswith("-") and a.lstrip("-").split("=")[0] == "debug" and not a.endswith("=false")
         for a in args
     )
-    _setup_logging()
+    try:
+        _setup_logging()
+    except VmbakeError as exc:
+        _print_error(exc, err, debug)
+        return 1
     leading: list[str] = []  # Packer accepts -machine-readable before the command too
     while args and args[0].startswith("-") and args[0].lstrip("-") == "machine-readable":
         leading.append(args.pop(0))
@@ -402,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write(f"vmbake {__version__} (Packer 1.6.6 template compatible)\n")
         return 0
     command, rest = args[0], args[1:] + leading
+    # SIGTERM and SIGHUP cancel the command at every moment, template loading included, as Ctrl-C does.
+    with cancel_on_signals(lambda _name: None):
+        return _run_command(command, rest, out, err, debug)
+
+
+def _run_command(command: str, rest: list[str], out: IO[str], err: IO[str], debug: bool) -> int:
     try:
         if command == "help" and rest[:1] == ["template"]:
             from vmbake.template.helptext import TEMPLATE_HELP
@@ -434,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _stop_children()
         err.write("Error: interrupted\n")
+        return 130
+    except BuildCancelled as exc:
+        _stop_children()
+        err.write(f"Error: {exc}\n")
         return 130
     except BrokenPipeError:
         return 1

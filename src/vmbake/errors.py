@@ -57,8 +57,17 @@ class StepError(VmbakeError):
         self.step = step
 
 
-class BuildCancelled(VmbakeError):
-    """The user interrupted the build (Ctrl-C, SIGTERM)."""
+class BuildCancelled(BaseException):
+    """The user interrupted the build (Ctrl-C, SIGTERM, SIGHUP).
+
+    Like KeyboardInterrupt it is no Exception, so no `except VmbakeError` (or `except Exception`) around a
+    step's work can mistake a cancel for a failure of that work: it always reaches the runner, which
+    cleans up and exits 130."""
 
     def __init__(self, why: str = "build cancelled by user") -> None:
-        super().__init__(why, hint=None)
+        super().__init__(why)
+        self.message = why
+        self.hint: str | None = None
+
+    def __str__(self) -> str:
+        return self.message

@@ -11,10 +11,13 @@ with the VMBAKE_DOWNLOAD_TIMEOUT environment variable (a duration such as 2m).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
+import http.client
 import json
 import os
+import socket
 import threading
 import time
 import urllib.error
@@ -27,6 +30,7 @@ from typing import Any
 from vmbake import __version__
 from vmbake.checksums import Checksum, algorithm_for, hash_file, make_checksum
 from vmbake.errors import BuildCancelled, VmbakeError
+from vmbake.files import read_regular_bytes
 from vmbake.locks import FileLock
 from vmbake.ui import ProgressHandle
 from vmbake.units import format_size, parse_duration
@@ -80,22 +84,140 @@ def local_path(url: str) -> Path:
     return Path(url)
 
 
-def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
-    request = urllib.request.Request(url, headers={"User-Agent": f"vmbake/{__version__}", **headers})
+def url_problem(url: str) -> str | None:
+    """What is wrong with a download URL, or None: checked at validate time, so that a URL urllib would
+    choke on (a bad port, an unclosed IPv6 bracket) never reaches a build."""
+    if not is_remote(url):
+        return None
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        return f"invalid URL: {exc}"
+    if not parts.hostname:
+        return "the URL has no host name"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "the URL contains spaces or control characters (write them %-encoded)"
+    return None
+
+
+def _split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without user:password@, and the Basic Authorization header they stand for (go-getter's
+    way). urllib would otherwise hand "user:password@host" to the resolver as a host name."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
+class _Deadline:
+    """Closes a connection whose server has not sent the whole status line and headers in time.
+
+    A socket timeout alone bounds each read, so a server trickling one header byte a second would keep
+    a download waiting for ever; this bounds the whole wait for the headers."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sock: socket.socket | None = None
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
+
+    def handlers(self) -> list[urllib.request.BaseHandler]:
+        deadline = self
+
+        class Http(urllib.request.HTTPHandler):
+            def http_open(self, req: urllib.request.Request) -> Any:
+                return self.do_open(deadline._connection(http.client.HTTPConnection), req)
+
+        class Https(urllib.request.HTTPSHandler):
+            def https_open(self, req: urllib.request.Request) -> Any:
+                return self.do_open(deadline._connection(http.client.HTTPSConnection), req)
+
+        return [Http(), Https()]
+
+    def _connection(self, base: type[http.client.HTTPConnection]) -> Any:
+        deadline = self
+
+        def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+            conn = base(host, **kwargs)
+            connect = conn.connect
+
+            def connect_and_note() -> None:
+                connect()
+                deadline.sock = conn.sock
+
+            conn.connect = connect_and_note  # type: ignore[method-assign]
+            return conn
+
+        return make
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
+    plain_url, auth = _split_credentials(url)
+    request = urllib.request.Request(
+        plain_url, headers={"User-Agent": f"vmbake/{__version__}", **auth, **headers}
+    )
+    deadline = _Deadline(timeout)
+    opener = urllib.request.build_opener(*deadline.handlers())
+    try:
+        with deadline:
+            return opener.open(request, timeout=timeout)
     except urllib.error.HTTPError:
         raise
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, TimeoutError):
-            raise DownloadError(url, f"{url}: no answer within {timeout:g}s", hint=_STALL_HINT)
-        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
-        raise DownloadError(url, f"{url}: {text}", hint="check the URL and the network")
-    except TimeoutError:
-        raise DownloadError(url, f"{url}: no answer within {timeout:g}s", hint=_STALL_HINT)
-    except OSError as exc:
-        raise DownloadError(url, f"{url}: {exc}", hint="check the URL and the network")
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise _open_error(url, exc, timeout, deadline.expired) from None
+
+
+def _open_error(url: str, exc: BaseException, timeout: float, expired: bool) -> DownloadError:
+    """One DownloadError for each way opening a URL fails."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if expired:
+        return DownloadError(
+            url, f"{url}: no complete answer (status and headers) within {timeout:g}s", hint=_STALL_HINT
+        )
+    if isinstance(reason, http.client.HTTPException):
+        return DownloadError(
+            url,
+            f"{url}: the server's answer is not valid HTTP ({_http_fault(reason)})",
+            hint="check that the URL names an HTTP server, and the port its HTTP port",
+        )
+    if isinstance(reason, TimeoutError):
+        return DownloadError(url, f"{url}: no answer within {timeout:g}s", hint=_STALL_HINT)
+    text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
+    return DownloadError(url, f"{url}: {text}", hint="check the URL and the network")
+
+
+def _http_fault(exc: http.client.HTTPException) -> str:
+    """A short reason for a malformed response, never the raw bytes the server sent."""
+    if isinstance(exc, http.client.LineTooLong):
+        return "a line of the header is too long"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(exc, http.client.BadStatusLine):
+        return "no HTTP status line"
+    if isinstance(exc, http.client.IncompleteRead):
+        return "the body ended early or its chunks are malformed"
+    return "too many header lines" if "headers" in str(exc) else type(exc).__name__
 
 
 _STALL_HINT = "the server stalled; try again, use another mirror, or raise VMBAKE_DOWNLOAD_TIMEOUT"
@@ -112,11 +234,9 @@ def fetch_bytes(url: str, *, max_bytes: int = 16 << 20, timeout: float | None = 
     if not is_remote(url):
         path = local_path(url)
         try:
-            if path.stat().st_size > max_bytes:
-                raise DownloadError(url, f"{path} is larger than {format_size(max_bytes)}")
-            return path.read_bytes()
-        except OSError as exc:
-            raise DownloadError(url, f"cannot read {path}: {exc.strerror}", hint="check the path") from None
+            return read_regular_bytes(path, "file", limit=max_bytes)
+        except VmbakeError as exc:
+            raise DownloadError(url, exc.message, hint=exc.hint) from None
     timeout = timeout or stall_timeout()
     try:
         resp = _open(url, {}, timeout)
@@ -145,6 +265,9 @@ def _copy(
     while True:
         try:
             block = resp.read1(_BLOCK)
+        except http.client.HTTPException as exc:
+            raise DownloadError(url, f"{url}: the body of the server's answer is malformed ({_http_fault(exc)})",
+                                hint="try again or use another mirror")  # fmt: skip
         except TimeoutError:
             raise DownloadError(url, f"{url}: no data received for {timeout:g}s", hint=_STALL_HINT)
         except OSError as exc:

@@ -27,6 +27,7 @@ from vmbake.fetch import (
     mismatch,
     verify_file,
 )
+from vmbake.files import usable_cache_dir
 from vmbake.ui import BuildUi
 
 
@@ -35,7 +36,7 @@ def cache_dir() -> Path:
     for var in ("PACKER_CACHE_DIR", "VMBAKE_CACHE_DIR"):
         value = os.environ.get(var)
         if value:
-            return Path(value).absolute()
+            return usable_cache_dir(var, Path(value).absolute())
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vmbake"
 
@@ -85,7 +86,7 @@ class _SumsCache:
             except DownloadError as exc:
                 raise DownloadError(url, f"cannot read the checksum file: {exc}", exc.hint) from None
         try:
-            return find_in_sums(self.texts[source], file_name(url), source)
+            return find_in_sums(self.texts[source], file_name(url), source, spec.sums_algorithm)
         except ValueError as exc:
             raise DownloadError(
                 url, str(exc), hint="check iso_checksum's file: URL and the ISO's name"

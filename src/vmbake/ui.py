@@ -6,12 +6,16 @@ passes through `mask()`, so sensitive values never reach the terminal, logs or m
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import traceback
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Protocol
 
@@ -33,17 +37,63 @@ _log_secrets: set[str] = set()  # every secret of this process, for MaskingFilte
 _log_secrets_lock = threading.Lock()
 
 
+# The password of a URL's user:password@ part, wherever a URL is printed.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
+
+
+def secret_forms(value: str) -> set[str]:
+    """`value` and the encodings it travels in: percent-encoded (as in a URL's path or query, or a form)
+    and base64 (as in an Authorization header or a cloud-init payload)."""
+    raw = value.encode()
+    forms = {
+        value,
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+    }
+    forms |= {f.rstrip("=") for f in forms}
+    return {f for f in forms if len(f) >= 3}
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by <sensitive>, longest first. A line that hides a secret in a
+    percent-encoding of its own (each byte escaped, say) is shown decoded, so the secret can be masked."""
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + SENSITIVE + "@", text)
+    ordered = sorted(secrets, key=len, reverse=True)
+    for secret in ordered:
+        if secret in text:
+            text = text.replace(secret, SENSITIVE)
+    if "%" in text or "+" in text:
+        decoded = urllib.parse.unquote_plus(text)
+        if decoded != text and any(secret in decoded for secret in ordered):
+            return mask_secrets(decoded, ordered)
+    return text
+
+
+def mask_logged_secrets(text: str) -> str:
+    """`text` masked with every secret registered in this process (for output that has no Ui)."""
+    with _log_secrets_lock:
+        secrets = set(_log_secrets)
+    return mask_secrets(text, secrets)
+
+
 class MaskingFilter(logging.Filter):
-    """A logging filter that replaces every registered secret by <sensitive> (PACKER_LOG output)."""
+    """A logging filter that replaces every registered secret by <sensitive> (PACKER_LOG output),
+    in the message and in any traceback attached to the record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         with _log_secrets_lock:
-            secrets = sorted(_log_secrets, key=len, reverse=True)
+            secrets = set(_log_secrets)
         if secrets:
-            text = record.getMessage()
-            for secret in secrets:
-                text = text.replace(secret, SENSITIVE)
-            record.msg, record.args = text, None
+            record.msg, record.args = mask_secrets(record.getMessage(), secrets), None
+            if record.exc_info:
+                text = "".join(traceback.format_exception(*record.exc_info))
+                record.exc_info, record.exc_text = None, None
+                record.msg += "\n" + mask_secrets(text.rstrip("\n"), secrets)
+            elif record.exc_text:
+                record.exc_text = mask_secrets(record.exc_text, secrets)
         return True
 
 
@@ -104,16 +154,16 @@ class Ui:
     def add_secret(self, value: str | None) -> None:
         """Never print `value`: it is replaced by <sensitive> wherever it appears (debug logs included)."""
         if value and len(value) >= 3:
+            forms = secret_forms(value)
             with self._lock:
-                self._secrets.add(value)
+                self._secrets |= forms
             with _log_secrets_lock:
-                _log_secrets.add(value)
+                _log_secrets.update(forms)
 
     def mask(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, SENSITIVE)
-        return text
+        with self._lock:
+            secrets = set(self._secrets)
+        return mask_secrets(text, secrets)
 
     # -- lines -----------------------------------------------------------------
     def _emit(

@@ -14,12 +14,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmbake.files import usable_cache_dir
+
 
 def cache_root() -> Path:
     """vmbake's cache directory: $VMBAKE_CACHE_DIR, else $XDG_CACHE_HOME/vmbake, else ~/.cache/vmbake."""
     explicit = os.environ.get("VMBAKE_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return usable_cache_dir("VMBAKE_CACHE_DIR", Path(explicit))
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "vmbake"
 

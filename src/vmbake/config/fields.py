@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from vmbake.errors import Problem
-from vmbake.units import parse_duration, parse_size
+from vmbake.units import LONGEST_WAIT, parse_duration, parse_size
 
-MAX_DURATION = 366 * 24 * 3600.0  # seconds; anything longer is a typo (and overflows Event.wait)
+MAX_DURATION = LONGEST_WAIT
 
 T = TypeVar("T")
 

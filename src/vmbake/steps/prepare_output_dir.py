@@ -9,6 +9,7 @@ vmbake never looks like a finished image.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ class StepPrepareOutputDir(Step):
                     f"Output directory '{path}' already exists. It must not exist.",
                     hint="remove it, set another output_directory, or run with -force to delete it",
                 )
-            _refuse_precious(self.name, path)
+            _refuse_precious(self.name, ctx, path)
             ctx.ui.say("Deleting previous output directory...")
             _remove(path)
         # Recorded before the mkdir: a Ctrl-C landing just after it must still leave the cleanup a
@@ -68,17 +69,64 @@ class StepPrepareOutputDir(Step):
         self._created = False
 
 
-def _refuse_precious(step: str, path: Path) -> None:
-    """-force must never delete the working directory, one of its parents, or the home directory."""
+def _refuse_precious(step: str, ctx: BuildContext, path: Path) -> None:
+    """-force deletes only what a build made: never /, the working directory or one of its parents, the
+    home directory, or a directory that holds the template or a file or directory the build reads."""
     target = path.resolve()
     here = Path.cwd().resolve()
-    if target == here or target in here.parents or target == Path.home().resolve():
+    if (
+        target == Path("/").resolve()
+        or target == here
+        or target in here.parents
+        or target == Path.home().resolve()
+    ):
         raise StepError(
             step,
-            f"refusing to delete '{path}' for -force: it is the current directory, one of its parents "
-            "or the home directory",
+            f"refusing to delete '{path}' for -force: it is the root directory, the current directory, one of "
+            "its parents or the home directory",
             hint="set output_directory to a directory of its own, such as output-NAME",
         )
+    for what, source in _inputs(ctx):
+        resolved = source.resolve()
+        if resolved == target or target in resolved.parents:
+            raise StepError(
+                step,
+                f"refusing to delete '{path}' for -force: it holds {what} ({source})",
+                hint="set output_directory to a directory of its own, such as output-NAME, and move the "
+                "template's files out of it",
+            )
+
+
+def _inputs(ctx: BuildContext) -> list[tuple[str, Path]]:
+    """The template and every existing local file or directory its build and provisioners name."""
+    found = [("the template", ctx.template.path)]
+    configs: list[tuple[str, object]] = [("the builder", ctx.config)]
+    configs += [(f"a {p.type} provisioner", p.config) for p in ctx.provisioners]
+    for owner, config in configs:
+        for key, value in _path_values(config):
+            try:
+                candidate = Path(value).expanduser()
+                if candidate.exists():
+                    found.append((f"what {owner}'s {key} names", candidate))
+            except (OSError, ValueError, RuntimeError):  # not a path at all (too long, a NUL, ~nobody)
+                continue
+    return found
+
+
+def _path_values(config: object) -> list[tuple[str, str]]:
+    """(key, value) of the strings in a config dataclass that could name a local file."""
+    if not dataclasses.is_dataclass(config):
+        return []
+    out: list[tuple[str, str]] = []
+    for f in dataclasses.fields(config):
+        if f.name.startswith("output"):
+            continue  # what the build writes, not what it reads
+        value = getattr(config, f.name)
+        values = value if isinstance(value, list | tuple) else [value]
+        for item in values:
+            if isinstance(item, str) and item and "://" not in item and "{{" not in item and "\n" not in item:
+                out.append((f.name, item))
+    return out
 
 
 def _remove(path: Path) -> None:

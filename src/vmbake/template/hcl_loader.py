@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmbake.errors import Problem, TemplateError
+from vmbake.errors import Problem, TemplateError, VmbakeError
+from vmbake.files import read_regular_text
 from vmbake.template.assemble import PROVISIONER_COMMON, Assembler
 from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_values import evaluate, parse_hcl, reporter
@@ -65,11 +66,9 @@ def _collect(files: list[Path], asm: Assembler, lines: HclLines) -> _Blocks:
     for file in files:
         name = str(file)
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            asm.problems.append(
-                Problem(name, "", f"cannot read template: {getattr(exc, 'strerror', None) or exc}")
-            )
+            text = read_regular_text(file, "template")
+        except VmbakeError as exc:
+            asm.problems.append(Problem(name, "", exc.message, exc.hint or ""))
             continue
         data, problems = parse_hcl(text, name)
         asm.problems.extend(problems)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from vmbake.config.fields import suggest
-from vmbake.errors import Problem, TemplateError
+from vmbake.errors import Problem, TemplateError, VmbakeError
+from vmbake.files import read_regular_text
 from vmbake.template.assemble import Assembler
 from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
@@ -29,11 +30,9 @@ TOP_LEVEL = (
 def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -> Template:
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(
-            [Problem(name, "", f"cannot read template: {getattr(exc, 'strerror', None) or exc}")]
-        ) from None
+        text = read_regular_text(path, "template")
+    except VmbakeError as exc:
+        raise TemplateError([Problem(name, "", exc.message, exc.hint or "")]) from None
     try:
         data, lines = parse(text)
     except RecursionError:

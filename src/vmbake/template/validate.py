@@ -13,6 +13,7 @@ from vmbake.config.fields import Decoder
 from vmbake.config.postprocessors import CHECKSUM_TYPES, ChecksumConfig
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.config.qemu import QemuConfig
+from vmbake.fetch import url_problem
 from vmbake.units import parse_size
 
 Report = Callable[[str, str, str], None]
@@ -135,6 +136,12 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
             "one of iso_url or iso_urls is required",
             'give the installer ISO\'s URL, or use iso_source "debian-netboot" with a suite',
         )
+    urls = [("iso_url", config.iso_url)] if config.iso_url else []
+    urls += [(f"iso_urls[{i}]", u) for i, u in enumerate(config.iso_urls)]
+    for key, url in urls:
+        problem = url_problem(url) if "{{" not in url else None
+        if problem:
+            report(key, f"{problem}: {url}", "write the URL as scheme://host[:port]/path")
     if netboot and not config.suite:
         report("suite", "iso_source 'debian-netboot' needs a suite", 'for example "bookworm"')
     if not netboot:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmbake.errors import Problem
+from vmbake.errors import Problem, VmbakeError
+from vmbake.files import read_regular_text
 from vmbake.template.jsonpos import JsonSyntaxError
 from vmbake.template.jsonpos import parse as parse_json
 
@@ -35,16 +36,9 @@ def read_var_file(path: Path) -> tuple[dict[str, Any], list[Problem]]:
     """Values of a -var-file: JSON (an object) or HCL (`name = value` lines, as in .pkrvars.hcl)."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return {}, [
-            Problem(
-                name,
-                "",
-                f"cannot read variable file: {getattr(exc, 'strerror', None) or exc}",
-                "check the -var-file path",
-            )
-        ]
+        text = read_regular_text(path, "variable file")
+    except VmbakeError as exc:
+        return {}, [Problem(name, "", exc.message, exc.hint or "check the -var-file path")]
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             data, lines = parse_json(text)
