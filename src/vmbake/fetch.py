@@ -87,9 +87,9 @@ def local_path(url: str) -> Path:
 def url_problem(url: str) -> str | None:
     """What is wrong with a download URL, or None: checked at validate time, so that a URL urllib would
     choke on (a bad port, an unclosed IPv6 bracket) never reaches a build."""
-    if not is_remote(url):
-        return None
     try:
+        if not is_remote(url):
+            return None
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
@@ -181,11 +181,15 @@ def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
     opener = urllib.request.build_opener(*deadline.handlers())
     try:
         with deadline:
-            return opener.open(request, timeout=timeout)
+            response = opener.open(request, timeout=timeout)
     except urllib.error.HTTPError:
         raise
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise _open_error(url, exc, timeout, deadline.expired) from None
+    if deadline.expired:  # the connection was cut mid-headers: what arrived is no answer
+        response.close()
+        raise _open_error(url, TimeoutError(), timeout, expired=True)
+    return response
 
 
 def _open_error(url: str, exc: BaseException, timeout: float, expired: bool) -> DownloadError:

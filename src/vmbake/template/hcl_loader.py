@@ -45,7 +45,7 @@ class _Blocks:
 
 def _files(path: Path) -> tuple[list[Path], Path]:
     if path.is_dir():
-        found = sorted(p for p in path.glob("*.pkr.hcl") if p.is_file())
+        found = sorted(p for p in path.glob("*.pkr.hcl") if not p.is_dir())  # a FIFO is named, not skipped
         if not found:
             raise TemplateError(
                 [
