@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -439,3 +440,26 @@ def test_force_refuses_to_delete_the_templates_files(tmp_path: Path, where: str)
     assert code == 1 and "refusing to delete" in out, out
     assert template.is_file() and (project / "http" / "preseed.cfg").read_text() == "d-i x"
     assert_own_error(out)
+
+
+# 1. A shell-local secret need not be on the host's process table -------------------------------------------
+@pytest.mark.parametrize("use_file", [False, True])
+def test_shell_local_env_var_file_keeps_secrets_off_the_command_line(tmp_path: Path, use_file: bool) -> None:
+    from tests.helpers.sshd import make_ctx
+    from vmbake.config.provisioners import ShellLocalConfig
+    from vmbake.steps.provision import StepProvision
+    from vmbake.template.model import ProvisionerSpec
+
+    ctx, _out, _err = make_ctx(tmp_path / "work")
+    seen = tmp_path / "seen"
+    # The script reads its own shell's command line, as `ps` shows it to every user of the host.
+    script = f'cat /proc/$PPID/cmdline | tr "\\0" " " > {seen}; echo "token is $TOKEN" >> {seen}'
+    config = ShellLocalConfig(
+        inline=[script], environment_vars=["TOKEN=hunter2-secret"], use_env_var_file=use_file
+    )
+    ctx.provisioners = [ProvisionerSpec("shell-local", config)]
+    StepProvision().run(ctx)
+    cmdline, _, said = seen.read_text().partition("token is ")
+    assert said.strip() == "hunter2-secret"  # the script still gets the value
+    assert ("hunter2-secret" in cmdline) is not use_file, cmdline
+    assert not list(Path(tempfile.gettempdir()).glob("vmbake-shell-local-vars-*"))  # the file is gone

@@ -82,9 +82,14 @@ class ShellLocalConfig:
     scripts: list[str] = opt(factory=list, doc="Local scripts run in turn on the host")
     environment_vars: list[str] = opt(factory=list, doc="KEY=VALUE pairs set for the command")
     env_var_format: str = opt("", "printf-style format of one variable (default: \"%s='%s' \")")
+    use_env_var_file: bool = opt(
+        False,
+        "Write the variables to a private file (mode 0600) that {{.Vars}} sources, instead of into the "
+        "command line, where every user of the host can read them (ps); its path is {{.EnvVarFile}}",
+    )
     execute_command: list[str] = opt(
         factory=lambda: ["/bin/sh", "-c", "{{.Vars}} {{.Script}}"],
-        doc="Argv that runs the script; {{.Vars}} and {{.Script}} are filled in",
+        doc="Argv that runs the script; {{.Vars}}, {{.Script}} and {{.EnvVarFile}} are filled in",
         runtime=True,
     )
     inline_shebang: str = opt("/bin/sh -e", "Interpreter line put before inline commands")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from vmbake import procs
-from vmbake.config.provisioners import ShellLocalConfig
+from vmbake.config.provisioners import SHELL_ENV_FILE_FORMAT, ShellLocalConfig
 from vmbake.errors import VmbakeError
 from vmbake.provisioners import Run, flatten_env, packer_env, runtime_values
 from vmbake.template.gotemplate import render_runtime
@@ -29,12 +30,17 @@ def provision(run: Run, config: ShellLocalConfig) -> None:
             ctx.ui.say(f"Skipping shell-local: it runs only on {', '.join(config.only_on)}")
             return
     env = packer_env(ctx, config.environment_vars, "shell-local")
-    variables = flatten_env(env, config.env_var_format or "%s='%s' ").rstrip(" ")
     codes = config.valid_exit_codes or [0]
-    with _scripts(run, config) as scripts:
+    with _scripts(run, config) as scripts, _env_file(config, env) as env_file:
+        if env_file:
+            variables = f". {shlex.quote(env_file)} &&"
+        else:
+            variables = flatten_env(env, config.env_var_format or "%s='%s' ").rstrip(" ")
         for script in scripts:
             ctx.ui.say(f"Running local shell script: {script}")
-            values = runtime_values(ctx, Vars=variables, Script=str(script), Command=config.command)
+            values = runtime_values(
+                ctx, Vars=variables, Script=str(script), Command=config.command, EnvVarFile=env_file
+            )
             argv = [render_runtime(part, values) for part in config.execute_command]
             if not argv:
                 raise VmbakeError(
@@ -54,6 +60,23 @@ def provision(run: Run, config: ShellLocalConfig) -> None:
                     f"(allowed: {', '.join(str(c) for c in codes)})",
                     hint="see its output above",
                 )
+
+
+@contextlib.contextmanager
+def _env_file(config: ShellLocalConfig, env: dict[str, str]) -> Iterator[str]:
+    """With use_env_var_file, a private file of `export NAME='value'` lines (mode 0600), removed after;
+    else no file ("")."""
+    if not config.use_env_var_file:
+        yield ""
+        return
+    fd, name = tempfile.mkstemp(prefix="vmbake-shell-local-vars-", suffix=".sh")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(flatten_env(env, SHELL_ENV_FILE_FORMAT))
+        yield name
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 @contextlib.contextmanager

@@ -111,7 +111,7 @@ def _run_one(ctx: BuildContext, step: Step) -> None:
                 continue
             if decision == "abort":
                 ctx.failed = True
-                raise AbortBuild(str(error)) from error
+                raise AbortBuild(str(error), error.hint) from error  # the hint stays, as in the other modes
             raise
         except Exception as exc:  # a bug in a step: still unwind, but say which step
             ctx.state.step_times.append((step.name, time.monotonic() - started))
