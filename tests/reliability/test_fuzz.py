@@ -5,6 +5,7 @@ BootCommandError, each with a message), never anything else. Thousands of cases,
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -63,11 +64,14 @@ BUILDER_KEYS = ["type", "iso_url", "iso_checksum", "disk_size", "memory", "cpus"
 WORDS = ["qemu", "shell", "none", "ssh", "sha256:abc", "sha256:" + "a" * 64, "5120M", "0", "-1", "1e400", "40G",
          "10s", "1h", "-5m", "{{user `x`}}", "{{ .HTTPIP }}", "{{", "}}", "<wait5>", "<enter>", "../../etc/passwd",
          "/dev/null", "{{env `HOME`}}", "{{split `a` `b` 9}}", "${var.x}", "", "x" * 300, "\u00e9\u2603", "\x00",
-         "qcow2", "raw", "tcg", "kvm", "virtio", "file:///etc/passwd", "http://127.0.0.1:1/x.iso"]  # fmt: skip
+         "qcow2", "raw", "tcg", "kvm", "virtio", "file:///etc/passwd", "http://127.0.0.1:1/x.iso",
+         "9" * 5000, "9" * 5000 + "M", "9" * 400 + "s", "<wait" + "9" * 400 + ">", "http://h:99999/x.iso",
+         "http://[::1/x.iso", "http://u:p@127.0.0.1:1/x.iso", "/dev/zero", "file:/dev/zero"]  # fmt: skip
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**70), 2**70),
+    st.sampled_from([10**400, -(10**400), 2**63, 2**64]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(WORDS),
     st.text(max_size=12),
@@ -216,9 +220,51 @@ def test_fuzz_cli_var_flags(args: list[str]) -> None:
     assert code in (0, 1)
 
 
+KINDS = ["file", "fifo", "directory", "dev-zero", "dangling", "empty"]
+
+
+def _make(kind: str, path: Path, text: str) -> None:
+    if path.is_symlink() or path.is_file() or path.is_fifo():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    if kind == "file":
+        path.write_text(text)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "dangling":
+        path.symlink_to(_DIR / "nowhere")
+    else:
+        path.write_text("")
+
+
+@fuzz_settings(120)
+@given(st.sampled_from(KINDS), st.sampled_from(KINDS), st.sampled_from([".json", ".pkr.hcl"]))
+def test_fuzz_file_kinds(template_kind: str, var_file_kind: str, suffix: str) -> None:
+    """Templates and variable files of every kind of file: refused at once (never read from a pipe or a
+    device), or loaded; the test's own time limit catches a read that blocks."""
+    CASES["file kinds"] += 1
+    template, var_file = _DIR / f"kinds{suffix}", _DIR / "kinds.pkrvars.hcl"
+    body = (
+        VAR_TEMPLATE
+        if suffix == ".json"
+        else 'source "qemu" "a" {\n  iso_url = "x.iso"\n  iso_checksum = "none"\n}\nbuild {\n  sources = ["source.qemu.a"]\n}\n'
+    )
+    _make(template_kind, template, body)
+    _make(var_file_kind, var_file, 'x = "2"\n')
+    try:
+        load_template(template, var_files=[var_file])
+    except VmbakeError as exc:
+        assert str(exc).strip()
+
+
 def test_fuzz_case_count() -> None:
     """Runs last in this module: thousands of cases in total, reported in the test output."""
-    if len(CASES) < 7:
+    if len(CASES) < 8:
         pytest.skip("only part of the fuzz tests ran (-k)")
     total = sum(CASES.values())
     print(f"\nfuzz cases run: {total} ({dict(CASES)})")
