@@ -33,7 +33,7 @@ from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.files import read_regular_bytes
 from vmbake.locks import FileLock
 from vmbake.ui import ProgressHandle
-from vmbake.units import format_size, parse_duration
+from vmbake.units import LONGEST_WAIT, format_size, parse_duration
 
 # progress(description, total) -> a context manager yielding a ProgressHandle, as BuildUi.progress.
 ProgressFactory = Callable[[str, float | None], contextlib.AbstractContextManager[ProgressHandle]]
@@ -60,7 +60,10 @@ def stall_timeout() -> float:
     raw = os.environ.get("VMBAKE_DOWNLOAD_TIMEOUT", "")
     if raw:
         try:
-            return max(0.05, parse_duration(raw))
+            seconds = parse_duration(raw)
+            if abs(seconds) > LONGEST_WAIT:
+                raise ValueError("longer than a year")
+            return max(0.05, seconds)
         except ValueError:
             raise VmbakeError(
                 f"VMBAKE_DOWNLOAD_TIMEOUT={raw!r} is not a duration", hint="use for example 30s or 2m"

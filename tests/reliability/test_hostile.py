@@ -224,11 +224,11 @@ def test_validate_refuses_urls_that_cannot_be_fetched(tmp_path: Path, url: str) 
 
 # 3. Numbers too large, unusable environment variables, a bad PACKER_LOG_PATH -------------------------------
 def test_huge_numbers_are_refused_with_a_message() -> None:
-    for size in (10**5000, "9" * 5000 + "M", "99999999999999999999T"):
+    for size in (10**5000, "9" * 5000 + "M", "9" * 40 + "T"):
         with pytest.raises(ValueError, match="too"):
-            parse_size(size)  # type: ignore[arg-type]
-    for duration in ("9" * 5000 + "s", "999999999999h"):
-        with pytest.raises(ValueError, match=r"too long|out of range"):
+            parse_size(size)
+    for duration in ("9" * 5000 + "s", "9" * 40 + "h"):
+        with pytest.raises(ValueError, match="too long"):
             parse_duration(duration)
     for command in ("<wait" + "9" * 5000 + ">", "<wait999999999s>", "<wait9000h>"):
         with pytest.raises(BootCommandError, match=r"too long|longer than a year"):

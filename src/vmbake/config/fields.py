@@ -209,13 +209,20 @@ class Decoder:
                 return True, bool(raw)
             return self._type_problem(path, "a boolean (true or false)", raw)
         if tp is int:
+            number: int | None = None
             if isinstance(raw, int) and not isinstance(raw, bool):
-                return True, raw
-            if isinstance(raw, float) and raw.is_integer():
-                return True, int(raw)
-            if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-                return True, int(raw.strip())
-            return self._type_problem(path, "a whole number", raw)
+                number = raw
+            elif isinstance(raw, float) and raw.is_integer():
+                number = int(raw)
+            elif isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+                digits = raw.strip()
+                if len(digits) > 20:  # longer than any int64, and refused before Python's 4300-digit limit
+                    self.problem(path, "number out of range", "give a whole number below 2^63")
+                    return False, None
+                number = int(digits)
+            if number is None:
+                return self._type_problem(path, "a whole number", raw)
+            return True, number
         if tp is float:
             if isinstance(raw, int | float) and not isinstance(raw, bool):
                 return True, float(raw)

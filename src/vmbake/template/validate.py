@@ -38,6 +38,14 @@ def _local(path: str) -> bool:
     return bool(path) and "{{" not in path and "://" not in path
 
 
+def _check_path(path: str, test: Callable[[Path], bool]) -> bool:
+    """`test` of the path; False for a string that cannot name a file here (too long, a NUL byte)."""
+    try:
+        return test(Path(path))
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def check_checksum(value: str) -> str | None:
     """Why `value` is not a valid iso_checksum, or None when it is (the download step parses it the same way)."""
     if "{{" in value:
@@ -95,21 +103,21 @@ def _common_machine(config: Any, report: Report) -> None:
     _ranges(config, report)
     for key in ("floppy_files", "cd_files", "floppy_dirs"):
         for i, item in enumerate(getattr(config, key, [])):
-            if _local(item) and not any(c in item for c in "*?[") and not Path(item).exists():
+            if _local(item) and not any(c in item for c in "*?[") and not _check_path(item, Path.exists):
                 report(
                     f"{key}[{i}]",
                     f"{item!r} does not exist",
                     "relative paths are taken from the current directory",
                 )
     http_dir = getattr(config, "http_directory", "")
-    if _local(http_dir) and not Path(http_dir).is_dir():
+    if _local(http_dir) and not _check_path(http_dir, Path.is_dir):
         report(
             "http_directory",
             f"directory {http_dir!r} does not exist",
             "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...",
         )
     key = getattr(config, "ssh_private_key_file", "")
-    if _local(key) and not Path(key).expanduser().is_file():
+    if _local(key) and not _check_path(key, lambda p: p.expanduser().is_file()):
         report(
             "ssh_private_key_file", f"file {key!r} does not exist", "give the path of an OpenSSH private key"
         )
@@ -176,7 +184,11 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
             "installer_boot 'kernel' needs kernel_args",
             'for example "auto=true priority=critical url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed.cfg"',
         )
-    if config.preseed_file and _local(config.preseed_file) and not Path(config.preseed_file).is_file():
+    if (
+        config.preseed_file
+        and _local(config.preseed_file)
+        and not _check_path(config.preseed_file, Path.is_file)
+    ):
         report("preseed_file", f"file {config.preseed_file!r} does not exist", "")
     _hostile(config, report)
     _common_machine(config, report)
@@ -225,7 +237,7 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
 
 
 def _exists(report: Report, key: str, value: str) -> None:
-    if _local(value) and not Path(value).exists():
+    if _local(value) and not _check_path(value, Path.exists):
         report(key, f"file {value!r} does not exist", "relative paths are taken from the current directory")
 
 
