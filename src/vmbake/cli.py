@@ -219,7 +219,7 @@ def key_reference(name: str = "") -> str:
     return text[start : min(ends)] + "\n" if ends else text[start:]
 
 
-def _template_from(parsed: Parsed, command: str) -> Template:
+def _template_from(parsed: Parsed, command: str, *, check: bool = True) -> Template:
     if len(parsed.args) != 1:
         raise UsageError(
             f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
@@ -238,6 +238,7 @@ def _template_from(parsed: Parsed, command: str) -> Template:
         var_files=[Path(p) for p in parsed.values.get("var-file", [])],
         only=_csv(parsed.values.get("only")),
         except_=_csv(parsed.values.get("except")),
+        check=check,
     )
 
 
@@ -263,6 +264,9 @@ def cmd_validate(parsed: Parsed) -> int:
         return 0
     template = _template_from(parsed, "validate")
     _warn(ui, template.warnings)
+    if template.skipped:
+        names = ", ".join(f"{b.name} ({b.type})" for b in template.skipped)
+        ui.say(f"Not checked, as vmbake does not run their builder types: {names}")
     ui.machine("", "ui", "say", "Template validated successfully.")
     if not ui.machine_readable:
         ui.say(
@@ -284,14 +288,14 @@ def _syntax_only(parsed: Parsed) -> None:
 def cmd_inspect(parsed: Parsed) -> int:
     ui = _make_ui(parsed)
     try:
-        template = _template_from(parsed, "inspect")
+        template = _template_from(parsed, "inspect", check=False)
     except TemplateError as exc:
         # Packer inspects a template whose required variables are unset: list them as required.
         missing = [p.key.split(".", 1)[1] for p in exc.problems if p.message.startswith("required variable")]
         if len(missing) != len(exc.problems):
             raise
         parsed.values["var"] = [*parsed.values.get("var", []), *(f"{name}=" for name in missing)]
-        template = _template_from(parsed, "inspect")
+        template = _template_from(parsed, "inspect", check=False)
         template = template.replace(values={k: v for k, v in template.values.items() if k not in missing})
     if ui.machine_readable:
         for name, var in template.variables.items():
@@ -299,8 +303,8 @@ def cmd_inspect(parsed: Parsed) -> int:
             ui.machine("", "template-variable", name, shown, "1" if var.required else "0")
         for build in template.builds:
             ui.machine("", "template-builder", build.name, build.type)
-        for prov in template.provisioners:
-            ui.machine("", "template-provisioner", prov.type)
+        for kind in template.provisioner_types:
+            ui.machine("", "template-provisioner", kind)
         return 0
     for secret in template.sensitive_values:
         ui.add_secret(secret)
@@ -334,9 +338,7 @@ def cmd_build(parsed: Parsed) -> int:
             hint="reinstall vmbake; 'vmbake validate' and 'inspect' still work",
         ) from None
     run_builds: Callable[..., int] = build.run_builds
-    return run_builds(
-        template, options, ui, _csv(parsed.values.get("only")), _csv(parsed.values.get("except"))
-    )
+    return run_builds(template, options, ui)
 
 
 def cmd_verify(args: Sequence[str]) -> int:
