@@ -338,7 +338,9 @@ class Assembler:
         specs: list[BuildSpec] = []
         for build in chosen:
             t = build.target
-            if registry.builder_class(t.type) is None:
+            runs = registry.builder_class(t.type) is not None
+            if not runs and check:
+                # Its keys are not checked, and nothing bound to it is decoded: vmbake will not run it.
                 specs.append(BuildSpec(t.name, t.type, None, t.source_name, runs=False))
                 continue
             provisioners = tuple(
@@ -357,6 +359,7 @@ class Assembler:
                     provisioners,
                     cleanup,
                     self._chains(t, except_, check),
+                    runs,
                 )
             )
         self.problems[:] = list(dict.fromkeys(self.problems))  # a block shared by builds: report once
