@@ -191,7 +191,6 @@ def load_hcl(
         provisioner_types=[b.type for b in asm.provisioners],
         post_processor_types=[[b.type for b in chain] for chain in asm.chains],
         warnings=asm.warnings,
-        checked=check,
     )
 
 

@@ -82,7 +82,6 @@ class Template:
     provisioner_types: list[str] = field(default_factory=list)
     post_processor_types: list[list[str]] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    checked: bool = True  # False when loaded for `inspect`: configs are not decoded
 
     @property
     def runnable(self) -> list[BuildSpec]:
