@@ -57,7 +57,8 @@ def runnable_builds(template: Template, ui: Ui) -> list[BuildSpec]:
     if not selected:
         raise VmbakeError(
             "no build to run",
-            hint="vmbake runs qemu and debian-bootstrap builds; select one with -only",
+            hint="check -only/-except (the warnings above name the template's builds); "
+            "vmbake runs qemu and debian-bootstrap builds",
         )
     return selected
 

@@ -333,3 +333,14 @@ def test_inspect_hcl_lists_foreign_sources(tmp_path: Path, capsys: pytest.Captur
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "> vmware-iso.a:" in out and "      ansible" in out
+
+
+def test_selecting_nothing_validates_with_a_warning_and_builds_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Packer 1.6.6 accepts -only matching nothing; current Packer's build then stops: No builds to run."""
+    path = write_json(tmp_path, {"builders": [qemu("qemu")]})
+    assert main(["validate", "-only=nothing", str(path)]) == 0
+    assert "-only=nothing matches no build" in capsys.readouterr().err
+    assert main(["build", "-only=nothing", str(path)]) == 1
+    assert "no build to run" in capsys.readouterr().err

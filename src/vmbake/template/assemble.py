@@ -301,15 +301,7 @@ class Assembler:
                             "builds in this template: " + ", ".join(self.build_names()),
                         )
                     )
-        if self.builds and not chosen and not self.problems:
-            self.problems.append(
-                Problem(
-                    self.file,
-                    "-only" if only else "-except",
-                    "no build is left to run",
-                    "builds in this template: " + ", ".join(self.build_names()),
-                )
-            )
+        # Nothing left is not a template error (Packer's validate accepts it); `build` refuses to run nothing.
         return chosen
 
     def _pp_hit(self, name: str, pattern: str) -> bool:
