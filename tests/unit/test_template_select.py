@@ -287,6 +287,25 @@ def test_hcl_except_glob_names_a_post_processor(tmp_path: Path) -> None:
     assert [[p.type for p in c] for c in t.builds[0].post_processors] == [["compress"], ["manifest"]]
 
 
+def test_hcl_blocks_belong_to_their_build_block(tmp_path: Path) -> None:
+    """Each build block's provisioners and error-cleanup-provisioner apply to its own sources only."""
+    path = write_hcl(
+        tmp_path,
+        'provisioner "shell" {\n  inline = ["first"]\n}\n'
+        'error-cleanup-provisioner "shell-local" {\n  inline = ["clean first"]\n}',
+        "qemu.a",
+    )
+    with path.open("a") as f:
+        f.write(
+            'build {\n  sources = ["source.qemu.b"]\n'
+            '  error-cleanup-provisioner "shell-local" {\n    inline = ["clean second"]\n  }\n}\n'
+        )
+    t = load_template(path)
+    assert inline(t, "qemu.a") == [["first"]] and inline(t, "qemu.b") == []
+    cleanups = [b.error_cleanup_provisioner for b in t.builds]
+    assert [c.config.inline if c else None for c in cleanups] == [["clean first"], ["clean second"]]
+
+
 # -- commands -----------------------------------------------------------------------------------------------
 def test_validate_names_the_builds_it_did_not_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

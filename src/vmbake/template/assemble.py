@@ -82,7 +82,7 @@ class Assembler:
     warnings: list[Problem] = field(default_factory=list)
     builds: list[GatheredBuild] = field(default_factory=list)
     provisioners: list[GatheredBlock] = field(default_factory=list)
-    cleanup: GatheredBlock | None = None
+    cleanups: list[GatheredBlock] = field(default_factory=list)  # HCL2: one per build block at most
     chains: list[list[GatheredBlock]] = field(default_factory=list)
 
     def problem(self, path: str, message: str, hint: str = "") -> None:
@@ -339,9 +339,9 @@ class Assembler:
                 p for block in self.provisioners if self._applies(block, t)
                 if (p := self._provisioner(block, t, check)) is not None
             )  # fmt: skip
-            cleanup = None
-            if self.cleanup is not None and self._applies(self.cleanup, t):
-                cleanup = self._provisioner(self.cleanup, t, check)
+            cleanup = next(
+                (self._provisioner(c, t, check) for c in self.cleanups if self._applies(c, t)), None
+            )
             specs.append(
                 BuildSpec(
                     t.name,

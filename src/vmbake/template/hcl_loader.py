@@ -159,15 +159,14 @@ def load_hcl(
         asm.provisioners += _provisioners(
             build.get("provisioner", []), f"{where}.provisioner", build_scope, members, asm, file
         )
-        for found in _provisioners(
+        asm.cleanups += _provisioners(
             build.get("error-cleanup-provisioner", []),
             f"{where}.error-cleanup-provisioner",
             build_scope,
             members,
             asm,
             file,
-        ):
-            asm.cleanup = found
+        )[-1:]
         asm.chains += _post_processors(build, where, build_scope, members, asm, file)
     description = ""
     for build, file in blocks.builds:

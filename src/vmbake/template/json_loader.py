@@ -87,11 +87,12 @@ def load_json(
         if isinstance(raw, dict):
             # Packer runs it for every build: its only/except are neither checked nor read (core.go).
             common = {k: v for k, v in raw.items() if k not in ("only", "except")}
-            asm.cleanup = asm.provisioner(
+            found = asm.provisioner(
                 rendered(common, "error-cleanup-provisioner"),
                 "error-cleanup-provisioner",
                 _block_body(raw, "error-cleanup-provisioner", PROVISIONER_COMMON, rendered),
             )
+            asm.cleanups += [found] if found is not None else []
         else:
             asm.problem("error-cleanup-provisioner", "expected a provisioner object", "")
     _post_processors(data.get("post-processors"), asm, rendered)
