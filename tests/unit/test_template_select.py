@@ -363,3 +363,15 @@ def test_selecting_nothing_validates_with_a_warning_and_builds_nothing(
     assert "-only=nothing matches no build" in capsys.readouterr().err
     assert main(["build", "-only=nothing", str(path)]) == 1
     assert "no build to run" in capsys.readouterr().err
+
+
+def test_inspect_does_not_run_the_template_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """packer inspect 1.6.6 lists a JSON template whose provisioner names a missing build (validate refuses)."""
+    data = {
+        "builders": [qemu("qemu")],
+        "provisioners": [{"type": "shell", "inline": ["x"], "only": ["vbox"]}],
+    }
+    path = write_json(tmp_path, data)
+    assert main(["validate", str(path)]) == 1
+    assert main(["inspect", str(path)]) == 0
+    assert "  shell" in capsys.readouterr().out

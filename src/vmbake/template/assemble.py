@@ -78,6 +78,7 @@ class Assembler:
     file: str
     locate: Callable[[str], int | None] = field(default=lambda _p: None)
     format: str = "json"  # "json" or "hcl2": how only/except/override name a build
+    check: bool = True  # False for `inspect`: the template only has to parse, nothing is decoded
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     builds: list[GatheredBuild] = field(default_factory=list)
@@ -126,7 +127,7 @@ class Assembler:
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             self.problem(path, "expected a list of build names", 'for example ["qemu"]')
             return ()
-        if self.format == "json":
+        if self.format == "json" and self.check:
             # Packer's template.OnlyExcept.Validate: each name is a builder's exact name.
             for i, name in enumerate(raw):
                 if name not in self.build_names():
@@ -140,7 +141,7 @@ class Assembler:
     def _only_except(self, raw: dict[str, Any], path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         only = self._names(raw.get("only"), f"{path}.only")
         except_ = self._names(raw.get("except"), f"{path}.except")
-        if only and except_:
+        if only and except_ and self.check:
             self.problem(
                 f"{path}.except", "only one of 'only' or 'except' may be specified", "remove one of them"
             )
@@ -183,7 +184,7 @@ class Assembler:
                 if not isinstance(keys, dict):
                     self.problem(f"{path}.override.{name}", "expected a map of keys", "")
                     continue
-                if self.format == "json" and name not in self.build_names():
+                if self.format == "json" and self.check and name not in self.build_names():
                     # Packer's template.Validate; HCL2 does not check the names of an override.
                     self.problem(
                         f"{path}.override.{name}",
@@ -309,10 +310,11 @@ class Assembler:
         return name == pattern if self.format == "json" else fnmatch.fnmatchcase(name, pattern)
 
     # -- resolving ---------------------------------------------------------------------------------
-    def resolve(self, only: Sequence[str], except_: Sequence[str], *, check: bool = True) -> list[BuildSpec]:
+    def resolve(self, only: Sequence[str], except_: Sequence[str]) -> list[BuildSpec]:
         """The selected builds, each with its own decoded config, provisioners and post-processors.
 
-        With check False (`inspect`) nothing is decoded: the specs carry types and names only."""
+        With `check` False (`inspect`) nothing is decoded: the specs carry types and names only."""
+        check = self.check
         chosen = self._select(only, except_)
         runnable = [b for b in chosen if registry.builder_class(b.target.type) is not None]
         if check and chosen and not runnable:

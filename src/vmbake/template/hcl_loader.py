@@ -133,7 +133,7 @@ def load_hcl(
 ) -> Template:
     files, directory = _files(path)
     lines = HclLines()
-    asm = Assembler(str(path), lines.locate, format="hcl2")
+    asm = Assembler(str(path), lines.locate, format="hcl2", check=check)
     asm.problems.extend(inputs.problems)
     blocks = _collect(files, asm, lines)
     template_files = {str(f) for f in files} | {str(path)}
@@ -175,7 +175,7 @@ def load_hcl(
                 evaluate(build["description"], scope, "build.description", reporter(asm, file)) or ""
             )
             break
-    builds = asm.resolve(only, except_, check=check)
+    builds = asm.resolve(only, except_)
     if asm.problems:
         raise TemplateError(_with_lines(asm.problems, lines, template_files))
     asm.warnings[:] = _with_lines(asm.warnings, lines, template_files)

@@ -61,7 +61,7 @@ def load_json(
             ]
         ) from None
     locate = locator(lines)
-    asm = Assembler(name, locate, format="json")
+    asm = Assembler(name, locate, format="json", check=check)
     asm.problems.extend(inputs.problems)
     if not isinstance(data, dict):
         asm.problem("", "a template is a JSON object", "start the file with '{'")
@@ -100,7 +100,7 @@ def load_json(
     if not isinstance(description, str):
         asm.problem("description", "expected a string", "")
         description = ""
-    builds = asm.resolve(only, except_, check=check)
+    builds = asm.resolve(only, except_)
     if asm.problems:
         raise TemplateError(asm.problems)
     return Template(
