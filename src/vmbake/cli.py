@@ -37,7 +37,7 @@ class Flag:
 
 COMMON_TEMPLATE = [
     Flag("only", "str", "Build only the named builds (comma list, globs)"),
-    Flag("except", "str", "Build all builds but the named ones (comma list, globs)"),
+    Flag("except", "str", "Build all builds and post-processors but the named ones (comma list, globs)"),
     Flag("var", "list", "Set a variable: -var 'name=value' (repeatable)"),
     Flag("var-file", "list", "Read variables from a JSON or .pkrvars.hcl file (repeatable)"),
     Flag("machine-readable", "bool", "Print machine-readable output"),
