@@ -9,13 +9,11 @@ way out, whatever happened.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,32 +43,17 @@ class BuildResult:
     step_times: list[tuple[str, float]] = field(default_factory=list)
 
 
-def select_builds(template: Template, only: Sequence[str], except_: Sequence[str]) -> list[BuildSpec]:
-    """The builds -only/-except keep; both take globs matching a build's name, its source name or TYPE.NAME."""
-
-    def names(spec: BuildSpec) -> list[str]:
-        keys = [spec.name, f"{spec.type}.{spec.name}"]
-        if spec.source_name:
-            keys += [
-                spec.source_name,
-                f"{spec.type}.{spec.source_name}",
-                f"source.{spec.type}.{spec.source_name}",
-            ]
-        return keys
-
-    def matches(spec: BuildSpec, patterns: Sequence[str]) -> bool:
-        return any(fnmatch.fnmatchcase(key, p) for p in patterns for key in names(spec))
-
-    if template.all_builds:
-        # The template loader applied -only/-except already, knowing the template's own aliases.
-        selected = list(template.builds)
-    else:
-        selected = [b for b in template.builds if not only or matches(b, only)]
-        selected = [b for b in selected if not except_ or not matches(b, except_)]
+def runnable_builds(template: Template, ui: Ui) -> list[BuildSpec]:
+    """The template's builds that vmbake runs (the loader applied -only/-except); each other one is named
+    in one line and left out."""
+    for spec in template.skipped:
+        ui.say(f"==> build '{spec.name}' skipped: vmbake does not run builder type '{spec.type}'")
+    selected = template.runnable
     if not selected:
-        known = ", ".join(b.name for b in template.builds) or "none"
         raise VmbakeError(
-            "no build matches -only/-except", hint=f"the template's builds are: {known}; -only takes globs"
+            "no build to run",
+            hint="check -only/-except (the warnings above name the template's builds); "
+            "vmbake runs qemu and debian-bootstrap builds",
         )
     return selected
 
@@ -118,7 +101,7 @@ def artifact_files(artifact: Artifact) -> list[Path]:
 
 
 def run_post_processors(ctx: BuildContext, artifacts: list[Artifact]) -> list[Artifact]:
-    chains = ctx.template.post_processors_for(ctx.name)
+    chains = ctx.post_processors
     if not chains:
         return artifacts
     try:
@@ -131,8 +114,17 @@ def run_post_processors(ctx: BuildContext, artifacts: list[Artifact]) -> list[Ar
 
 def run_one(spec: BuildSpec, template: Template, options: Options, ui: Ui) -> BuildResult:
     bui = BuildUi(ui, spec.name)
-    provisioners = template.provisioners_for(spec.name)
-    ctx = BuildContext(spec.name, spec.type, spec.config, template, bui, options, provisioners)
+    ctx = BuildContext(
+        spec.name,
+        spec.type,
+        spec.config,
+        template,
+        bui,
+        options,
+        list(spec.provisioners),
+        spec.error_cleanup_provisioner,
+        [list(chain) for chain in spec.post_processors],
+    )
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="vmbake-"))  # mode 0700
     ctx.state.work_dir = work
@@ -216,16 +208,14 @@ def _machine_artifact(ui: Ui, name: str, index: int, artifact: Artifact) -> None
     ui.machine(name, "artifact", i, "end")
 
 
-def run_builds(
-    template: Template, options: Options, ui: Ui, only: Sequence[str], except_: Sequence[str]
-) -> int:
-    """Run the selected builds one after the other: 0 when all succeeded, 130 when the user cancelled
+def run_builds(template: Template, options: Options, ui: Ui) -> int:
+    """Run the template's selected builds one after the other: 0 when all succeeded, 130 when the user cancelled
     (Ctrl-C, SIGTERM, SIGHUP; after the cleanups ran), 1 otherwise."""
     for secret in template.sensitive_values:
         ui.add_secret(secret)
     results: list[BuildResult] = []
     try:
-        specs = select_builds(template, only, except_)
+        specs = runnable_builds(template, ui)
         for spec in specs:
             result = run_one(spec, template, options, ui)
             results.append(result)

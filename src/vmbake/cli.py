@@ -38,7 +38,7 @@ class Flag:
 
 COMMON_TEMPLATE = [
     Flag("only", "str", "Build only the named builds (comma list, globs)"),
-    Flag("except", "str", "Build all builds but the named ones (comma list, globs)"),
+    Flag("except", "str", "Build all builds and post-processors but the named ones (comma list, globs)"),
     Flag("var", "list", "Set a variable: -var 'name=value' (repeatable)"),
     Flag("var-file", "list", "Read variables from a JSON or .pkrvars.hcl file (repeatable)"),
     Flag("machine-readable", "bool", "Print machine-readable output"),
@@ -220,7 +220,7 @@ def key_reference(name: str = "") -> str:
     return text[start : min(ends)] + "\n" if ends else text[start:]
 
 
-def _template_from(parsed: Parsed, command: str) -> Template:
+def _template_from(parsed: Parsed, command: str, *, check: bool = True) -> Template:
     if len(parsed.args) != 1:
         raise UsageError(
             f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
@@ -239,6 +239,7 @@ def _template_from(parsed: Parsed, command: str) -> Template:
         var_files=[Path(p) for p in parsed.values.get("var-file", [])],
         only=_csv(parsed.values.get("only")),
         except_=_csv(parsed.values.get("except")),
+        check=check,
     )
 
 
@@ -264,6 +265,9 @@ def cmd_validate(parsed: Parsed) -> int:
         return 0
     template = _template_from(parsed, "validate")
     _warn(ui, template.warnings)
+    if template.skipped:
+        names = ", ".join(f"{b.name} ({b.type})" for b in template.skipped)
+        ui.say(f"Not checked, as vmbake does not run their builder types: {names}")
     ui.machine("", "ui", "say", "Template validated successfully.")
     if not ui.machine_readable:
         ui.say(
@@ -285,14 +289,14 @@ def _syntax_only(parsed: Parsed) -> None:
 def cmd_inspect(parsed: Parsed) -> int:
     ui = _make_ui(parsed)
     try:
-        template = _template_from(parsed, "inspect")
+        template = _template_from(parsed, "inspect", check=False)
     except TemplateError as exc:
         # Packer inspects a template whose required variables are unset: list them as required.
         missing = [p.key.split(".", 1)[1] for p in exc.problems if p.message.startswith("required variable")]
         if len(missing) != len(exc.problems):
             raise
         parsed.values["var"] = [*parsed.values.get("var", []), *(f"{name}=" for name in missing)]
-        template = _template_from(parsed, "inspect")
+        template = _template_from(parsed, "inspect", check=False)
         template = template.replace(values={k: v for k, v in template.values.items() if k not in missing})
     if ui.machine_readable:
         for name, var in template.variables.items():
@@ -300,8 +304,8 @@ def cmd_inspect(parsed: Parsed) -> int:
             ui.machine("", "template-variable", name, shown, "1" if var.required else "0")
         for build in template.builds:
             ui.machine("", "template-builder", build.name, build.type)
-        for prov in template.provisioners:
-            ui.machine("", "template-provisioner", prov.type)
+        for kind in template.provisioner_types:
+            ui.machine("", "template-provisioner", kind)
         return 0
     for secret in template.sensitive_values:
         ui.add_secret(secret)
@@ -335,9 +339,7 @@ def cmd_build(parsed: Parsed) -> int:
             hint="reinstall vmbake; 'vmbake validate' and 'inspect' still work",
         ) from None
     run_builds: Callable[..., int] = build.run_builds
-    return run_builds(
-        template, options, ui, _csv(parsed.values.get("only")), _csv(parsed.values.get("except"))
-    )
+    return run_builds(template, options, ui)
 
 
 def cmd_verify(args: Sequence[str]) -> int:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from vmbake.config.bootstrap import BootstrapConfig
     from vmbake.config.qemu import QemuConfig
     from vmbake.procs import Child
-    from vmbake.template.model import ProvisionerSpec, Template
+    from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,9 @@ class BuildContext:
     template: Template
     ui: BuildUi
     options: Options
-    provisioners: list[ProvisionerSpec] = field(default_factory=list)
+    provisioners: list[ProvisionerSpec] = field(default_factory=list)  # this build's, decoded for it
+    error_cleanup_provisioner: ProvisionerSpec | None = None
+    post_processors: list[list[PostProcessorSpec]] = field(default_factory=list)
     state: BuildState = field(default_factory=BuildState)
     cancel: threading.Event = field(default_factory=threading.Event)
     failed: bool = False  # set when a step failed; cleanups that keep or remove results read it

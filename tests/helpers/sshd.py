@@ -245,7 +245,7 @@ def make_ctx(
         name="qemu",
         builder_type="qemu",
         config=QemuConfig(**config),  # type: ignore[arg-type]
-        template=SimpleNamespace(error_cleanup_provisioner=None),  # type: ignore[arg-type]
+        template=SimpleNamespace(),  # type: ignore[arg-type]
         ui=BuildUi(ui, "qemu"),
         options=Options(),
         provisioners=list(provisioners or []),  # type: ignore[arg-type]

@@ -211,11 +211,6 @@ HOSTILE: dict[str, tuple[dict[str, object], str, str]] = {
     "vm_name absolute path": ({"vm_name": "/etc/evil"}, "vm_name", "must be a file name"),
     "non-string qemuargs": ({"qemuargs": [["-x", 1, None]]}, "qemuargs", "expected a string"),
     "negative wait in boot_command": ({"boot_command": ["<wait-5s>"]}, "boot_command", "longer than zero"),
-    "http_directory that does not exist": (
-        {"http_directory": "../../no/such/dir"},
-        "http_directory",
-        "does not exist",
-    ),
     "unknown key": ({"isourl": "x"}, "isourl", ""),
     "unicode in a boolean": ({"headless": "\u2603"}, "headless", ""),
 }
@@ -230,6 +225,15 @@ def test_hostile_template_is_refused(tmp_path: Path, name: str) -> None:
         load_template(path)
     message = str(info.value)
     assert str(path) in message and key in message and text in message, message
+
+
+def test_missing_http_directory_is_a_warning_at_load_time(tmp_path: Path) -> None:
+    """Packer does not check http_directory before the build serves it; the HTTP server step refuses it
+    then (tests/unit/test_httpserver.py), and loading only warns."""
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps({"builders": [{**BASE, "http_directory": "../../no/such/dir"}]}))
+    warnings = [w.render() for w in load_template(path).warnings]
+    assert any("http_directory" in w and "does not exist" in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize("transport", ["qmp"])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from vmbake import procs
-from vmbake.build import BuildResult, packer_duration, report, run_builds, select_builds
+from vmbake.build import BuildResult, packer_duration, report, run_builds, runnable_builds
 from vmbake.config.qemu import QemuConfig, QemuImgArgs
-from vmbake.errors import StepError
+from vmbake.errors import StepError, VmbakeError
 from vmbake.state import Artifact, BuildContext, Options
 from vmbake.steps.convert_disk import StepConvertDisk
 from vmbake.steps.copy_disk import StepCopyDisk
@@ -205,8 +205,6 @@ def failing_build(tmp_path: Path, on_error: str, private_tmp: Path) -> tuple[int
         template(tmp_path, BuildSpec("qemu", "qemu", config)),
         Options(on_error=on_error),
         Ui(out=text, err=text),
-        [],
-        [],
     )
     return code, text.getvalue(), out_dir
 
@@ -240,7 +238,7 @@ def test_existing_output_dir_fails_the_build_and_keeps_it(tmp_path: Path, privat
     )
     text = io.StringIO()
     code = run_builds(
-        template(tmp_path, BuildSpec("qemu", "qemu", config)), Options(), Ui(out=text, err=text), [], []
+        template(tmp_path, BuildSpec("qemu", "qemu", config)), Options(), Ui(out=text, err=text)
     )
     assert code == 1
     assert f"Output directory '{out_dir}' already exists" in text.getvalue()
@@ -248,16 +246,16 @@ def test_existing_output_dir_fails_the_build_and_keeps_it(tmp_path: Path, privat
     assert list(private_tmp.iterdir()) == []
 
 
-def test_select_builds_with_globs(tmp_path: Path) -> None:
-    specs = [BuildSpec("qemu", "qemu", QemuConfig()), BuildSpec("bookworm-efi", "qemu", QemuConfig())]
-    t = template(tmp_path, *specs)
-    assert [b.name for b in select_builds(t, ["book*"], [])] == ["bookworm-efi"]
-    assert [b.name for b in select_builds(t, [], ["*efi"])] == ["qemu"]
-    assert [b.name for b in select_builds(t, ["qemu.qemu"], [])] == ["qemu"]
-    with pytest.raises(Exception, match="no build matches"):
-        select_builds(t, ["nope"], [])
-    loaded = t.replace(builds=specs[1:], all_builds=["qemu", "bookworm-efi"])  # the loader selected already
-    assert [b.name for b in select_builds(loaded, ["source.qemu.bookworm"], [])] == ["bookworm-efi"]
+def test_builds_of_other_types_are_named_and_skipped(tmp_path: Path) -> None:
+    specs = [BuildSpec("qemu", "qemu", QemuConfig()), BuildSpec("vbox", "virtualbox-iso", None, runs=False)]
+    text = io.StringIO()
+    assert [b.name for b in runnable_builds(template(tmp_path, *specs), Ui(out=text, err=text))] == ["qemu"]
+    assert (
+        text.getvalue().strip()
+        == "==> build 'vbox' skipped: vmbake does not run builder type 'virtualbox-iso'"
+    )
+    with pytest.raises(VmbakeError, match="no build to run"):
+        runnable_builds(template(tmp_path, specs[1]), Ui(out=text, err=text))
 
 
 def test_packer_duration() -> None:

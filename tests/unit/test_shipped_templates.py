@@ -113,7 +113,8 @@ def test_bootstrap_build(release: str) -> None:
 def test_both_builds_share_the_provisioners(release: str) -> None:
     for build in BUILDS:
         template = load_template(TEMPLATES / release, only=[build])
-        steps = [(p.type, p.config) for p in template.provisioners]
+        (spec,) = template.builds
+        steps = [(p.type, p.config) for p in spec.provisioners]
         assert [kind for kind, _ in steps] == ["file", "shell"], build
         upload, shell = steps[0][1], steps[1][1]
         assert Path(upload.source) == TEMPLATES / release / "provision.sh"

@@ -58,8 +58,8 @@ def test_json_and_hcl_twins_load_to_the_same_model() -> None:
     from_json = load_template(SEED / "packer.json")
     from_hcl = load_template(SEED / "build.pkr.hcl")
     assert [(b.type, b.config) for b in from_json.builds] == [(b.type, b.config) for b in from_hcl.builds]
-    assert from_json.provisioners == from_hcl.provisioners
-    assert from_json.post_processors == from_hcl.post_processors
+    assert from_json.builds[0].provisioners == from_hcl.builds[0].provisioners
+    assert from_json.builds[0].post_processors == from_hcl.builds[0].post_processors
     assert from_json.variables == from_hcl.variables and from_json.values == from_hcl.values
     assert from_json.description == from_hcl.description
     assert from_json.sensitive_values == from_hcl.sensitive_values == ["r00tme"]  # also ssh_password's value
@@ -104,8 +104,7 @@ def test_source_name_in_provisioners_is_per_build(tmp_path: Path) -> None:
     t = template(
         tmp_path, build='provisioner "shell" {\n inline = ["echo ${source.name} ${upper(source.type)}"]\n}'
     )
-    spec = t.provisioners[0]
-    assert spec.config_for("qemu.deb", "qemu").inline == ["echo deb QEMU"]
+    assert t.builds[0].provisioners[0].config.inline == ["echo deb QEMU"]
 
 
 def test_variable_sources_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,7 +165,7 @@ def test_post_processors_and_chains(tmp_path: Path) -> None:
       post-processor "manifest" {}
     }
     """
-    chains = template(tmp_path, build=build).post_processors
+    chains = template(tmp_path, build=build).builds[0].post_processors
     assert [[p.type for p in c] for c in chains] == [["checksum"], ["compress", "manifest"]]
 
 
@@ -181,7 +180,7 @@ def test_build_source_block_renames(tmp_path: Path) -> None:
 
 def test_escapes_heredoc_and_literal_interpolation(tmp_path: Path) -> None:
     build = 'provisioner "shell" {\n  inline = ["echo \\"$${HOME}\\"", <<EOF\nline one\nEOF\n  ]\n}'
-    inline = template(tmp_path, build=build).provisioners[0].config.inline
+    inline = template(tmp_path, build=build).builds[0].provisioners[0].config.inline
     assert inline[0] == 'echo "${HOME}"' and inline[1] == "line one\n"  # HCL keeps the heredoc's last newline
 
 

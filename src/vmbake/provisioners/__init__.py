@@ -124,18 +124,4 @@ def random_name(pattern: str) -> str:
     return pattern % random.randrange(9999)
 
 
-def decode(cls: type[Any], raw: Any, where: str) -> Any:
-    """A provisioner's config dataclass from its (override-merged) mapping; problems are reported all at once."""
-    if isinstance(raw, cls):
-        return raw
-    from vmbake.config.fields import Decoder
-    from vmbake.errors import TemplateError
-
-    decoder = Decoder("template")
-    value = decoder.decode(cls, dict(raw or {}), where)
-    if decoder.problems:
-        raise TemplateError(decoder.problems)
-    return value
-
-
 Provision = Callable[[Run, Any], None]

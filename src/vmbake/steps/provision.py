@@ -1,7 +1,7 @@
 """StepProvision: run the template's provisioners in order against the guest (or the host).
 
-Reads ctx.provisioners (type, only/except, override, pause_before, max_retries, timeout), state.comm
-and, when a provisioner fails, the template's error-cleanup-provisioner. Produces nothing in the state;
+Reads ctx.provisioners (this build's, already selected and decoded by the template loader: type, config,
+pause_before, max_retries, timeout), state.comm and, when one fails, ctx.error_cleanup_provisioner. Produces nothing in the state;
 the guest is changed.
 """
 
@@ -13,29 +13,21 @@ from collections.abc import Callable
 from typing import Any
 
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
-from vmbake.errors import BuildCancelled, StepError, TemplateError, VmbakeError
-from vmbake.provisioners import Run, decode
+from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.provisioners import Run
 from vmbake.provisioners import file as file_provisioner
 from vmbake.provisioners import shell as shell_provisioner
 from vmbake.provisioners import shell_local as shell_local_provisioner
 from vmbake.sshkeys import KEY_FILE_NAME
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.units import parse_duration
+from vmbake.template.model import ProvisionerSpec
 
 KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
     "shell": (ShellConfig, shell_provisioner.provision),
     "file": (FileConfig, file_provisioner.provision),
     "shell-local": (ShellLocalConfig, shell_local_provisioner.provision),
 }
-
-
-def _seconds(value: Any) -> float:
-    if value in (None, ""):
-        return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    return parse_duration(str(value))
 
 
 def go_duration(seconds: float) -> str:
@@ -48,76 +40,42 @@ def go_duration(seconds: float) -> str:
     return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
 
 
-def _names(spec: Any, *attrs: str) -> list[str]:
-    for attr in attrs:
-        value = getattr(spec, attr, None)
-        if value:
-            return list(value)
-    return []
-
-
-def applies(spec: Any, build_name: str) -> bool:
-    """Packer's only/except: the provisioner runs for this build or not."""
-    check = getattr(spec, "applies_to", None)
-    if callable(check):
-        return bool(check(build_name))
-    only = _names(spec, "only")
-    if only and build_name not in only:
-        return False
-    return build_name not in _names(spec, "except_", "except_builds", "excepts")
-
-
-def spec_config(spec: Any, build_name: str, ctx_type: str = "") -> Any:
-    """The provisioner's keys for this build, with its override for the build applied."""
-    config_for = getattr(spec, "config_for", None)
-    if callable(config_for):
-        return config_for(build_name, ctx_type) if ctx_type else config_for(build_name)
-    config = dict(getattr(spec, "config", {}) or {})
-    override = (getattr(spec, "override", {}) or {}).get(build_name) or {}
-    config.update(override)
-    return config
-
-
-def spec_type(spec: Any) -> str:
-    return str(getattr(spec, "type", "") or getattr(spec, "kind", ""))
-
-
-def run_provisioner(ctx: BuildContext, spec: Any, index: int) -> None:
-    """One provisioner with its common keys: pause_before, timeout and max_retries."""
-    kind = spec_type(spec)
-    if kind not in KINDS:
+def run_provisioner(ctx: BuildContext, spec: ProvisionerSpec) -> None:
+    """One provisioner, decoded for this build at load time, with its common keys: pause_before,
+    timeout and max_retries."""
+    if spec.type not in KINDS:
         raise StepError(
             StepProvision.name,
-            f"provisioner {kind!r} is not supported",
+            f"provisioner {spec.type!r} is not supported",
             hint="vmbake runs shell, file and shell-local provisioners",
         )
-    cls, provision = KINDS[kind]
-    try:
-        config = decode(cls, spec_config(spec, ctx.name, ctx.builder_type), f"provisioners[{index}]")
-    except TemplateError as exc:
-        raise StepError(StepProvision.name, exc.message, exc.hint) from None
-    pause = _seconds(getattr(spec, "pause_before", None))
-    if pause > 0:
-        ctx.ui.say(f"Pausing {go_duration(pause)} before the next provisioner...")
-        if ctx.cancel.wait(pause):
+    cls, provision = KINDS[spec.type]
+    if not isinstance(spec.config, cls):
+        raise StepError(
+            StepProvision.name,
+            f"the {spec.type} provisioner has no decoded configuration",
+            hint="load the template with checks on (vmbake build does)",
+        )
+    if spec.pause_before > 0:
+        ctx.ui.say(f"Pausing {go_duration(spec.pause_before)} before the next provisioner...")
+        if ctx.cancel.wait(spec.pause_before):
             raise BuildCancelled()
-    timeout = _seconds(getattr(spec, "timeout", None))
-    retries = int(getattr(spec, "max_retries", 0) or 0)
+    timeout = spec.timeout or 0.0
     attempt = 0
     while True:
         if timeout > 0:
             ctx.ui.say(f"Setting a {go_duration(timeout)} timeout for the next provisioner...")
-        run = Run(ctx, kind, time.monotonic() + timeout if timeout > 0 else None)
+        run = Run(ctx, spec.type, time.monotonic() + timeout if timeout > 0 else None)
         try:
-            provision(run, config)
+            provision(run, spec.config)
             return
         except BuildCancelled:
             raise
         except VmbakeError as exc:
-            if attempt >= retries:
+            if attempt >= spec.max_retries:
                 raise
             attempt += 1
-            ctx.ui.error(f"Provisioner failed: {exc.message}; trying again ({attempt} of {retries})")
+            ctx.ui.error(f"Provisioner failed: {exc.message}; trying again ({attempt} of {spec.max_retries})")
             run.sleep(min(1.0 * attempt, 5.0))
 
 
@@ -125,11 +83,9 @@ class StepProvision(Step):
     name = "StepProvision"
 
     def run(self, ctx: BuildContext) -> None:
-        for index, spec in enumerate(ctx.provisioners):
-            if not applies(spec, ctx.name):
-                continue
+        for spec in ctx.provisioners:
             try:
-                run_provisioner(ctx, spec, index)
+                run_provisioner(ctx, spec)
             except BuildCancelled:
                 raise
             except VmbakeError as exc:
@@ -142,12 +98,12 @@ class StepProvision(Step):
             clear_temporary_key(ctx)
 
     def _error_cleanup(self, ctx: BuildContext) -> None:
-        spec = getattr(ctx.template, "error_cleanup_provisioner", None)
-        if spec is None or not applies(spec, ctx.name):
+        spec = ctx.error_cleanup_provisioner
+        if spec is None:
             return
         ctx.ui.say("Provisioning step had errors: Running the cleanup provisioner, if present...")
         try:
-            run_provisioner(ctx, spec, -1)
+            run_provisioner(ctx, spec)
         except VmbakeError as exc:
             ctx.ui.error(f"The error-cleanup-provisioner failed too: {exc.message}")
 

@@ -57,8 +57,13 @@ def load_template(
     var_files: Sequence[Path | str] = (),
     only: Sequence[str] = (),
     except_: Sequence[str] = (),
+    *,
+    check: bool = True,
 ) -> Template:
-    """Load, fill in and check a template. Raises TemplateError carrying every problem found."""
+    """Load, fill in and check a template: -only/-except first, then each selected build once.
+
+    Raises TemplateError carrying every problem found. With check False (for `inspect`) the template
+    only has to parse: no builder, provisioner or post-processor is decoded."""
     path = resolve_template_path(path_or_name)
     if path.is_dir():
         path = _pick_in_directory(path)
@@ -66,11 +71,11 @@ def load_template(
     if path.is_dir() or path.name.endswith(".hcl"):
         from vmbake.template.hcl_loader import load_hcl
 
-        return load_hcl(path, inputs, list(only), list(except_))
+        return load_hcl(path, inputs, list(only), list(except_), check=check)
     if path.suffix != ".json":
         raise TemplateError(
             [Problem(str(path), "", "unknown template format", "use a .json or .pkr.hcl file")]
         )
     from vmbake.template.json_loader import load_json
 
-    return load_json(path, inputs, list(only), list(except_))
+    return load_json(path, inputs, list(only), list(except_), check=check)

@@ -1,16 +1,12 @@
-"""Turn a raw (already variable-filled) block into its config dataclass, collecting problems."""
+"""Render the Go-template actions of a raw block, reporting each bad one with its key path."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from vmbake.config.fields import Decoder
-from vmbake.errors import Problem
 from vmbake.template.gotemplate import RenderContext, TemplateSyntaxError, render
 from vmbake.template.jsonpos import child_path
-
-T = TypeVar("T")
 
 
 def render_tree(
@@ -40,27 +36,3 @@ def render_tree(
     if isinstance(value, dict):
         return {k: render_tree(v, ctx, child_path(path, k), report) for k, v in value.items()}
     return value
-
-
-def decode_block(
-    cls: type[T],
-    raw: dict[str, Any],
-    file: str,
-    path: str,
-    problems: list[Problem],
-    *,
-    warnings: list[Problem] | None = None,
-    locate: Callable[[str], int | None] | None = None,
-    build: tuple[str, str, str] | None = None,
-    ignore: frozenset[str] = frozenset(),
-) -> T:
-    """`cls` decoded from `raw`; with `build` (name, type, source name), {{ build_name }} is filled in first."""
-    decoder = Decoder(file, locate)
-    if build is not None:
-        ctx = RenderContext(build_name=build[0], build_type=build[1], source_name=build[2] or build[0])
-        raw = render_tree(raw, ctx, path, decoder.problem)
-    config = decoder.decode(cls, raw, path, ignore=ignore)
-    problems.extend(decoder.problems)
-    if warnings is not None:
-        warnings.extend(decoder.warnings)
-    return config

@@ -8,6 +8,7 @@ also matches the bare source name.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,20 @@ from typing import Any
 
 from vmbake.errors import Problem, TemplateError, VmbakeError
 from vmbake.files import read_regular_text
-from vmbake.template.assemble import PROVISIONER_COMMON, Assembler
+from vmbake.template.assemble import (
+    POST_PROCESSOR_COMMON,
+    PROVISIONER_COMMON,
+    Assembler,
+    BlockBody,
+    GatheredBlock,
+    Target,
+)
+from vmbake.template.decode import render_tree
+from vmbake.template.gotemplate import RenderContext
 from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_values import evaluate, parse_hcl, reporter
 from vmbake.template.hcl_vars import resolve_locals, resolve_variables
-from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template
+from vmbake.template.model import Template
 from vmbake.template.variables import Inputs
 
 TOP_BLOCKS = ("variable", "variables", "locals", "local", "source", "build", "packer")
@@ -117,10 +127,12 @@ def _block(key: str, item: Any, file: str, blocks: _Blocks, asm: Assembler) -> N
         blocks.builds.append((item, file))
 
 
-def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -> Template:
+def load_hcl(
+    path: Path, inputs: Inputs, only: list[str], except_: list[str], *, check: bool = True
+) -> Template:
     files, directory = _files(path)
     lines = HclLines()
-    asm = Assembler(str(path), lines.locate)
+    asm = Assembler(str(path), lines.locate, format="hcl2", check=check)
     asm.problems.extend(inputs.problems)
     blocks = _collect(files, asm, lines)
     template_files = {str(f) for f in files} | {str(path)}
@@ -140,28 +152,21 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
                 'add build { sources = ["source.qemu.NAME"] }',
             )
         )
-    provisioners: list[ProvisionerSpec] = []
-    chains: list[list[PostProcessorSpec]] = []
-    cleanup: ProvisionerSpec | None = None
-    scopes = [_add_builds(b, f, i, blocks, scope, asm) for i, (b, f) in enumerate(blocks.builds)]
-    multi = len(blocks.builds) > 1
     for i, (build, file) in enumerate(blocks.builds):
-        names, build_scope, members = scopes[i]
-        limit = names if multi else ()
-        provisioners += _provisioners(
-            build.get("provisioner", []), f"build[{i}].provisioner", build_scope, limit, asm, file, members
+        members, build_scope = _add_builds(build, file, i, blocks, scope, asm)
+        where = f"build[{i}]"
+        asm.provisioners += _provisioners(
+            build.get("provisioner", []), f"{where}.provisioner", build_scope, members, asm, file
         )
-        for found in _provisioners(
+        asm.cleanups += _provisioners(
             build.get("error-cleanup-provisioner", []),
-            f"build[{i}].error-cleanup-provisioner",
+            f"{where}.error-cleanup-provisioner",
             build_scope,
-            limit,
+            members,
             asm,
             file,
-            members,
-        ):
-            cleanup = found
-        chains += _post_processors(build, f"build[{i}]", build_scope, limit, asm, file)
+        )[-1:]
+        asm.chains += _post_processors(build, where, build_scope, members, asm, file)
     description = ""
     for build, file in blocks.builds:
         if "description" in build:
@@ -169,7 +174,7 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
                 evaluate(build["description"], scope, "build.description", reporter(asm, file)) or ""
             )
             break
-    builds = asm.select(only, except_)
+    builds = asm.resolve(only, except_)
     if asm.problems:
         raise TemplateError(_with_lines(asm.problems, lines, template_files))
     asm.warnings[:] = _with_lines(asm.warnings, lines, template_files)
@@ -181,11 +186,9 @@ def load_hcl(path: Path, inputs: Inputs, only: list[str], except_: list[str]) ->
         variables=variables,
         values=values,
         builds=builds,
-        provisioners=provisioners,
-        error_cleanup_provisioner=cleanup,
-        post_processors=chains,
+        provisioner_types=[b.type for b in asm.provisioners],
+        post_processor_types=[[b.type for b in chain] for chain in asm.chains],
         warnings=asm.warnings,
-        all_builds=asm.build_names(),
     )
 
 
@@ -206,7 +209,8 @@ def _blocks_of(value: Any) -> list[dict[str, Any]]:
 
 def _add_builds(
     build: dict[str, Any], file: str, index: int, blocks: _Blocks, scope: dict[str, Any], asm: Assembler
-) -> tuple[tuple[str, ...], dict[str, Any], list[tuple[str, str, str]]]:
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Gather the sources a build block uses; their bodies are evaluated only if they are selected."""
     report = reporter(asm, file)
     path = f"build[{index}]"
     for key in build:
@@ -226,7 +230,6 @@ def _add_builds(
     if not refs:
         report(f"{path}.sources", "a build block needs sources", 'for example sources = ["source.qemu.NAME"]')
     names: list[str] = []
-    members: list[tuple[str, str, str]] = []  # (build name, source type, source name)
     for ref, extra, where in refs:
         if ref not in blocks.sources:
             known = ", ".join(blocks.sources) or "none"
@@ -237,71 +240,90 @@ def _add_builds(
         rename = extra.pop("name", None)
         if rename is not None:
             label = str(evaluate(rename, scope, f"{where}.name", report))
-        local_scope = {**scope, "source": {"name": label, "type": kind}, "build": {"name": build_name}}
         src_path = f"source.{kind}.{label}"
-        config = evaluate({**body, **extra}, local_scope, src_path, reporter(asm, src_file))
         full = f"{build_name}.{kind}.{label}" if build_name else f"{kind}.{label}"
-        aliases = tuple(dict.fromkeys(a for a in (f"{kind}.{label}", label) if a != full))
-        asm.file = src_file
-        asm.add_build(
-            full,
-            kind,
-            config,
-            src_path,
-            source_name=label,
-            aliases=aliases,
-            type_path=f"source.{kind}.{label}",
+        aliases = tuple(
+            dict.fromkeys(a for a in (f"{kind}.{label}", label, f"source.{kind}.{label}") if a != full)
         )
+        local_scope = {**scope, "source": {"name": label, "type": kind}, "build": {"name": build_name}}
+
+        config = functools.partial(
+            evaluate, {**body, **extra}, local_scope, src_path, reporter(asm, src_file)
+        )
+        asm.file = src_file
+        asm.add_build(Target(full, kind, label), src_path, config, aliases=aliases, type_path=src_path)
         names.append(full)
-        members.append((full, kind, label))
-    deferred = {"name": "{{ source_name }}", "type": "{{ build_type }}"}
-    build_scope = {**scope, "source": deferred, "build": {"name": build_name}}
-    return tuple(names), build_scope, members
+    build_scope = {**scope, "build": {"name": build_name}}
+    return tuple(names), build_scope
+
+
+def _body(tree: dict[str, Any], scope: dict[str, Any], where: str, file: str, asm: Assembler) -> BlockBody:
+    """A block's keys for one build: evaluated with that build's source.name and source.type, the
+    override for it merged in, then {{ build_name }} and the like filled in, once."""
+    own = {k: v for k, v in tree.items() if k not in PROVISIONER_COMMON | POST_PROCESSOR_COMMON}
+
+    def body(target: Target, override: dict[str, Any]) -> dict[str, Any]:
+        local = {**scope, "source": {"name": target.source_name, "type": target.type}}
+        merged = {**(evaluate(own, local, where, reporter(asm, file)) or {}), **override}
+        ctx = RenderContext(build_name=target.name, build_type=target.type, source_name=target.source_name)
+        result: dict[str, Any] = render_tree(merged, ctx, where, reporter(asm, file))
+        return result
+
+    return body
+
+
+def _common(
+    tree: dict[str, Any], keys: frozenset[str], scope: dict[str, Any], where: str, file: str, asm: Assembler
+) -> dict[str, Any]:
+    common = {k: v for k, v in tree.items() if k in keys}
+    result: dict[str, Any] = evaluate(common, scope, where, reporter(asm, file)) or {}
+    return result
 
 
 def _provisioners(
     items: Any,
     path: str,
     scope: dict[str, Any],
-    limit: tuple[str, ...],
+    members: tuple[str, ...],
     asm: Assembler,
     file: str,
-    members: list[tuple[str, str, str]],
-) -> list[ProvisionerSpec]:
-    out: list[ProvisionerSpec] = []
+) -> list[GatheredBlock]:
+    out: list[GatheredBlock] = []
     asm.file = file
     for i, item in enumerate(_blocks_of(items)):
-        for kind, body in item.items():
+        for kind, tree in item.items():
             where = f"{path}[{i}]"
-            raw = evaluate(body, scope, where, reporter(asm, file)) if isinstance(body, dict) else {}
-            spec = asm.provisioner(raw, where, type_name=kind, scope=limit)
-            if spec is None:
-                continue
-            if isinstance(body, dict) and "source." in repr(body):
-                # source.name / source.type differ per build: evaluate the block once for each.
-                per_build = {}
-                for full, source_type, label in members:
-                    local = {**scope, "source": {"name": label, "type": source_type}}
-                    block = evaluate(body, local, where, lambda *_a: None)
-                    per_build[full] = {k: v for k, v in block.items() if k not in PROVISIONER_COMMON}
-                spec = dataclasses.replace(spec, per_build=per_build)
-            out.append(spec)
+            tree = tree if isinstance(tree, dict) else {}
+            common = _common(tree, PROVISIONER_COMMON, scope, where, file, asm)
+            found = asm.provisioner(
+                common, where, _body(tree, scope, where, file, asm), type_name=kind, scope=members
+            )
+            if found is not None:
+                out.append(found)
     return out
 
 
 def _post_processors(
-    build: dict[str, Any], path: str, scope: dict[str, Any], limit: tuple[str, ...], asm: Assembler, file: str
-) -> list[list[PostProcessorSpec]]:
+    build: dict[str, Any],
+    path: str,
+    scope: dict[str, Any],
+    members: tuple[str, ...],
+    asm: Assembler,
+    file: str,
+) -> list[list[GatheredBlock]]:
     asm.file = file
-    chains: list[list[PostProcessorSpec]] = []
+    chains: list[list[GatheredBlock]] = []
 
-    def one(item: dict[str, Any], where: str) -> list[PostProcessorSpec]:
+    def one(item: dict[str, Any], where: str) -> list[GatheredBlock]:
         found = []
-        for kind, body in item.items():
-            raw = evaluate(body, scope, where, reporter(asm, file)) if isinstance(body, dict) else {}
-            spec = asm.post_processor(raw, where, type_name=kind, scope=limit)
-            if spec is not None:
-                found.append(spec)
+        for kind, tree in item.items():
+            tree = tree if isinstance(tree, dict) else {}
+            common = _common(tree, POST_PROCESSOR_COMMON, scope, where, file, asm)
+            block = asm.post_processor(
+                common, where, _body(tree, scope, where, file, asm), type_name=kind, scope=members
+            )
+            if block is not None:
+                found.append(block)
         return found
 
     for i, item in enumerate(_blocks_of(build.get("post-processor", []))):

@@ -45,11 +45,11 @@ def _json(template: Template) -> list[str]:
     if not template.builds:
         lines.append("  <No builders>")
     lines += ["", "Provisioners:", ""]
-    lines += [f"  {p.type}" for p in template.provisioners] or ["  <No provisioners>"]
-    if template.post_processors:
+    lines += [f"  {kind}" for kind in template.provisioner_types] or ["  <No provisioners>"]
+    if template.post_processor_types:
         lines += ["", "Post-processors:", ""]
-        for i, chain in enumerate(template.post_processors):
-            lines.append(f"  {i}: " + " -> ".join(p.type for p in chain))
+        for i, chain in enumerate(template.post_processor_types):
+            lines.append(f"  {i}: " + " -> ".join(chain))
     lines += [
         "",
         "Note: If your build names contain user variables or template",
@@ -71,11 +71,10 @@ def _hcl(template: Template) -> list[str]:
     lines += ["", "> builds:", ""]
     for build in template.builds:
         lines += [f"  > {build.name}:", "", "    sources:", "", f"      {build.type}.{build.source_name}", ""]
-        provisioners = template.provisioners_for(build.name)
         lines += ["    provisioners:", ""]
-        lines += [f"      {p.type}" for p in provisioners] or ["      <none>"]
+        lines += [f"      {p.type}" for p in build.provisioners] or ["      <none>"]
         lines.append("")
-        chains = template.post_processors_for(build.name)
+        chains = build.post_processors
         lines += ["    post-processors:", ""]
         if not chains:
             lines.append("      <none>")

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 from vmbake.config.fields import suggest
 from vmbake.errors import Problem, TemplateError, VmbakeError
 from vmbake.files import read_regular_text
-from vmbake.template.assemble import Assembler
+from vmbake.template.assemble import (
+    POST_PROCESSOR_COMMON,
+    PROVISIONER_COMMON,
+    Assembler,
+    BlockBody,
+    GatheredBlock,
+    Target,
+)
 from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
 from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
-from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template, Variable
+from vmbake.template.model import Template, Variable
 from vmbake.template.variables import Inputs, as_text, undeclared_cli_var
 
 TOP_LEVEL = (
@@ -27,7 +35,9 @@ TOP_LEVEL = (
 )
 
 
-def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -> Template:
+def load_json(
+    path: Path, inputs: Inputs, only: list[str], except_: list[str], *, check: bool = True
+) -> Template:
     name = str(path)
     try:
         text = read_regular_text(path, "template")
@@ -50,7 +60,7 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
             ]
         ) from None
     locate = locator(lines)
-    asm = Assembler(name, locate)
+    asm = Assembler(name, locate, format="json", check=check)
     asm.problems.extend(inputs.problems)
     if not isinstance(data, dict):
         asm.problem("", "a template is a JSON object", "start the file with '{'")
@@ -70,20 +80,26 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
         return render_tree(value, local, key_path, asm.problem)
 
     _builders(data.get("builders"), asm, rendered)
-    provisioners = _provisioners(data.get("provisioners"), "provisioners", asm, rendered)
-    cleanup = None
+    _provisioners(data.get("provisioners"), asm, rendered)
     if "error-cleanup-provisioner" in data:
         raw = data["error-cleanup-provisioner"]
         if isinstance(raw, dict):
-            cleanup = asm.provisioner(rendered(raw, "error-cleanup-provisioner"), "error-cleanup-provisioner")
+            # Packer runs it for every build: its only/except are neither checked nor read (core.go).
+            common = {k: v for k, v in raw.items() if k not in ("only", "except")}
+            found = asm.provisioner(
+                rendered(common, "error-cleanup-provisioner"),
+                "error-cleanup-provisioner",
+                _block_body(raw, "error-cleanup-provisioner", PROVISIONER_COMMON, rendered),
+            )
+            asm.cleanups += [found] if found is not None else []
         else:
             asm.problem("error-cleanup-provisioner", "expected a provisioner object", "")
-    chains = _post_processors(data.get("post-processors"), asm, rendered)
+    _post_processors(data.get("post-processors"), asm, rendered)
     description = data.get("description", "")
     if not isinstance(description, str):
         asm.problem("description", "expected a string", "")
         description = ""
-    builds = asm.select(only, except_)
+    builds = asm.resolve(only, except_)
     if asm.problems:
         raise TemplateError(asm.problems)
     return Template(
@@ -94,11 +110,9 @@ def load_json(path: Path, inputs: Inputs, only: list[str], except_: list[str]) -
         variables=variables,
         values=values,
         builds=builds,
-        provisioners=provisioners,
-        error_cleanup_provisioner=cleanup,
-        post_processors=chains,
+        provisioner_types=[b.type for b in asm.provisioners],
+        post_processor_types=[[b.type for b in chain] for chain in asm.chains],
         warnings=asm.warnings,
-        all_builds=asm.build_names(),
     )
 
 
@@ -183,6 +197,18 @@ def _resolve(pending: dict[str, str], asm: Assembler, directory: str) -> dict[st
     return {k: done[k] for k in pending if k in done}
 
 
+def _block_body(raw: dict[str, Any], path: str, common: frozenset[str], rendered: Any) -> BlockBody:
+    """A block's own keys for one build: its override for that build merged in, then rendered with the
+    build's name and type, once (Packer merges the override before it interpolates)."""
+    own = {k: v for k, v in raw.items() if k not in common and not k.startswith("_")}
+
+    def body(target: Target, override: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = rendered({**own, **override}, path, build=(target.name, target.type))
+        return result
+
+    return body
+
+
 def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
     if raw is None:
         asm.problem("builders", "a template needs at least one builder", 'add a "builders" list')
@@ -204,43 +230,49 @@ def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
             asm.problem(f"{path}.name", "expected a non-empty string", "")
             continue
         body = {k: v for k, v in block.items() if not k.startswith("_")}
-        asm.add_build(name, kind, rendered(body, path, build=(name, kind)), path)
+
+        decode = functools.partial(rendered, body, path, build=(name, kind))
+        asm.add_build(Target(name, kind, name), path, decode)
 
 
-def _provisioners(raw: Any, key: str, asm: Assembler, rendered: Any) -> list[ProvisionerSpec]:
+def _provisioners(raw: Any, asm: Assembler, rendered: Any) -> None:
     if raw is None:
-        return []
+        return
     if not isinstance(raw, list):
-        asm.problem(key, "expected a list of provisioner objects", "")
-        return []
-    out: list[ProvisionerSpec] = []
+        asm.problem("provisioners", "expected a list of provisioner objects", "")
+        return
     for i, block in enumerate(raw):
-        path = f"{key}[{i}]"
+        path = f"provisioners[{i}]"
         if not isinstance(block, dict):
             asm.problem(path, "expected a provisioner object", "")
             continue
-        spec = asm.provisioner(rendered(block, path), path)
-        if spec is not None:
-            out.append(spec)
-    return out
+        common = {k: v for k, v in block.items() if k in PROVISIONER_COMMON}
+        found = asm.provisioner(
+            rendered(common, path), path, _block_body(block, path, PROVISIONER_COMMON, rendered)
+        )
+        if found is not None:
+            asm.provisioners.append(found)
 
 
-def _post_processors(raw: Any, asm: Assembler, rendered: Any) -> list[list[PostProcessorSpec]]:
+def _post_processors(raw: Any, asm: Assembler, rendered: Any) -> None:
     if raw is None:
-        return []
+        return
     if not isinstance(raw, list):
         asm.problem("post-processors", "expected a list of post-processors or chains", "")
-        return []
-    chains: list[list[PostProcessorSpec]] = []
+        return
     for i, item in enumerate(raw):
         path = f"post-processors[{i}]"
         members = item if isinstance(item, list) else [item]
-        chain: list[PostProcessorSpec] = []
+        chain: list[GatheredBlock] = []
         for j, member in enumerate(members):
             sub = f"{path}[{j}]" if isinstance(item, list) else path
-            spec = asm.post_processor(rendered(member, sub), sub)
-            if spec is not None:
-                chain.append(spec)
+            if isinstance(member, dict):
+                common: Any = {k: v for k, v in member.items() if k in POST_PROCESSOR_COMMON}
+                body = _block_body(member, sub, POST_PROCESSOR_COMMON, rendered)
+            else:
+                common, body = member, _block_body({}, sub, POST_PROCESSOR_COMMON, rendered)
+            found = asm.post_processor(rendered(common, sub), sub, body)
+            if found is not None:
+                chain.append(found)
         if chain:
-            chains.append(chain)
-    return chains
+            asm.chains.append(chain)

@@ -1,18 +1,19 @@
 """The typed model of a loaded template: what every other part of vmbake reads.
 
-A JSON template and its HCL2 translation load to the same model. All user variables are already filled
-in; only run-time placeholders (`{{ .HTTPIP }}`, `{{ .Path }}`, ...) remain, for `render_runtime`.
+A JSON template and its HCL2 translation load to the same model. The loader has already chosen the builds
+(-only/-except) and resolved each of them once: its builder config, and the provisioners and
+post-processors that apply to it, decoded for it (`override` applied, {{ build_name }} filled in). Only
+run-time placeholders (`{{ .HTTPIP }}`, `{{ .Path }}`, ...) remain, for `render_runtime`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmbake.errors import Problem, TemplateError
+from vmbake.errors import Problem
 
 
 @dataclass(frozen=True)
@@ -27,101 +28,48 @@ class Variable:
 
 
 @dataclass(frozen=True)
+class ProvisionerSpec:
+    """One provisioner of one build, with Packer's common keys read out of its block.
+
+    `config` is None only in a template loaded for `inspect`, which decodes nothing."""
+
+    type: str
+    config: Any  # ShellConfig, FileConfig or ShellLocalConfig
+    pause_before: float = 0.0
+    max_retries: int = 0
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class PostProcessorSpec:
+    """One post-processor of a chain of one build, with Packer's common keys."""
+
+    type: str
+    config: Any  # ChecksumConfig, ManifestConfig or CompressConfig; None when loaded for inspect
+    keep_input_artifact: bool | None = None
+
+
+@dataclass(frozen=True)
 class BuildSpec:
-    """One build: its name as printed ("==> NAME: ..."), its builder type and decoded configuration."""
+    """One selected build: its name as printed ("==> NAME: ..."), its builder type, its decoded builder
+    configuration and what runs after it.
+
+    A builder type vmbake does not run (virtualbox-iso, amazon-ebs, ...) is kept with `runs` False and
+    `config` None: `inspect` lists it, `build` names it and skips it."""
 
     name: str
     type: str
     config: Any  # QemuConfig for "qemu", BootstrapConfig for "debian-bootstrap"
     source_name: str = ""  # HCL2: the source block's name label; JSON: the build name
-
-
-def _matches(name: str, patterns: tuple[str, ...], aliases: tuple[str, ...] = ()) -> bool:
-    candidates = (name, *aliases)
-    return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
-
-
-@dataclass(frozen=True)
-class ProvisionerSpec:
-    """One provisioner with Packer's common keys read out of its block."""
-
-    type: str
-    config: Any  # ShellConfig, FileConfig or ShellLocalConfig
-    only: tuple[str, ...] = ()
-    except_: tuple[str, ...] = ()
-    override: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pause_before: float = 0.0
-    max_retries: int = 0
-    timeout: float | None = None
-    # How to re-decode for a build: the raw (rendered) block and where it came from.
-    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    origin: str = field(default="", compare=False, repr=False)  # file and key path, for errors
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
-    per_build: dict[str, dict[str, Any]] = field(
-        default_factory=dict, compare=False, repr=False
-    )  # HCL2 source.*
-
-    def applies_to(self, build_name: str) -> bool:
-        aliases = self.aliases.get(build_name, ())
-        if self.only and not _matches(build_name, self.only, aliases):
-            return False
-        return not (self.except_ and _matches(build_name, self.except_, aliases))
-
-    def config_for(self, build_name: str, build_type: str = "", source_name: str = "") -> Any:
-        """The configuration for one build: `override` for it applied, {{ build_name }} filled in."""
-        from vmbake.registry import provisioner_class
-        from vmbake.template.decode import decode_block
-
-        aliases = self.aliases.get(build_name, ())
-        if not source_name:
-            source_name = aliases[-1] if aliases else build_name
-        names = (build_name, source_name, *aliases)
-        patch: dict[str, Any] = {}
-        for key in names:
-            if key and key in self.override:
-                patch = self.override[key]
-                break
-        raw = self.per_build.get(build_name, self.raw)
-        needs_render = "{{" in repr(raw) or "{{" in repr(patch)
-        if not patch and not needs_render and build_name not in self.per_build:
-            return self.config
-        merged = {**raw, **patch}
-        file, _, path = self.origin.partition(":")
-        problems: list[Problem] = []
-        config: Any = decode_block(
-            provisioner_class(self.type),
-            merged,
-            file,
-            path,
-            problems,
-            build=(build_name, build_type, source_name),
-        )
-        if problems:
-            raise TemplateError(problems)
-        return config
-
-
-@dataclass(frozen=True)
-class PostProcessorSpec:
-    """One post-processor of a chain, with Packer's common keys."""
-
-    type: str
-    config: Any  # ChecksumConfig, ManifestConfig or CompressConfig
-    only: tuple[str, ...] = ()
-    except_: tuple[str, ...] = ()
-    keep_input_artifact: bool | None = None
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
-
-    def applies_to(self, build_name: str) -> bool:
-        aliases = self.aliases.get(build_name, ())
-        if self.only and not _matches(build_name, self.only, aliases):
-            return False
-        return not (self.except_ and _matches(build_name, self.except_, aliases))
+    provisioners: tuple[ProvisionerSpec, ...] = ()
+    error_cleanup_provisioner: ProvisionerSpec | None = None
+    post_processors: tuple[tuple[PostProcessorSpec, ...], ...] = ()
+    runs: bool = True
 
 
 @dataclass(frozen=True)
 class Template:
-    """A loaded, checked template."""
+    """A loaded, checked template, holding the selected builds only."""
 
     path: Path  # the template file, or the directory of an HCL2 template made of several files
     directory: Path  # {{ template_dir }} / path.root
@@ -130,11 +78,19 @@ class Template:
     variables: dict[str, Variable] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)  # resolved variable values
     builds: list[BuildSpec] = field(default_factory=list)
-    provisioners: list[ProvisionerSpec] = field(default_factory=list)
-    error_cleanup_provisioner: ProvisionerSpec | None = None
-    post_processors: list[list[PostProcessorSpec]] = field(default_factory=list)
+    # The template's own provisioner types and post-processor chains, in order (JSON `inspect` lists them).
+    provisioner_types: list[str] = field(default_factory=list)
+    post_processor_types: list[list[str]] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    all_builds: list[str] = field(default_factory=list)  # every build name, before -only/-except
+
+    @property
+    def runnable(self) -> list[BuildSpec]:
+        return [b for b in self.builds if b.runs]
+
+    @property
+    def skipped(self) -> list[BuildSpec]:
+        """Selected builds of a builder type vmbake does not run."""
+        return [b for b in self.builds if not b.runs]
 
     @property
     def sensitive_values(self) -> list[str]:
@@ -156,13 +112,6 @@ class Template:
             if spec.name == name:
                 return spec
         raise KeyError(name)
-
-    def provisioners_for(self, build_name: str) -> list[ProvisionerSpec]:
-        return [p for p in self.provisioners if p.applies_to(build_name)]
-
-    def post_processors_for(self, build_name: str) -> list[list[PostProcessorSpec]]:
-        chains = [[p for p in chain if p.applies_to(build_name)] for chain in self.post_processors]
-        return [c for c in chains if c]
 
     def replace(self, **changes: Any) -> Template:
         return dataclasses.replace(self, **changes)

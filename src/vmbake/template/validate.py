@@ -109,13 +109,6 @@ def _common_machine(config: Any, report: Report) -> None:
                     f"{item!r} does not exist",
                     "relative paths are taken from the current directory",
                 )
-    http_dir = getattr(config, "http_directory", "")
-    if _local(http_dir) and not _check_path(http_dir, Path.is_dir):
-        report(
-            "http_directory",
-            f"directory {http_dir!r} does not exist",
-            "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...",
-        )
     key = getattr(config, "ssh_private_key_file", "")
     if _local(key) and not _check_path(key, lambda p: p.expanduser().is_file()):
         report(
@@ -221,6 +214,15 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
             f"{path}.shutdown_command",
             "no shutdown_command: the VM will be halted forcibly, which may lose data",
             'set shutdown_command, for example "shutdown -P now"',
+        )
+    http_dir = getattr(config, "http_directory", "")
+    if _local(http_dir) and not _check_path(http_dir, Path.is_dir):
+        # A warning only: Packer does not look at http_directory before the build's HTTP server step,
+        # which is where vmbake's build fails on it too.
+        decoder.warning(
+            f"{path}.http_directory",
+            f"directory {http_dir!r} does not exist (the build will fail when it starts the HTTP server)",
+            "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...",
         )
     if isinstance(config, QemuConfig):
         check_qemu(config, report)
