@@ -1,0 +1,113 @@
+"""`vmbake console [TEMPLATE]`: evaluate expressions against a template, as `packer console` does.
+
+Each line read (from stdin, or typed at the `> ` prompt) is one expression. For an HCL2 template it is an
+HCL2 expression over `var.*`, `local.*` and `path.*` with the functions vmbake knows; for a JSON template it
+is Go template text such as `{{user "x"}}`. Without a TEMPLATE, HCL2 expressions see no variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from vmbake.errors import TemplateError, VmbakeError
+from vmbake.template import load_template, resolve_template_path
+from vmbake.template.gotemplate import RenderContext, TemplateSyntaxError, render
+from vmbake.template.hcl_expr import Evaluator, ExprError
+from vmbake.template.variables import collect_inputs
+
+
+def hcl_scope(path: Path | None, vars: Mapping[str, str], var_files: Sequence[Path]) -> dict[str, Any]:
+    """var, local and path of an HCL2 template (its builds are not needed, so not checked)."""
+    from vmbake.template.assemble import Assembler
+    from vmbake.template.hcl_lines import HclLines
+    from vmbake.template.hcl_loader import _collect, _files
+    from vmbake.template.hcl_vars import resolve_locals, resolve_variables
+
+    inputs = collect_inputs(dict(vars), list(var_files))
+    if path is None:
+        return {"var": {}, "local": {}, "path": {"root": os.getcwd(), "cwd": os.getcwd()}}
+    files, directory = _files(path)
+    lines = HclLines()
+    asm = Assembler(str(path), lines.locate)
+    asm.problems.extend(inputs.problems)
+    blocks = _collect(files, asm, lines)
+    _, values = resolve_variables(blocks.variables, inputs, directory, asm)
+    scope: dict[str, Any] = {"var": values, "path": {"root": str(directory), "cwd": os.getcwd()}}
+    scope["local"] = resolve_locals(blocks.locals, scope, asm)
+    if asm.problems:
+        raise TemplateError(asm.problems)
+    return scope
+
+
+def show(value: Any) -> str:
+    """A value as the console prints it: strings bare, everything else in HCL2's literal form."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(json.dumps(v) if isinstance(v, str) else show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (
+            f"{json.dumps(k)} = {json.dumps(v) if isinstance(v, str) else show(v)}" for k, v in value.items()
+        )
+        return "{ " + ", ".join(items) + " }" if value else "{}"
+    return json.dumps(value)
+
+
+class Console:
+    """Evaluates one line at a time against a loaded template."""
+
+    def __init__(self, template: str | None, vars: Mapping[str, str], var_files: Sequence[Path]) -> None:
+        self.json = False
+        self.scope: dict[str, Any] = {}
+        self.context = RenderContext()
+        path = resolve_template_path(template) if template else None
+        if path is not None and path.is_file() and path.suffix == ".json":
+            loaded = load_template(path, vars=vars, var_files=var_files)
+            self.json = True
+            self.context = RenderContext(user=loaded.values, template_dir=str(loaded.directory))
+        else:
+            if path is not None and path.is_dir() and not any(path.glob("*.pkr.hcl")):
+                jsons = sorted(path.glob("*.json"))
+                raise VmbakeError(f"no *.pkr.hcl file in {path}", hint=f"name the JSON file: {jsons[:1]}")
+            self.scope = hcl_scope(path, vars, var_files)
+
+    def evaluate(self, line: str) -> str:
+        if self.json:
+            try:
+                return render(line, self.context)
+            except (TemplateSyntaxError, VmbakeError) as exc:
+                raise VmbakeError(str(exc), hint='write Go template text, e.g. {{user "name"}}') from None
+        try:
+            return show(Evaluator(self.scope).expression(line))
+        except ExprError as exc:
+            raise VmbakeError(str(exc), hint="write an HCL2 expression, e.g. var.name") from None
+
+
+def run_console(console: Console, lines: Iterable[str], out: IO[str], err: IO[str], prompt: bool) -> int:
+    """Evaluate each line; an error is printed and the console goes on (status 1 at the end)."""
+    status = 0
+    if prompt:
+        out.write("> ")
+        out.flush()
+    for raw in lines:
+        line = raw.strip()
+        if line in ("exit", "quit"):
+            break
+        if line:
+            try:
+                out.write(console.evaluate(line) + "\n")
+            except VmbakeError as exc:
+                err.write(f"Error: {exc.message}\n")
+                status = 1
+        if prompt:
+            out.write("> ")
+            out.flush()
+    return status
