@@ -59,6 +59,23 @@ def _table(cls: type, keys: set[str]) -> list[str]:
     return lines
 
 
+def key_tables() -> list[tuple[str, list[tuple[str, str, list[tuple[str, str, Any, Any]]]]]]:
+    """The same reference as data, for the man page: (section, [(type, description, rows)]); each row
+    is (key, type name, default, FieldMeta)."""
+    out = []
+    for title, table in (
+        ("Builders", {name: registry.builder_class(name) for name in registry.builder_types()}),
+        ("Provisioners", dict(registry.PROVISIONERS)),
+        ("Post-processors", dict(registry.POST_PROCESSORS)),
+    ):
+        types = []
+        for name, cls in table.items():
+            if cls is not None:
+                types.append((name, " ".join((cls.__doc__ or "").split()), list(describe(cls))))
+        out.append((title, types))
+    return out
+
+
 def render() -> str:
     """The whole reference as Markdown."""
     parts = [_HEADER]
