@@ -3,7 +3,8 @@
 Only whitespace changes: each line is indented two spaces per open bracket level, the spaces between
 tokens follow hclwrite's rules (none inside brackets or around dots, one after a comma, one around
 operators and braces), and the `=` of neighbouring attribute lines, and their trailing comments, line up
-in columns. Comments, blank lines and heredoc bodies are kept; trailing spaces go.
+in columns. Comments, blank lines and heredoc bodies are kept as they are; spaces at the end of other
+lines go.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ class _Lexer:
             elif c == "#" or text.startswith("//", self.i):
                 end = text.find("\n", self.i)
                 end = len(text) if end < 0 else end + 1
-                body = text[self.i : end]
-                self.out.append(Token(COMMENT, body.rstrip() + ("\n" if body.endswith("\n") else "")))
+                self.out.append(Token(COMMENT, text[self.i : end]))  # kept verbatim, as hclwrite does
                 self.i = end
             elif text.startswith("/*", self.i):
                 end = text.find("*/", self.i + 2)

@@ -10,9 +10,10 @@ repeated nested blocks. Go template calls become HCL2 expressions:
     {{env `X`}}         ${env("X")}                    {{pwd}}           ${path.cwd}
     {{timestamp}}       ${local.timestamp}             {{uuid}}          ${uuidv4()}
     {{isotime}}         ${timestamp()}                 {{isotime `F`}}   ${legacy_isotime("F")}
-    {{build_name}}      ${build.name}                  {{build `X`}}     ${build.X}
+    {{build_name}}      ${source.name}                 {{build `X`}}     ${build.X}
 
-Run-time fields such as `{{ .HTTPIP }}` stay as they are. Calls with no HCL2 equivalent (`lower`,
+Packer writes `${build.name}` for `{{build_name}}`; in HCL2 that is the build block's name, so vmbake
+writes `${source.name}`, which keeps the JSON's value. Run-time fields such as `{{ .HTTPIP }}` stay as they are. Calls with no HCL2 equivalent (`lower`,
 `split`, `replace`, ...) are kept and the block gets a comment saying what to change by hand.
 """
 
@@ -119,8 +120,10 @@ def _call(args: list[tuple[str, str]], ctx: _Context, in_variable: bool) -> str 
         "pwd": "path.cwd",
         "packer_version": "packer.version",
         "uuid": "uuidv4()",
-        "build_name": "build.name",
-        "build_type": "build.type",
+        # Packer writes build.name and build.type here, but in HCL2 build.name names the build block
+        # (empty here): source.name and source.type keep the JSON's value, the builder's name and type.
+        "build_name": "source.name",
+        "build_type": "source.type",
     }
     if name == "user" and len(params) == 1:
         return _interp(("local." if params[0] in ctx.locals else "var.") + params[0])
