@@ -13,7 +13,8 @@ repeated nested blocks. Go template calls become HCL2 expressions:
     {{build_name}}      ${source.name}                 {{build `X`}}     ${build.X}
 
 Packer writes `${build.name}` for `{{build_name}}`; in HCL2 that is the build block's name, so vmbake
-writes `${source.name}`, which keeps the JSON's value. Run-time fields such as `{{ .HTTPIP }}` stay as they are. Calls with no HCL2 equivalent (`lower`,
+writes `${source.name}`, which keeps the JSON's value (in the source block of a builder the upgrade
+renames, the JSON build name itself). only, except and override keys follow such a rename. Run-time fields such as `{{ .HTTPIP }}` stay as they are. Calls with no HCL2 equivalent (`lower`,
 `split`, `replace`, ...) are kept and the block gets a comment saying what to change by hand.
 """
 
@@ -73,6 +74,7 @@ class _Context:
     timestamp: bool = False
     legacy_time: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # calls to change by hand, for the current block
+    build_name: str = ""  # in the source block of a renamed builder: the JSON build name, as a literal
 
 
 def _args(action: str) -> list[tuple[str, str]]:
@@ -111,9 +113,12 @@ def _call(args: list[tuple[str, str]], ctx: _Context, in_variable: bool) -> str 
     """The HCL2 interpolation for one action; None keeps the action as Go template text."""
     kind, name = args[0]
     params = [v for _, v in args[1:]]
-    if kind != "word" or name.startswith((".", "$")):
-        return None
     if any(k == "pipe" for k, _ in args):
+        for k, word in args:
+            if k == "word" and word in _BY_HAND:
+                ctx.notes.append(f"{word!r}: no automatic upgrade; rewrite it as {_BY_HAND[word]}")
+        return None
+    if kind != "word" or name.startswith((".", "$")):
         return None
     simple = {
         "template_dir": "path.root",
@@ -131,6 +136,8 @@ def _call(args: list[tuple[str, str]], ctx: _Context, in_variable: bool) -> str 
         return _interp(f"env({json.dumps(params[0])})")
     if in_variable:
         return None
+    if name == "build_name" and not params and ctx.build_name:
+        return ctx.build_name.replace("${", "$${").replace("%{", "%%{")
     if name in simple and not params:
         return _interp(simple[name])
     if name == "timestamp" and not params:
@@ -171,8 +178,10 @@ def convert_string(text: str, ctx: _Context, in_variable: bool = False) -> str:
             out.append(hcl)
         elif args and args[0][0] == "word" and len(args) == 1:
             out.append(_escape("{{ " + args[0][1] + " }}"))
+        elif any(k == "pipe" for k, _ in args) or not args:
+            out.append(_escape(m.group(0)))  # a pipeline is kept as written
         else:
-            out.append(_escape("{{ " + _go_text(args) + " }}" if args else m.group(0)))
+            out.append(_escape("{{ " + _go_text(args) + " }}"))
     out.append(_escape(text[pos:]))
     return '"' + "".join(out) + '"'
 
@@ -317,7 +326,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
             out.append("  required_plugins {")
             for source in plugins:
                 name = source.rsplit("/", 1)[1]
-                out.append(f'    {name} = {{ source = "{source}", version = "~> 1" }}')
+                out += [f"    {name} = {{", f'      source = "{source}"', '      version = "~> 1"', "    }"]
             out.append("  }")
         out += ["}", ""]
     raw_vars = data.get("variables") or {}
@@ -360,6 +369,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
     sources: list[str] = []
     unknown: list[str] = []
     source_lines: list[str] = []
+    renamed: dict[str, str] = {}  # JSON build name -> its HCL2 build name, where the two differ
     for i, builder in enumerate(builders):
         kind = str(builder.get("type", ""))
         name = str(builder.get("name", "") or "")
@@ -369,9 +379,14 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
         if kind not in registry.builder_types() and not any(kind.startswith(p) for p in KNOWN_PLUGINS):
             unknown.append(kind)
         config = {k: v for k, v in builder.items() if k not in ("type", "name")}
+        json_name = str(builder.get("name", "") or kind)
+        ctx.build_name = json_name if json_name != name else ""
         source_lines += [*_block(f'source "{kind}" "{name}"', config, ctx), ""]
+        ctx.build_name = ""
         sources.append(f"source.{kind}.{name}")
-    build = _build_block(data, sources, ctx)
+        if json_name != name:
+            renamed[json_name] = f"{kind}.{name}"
+    build = _build_block(data, sources, ctx, renamed)
     if ctx.timestamp:
         out += ['locals { timestamp = regex_replace(timestamp(), "[- TZ:]", "") }', ""]
     for fn in sorted(ctx.legacy_time):
@@ -384,7 +399,21 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
     return Upgraded(format_hcl(text), unknown)
 
 
-def _build_block(data: dict[str, Any], sources: list[str], ctx: _Context) -> list[str]:
+def _rename(config: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+    """only, except and override name builds: a builder the upgrade renamed (an unnamed one becomes
+    autogenerated_N) is named by its new name, so the selection stays the same (Packer keeps the old)."""
+    out = dict(config)
+    for key in ("only", "except"):
+        if isinstance(out.get(key), list):
+            out[key] = [renamed.get(n, n) if isinstance(n, str) else n for n in out[key]]
+    if isinstance(out.get("override"), dict):
+        out["override"] = {renamed.get(k, k): v for k, v in out["override"].items()}
+    return out
+
+
+def _build_block(
+    data: dict[str, Any], sources: list[str], ctx: _Context, renamed: dict[str, str]
+) -> list[str]:
     if not sources:
         return []
     lines = ["build {"]
@@ -398,7 +427,7 @@ def _build_block(data: dict[str, Any], sources: list[str], ctx: _Context) -> lis
     if isinstance(cleanup, dict):
         blocks.append(("error-cleanup-provisioner", cleanup))
     for header, prov in blocks:
-        config = {k: v for k, v in prov.items() if k != "type"}
+        config = _rename({k: v for k, v in prov.items() if k != "type"}, renamed)
         for key in ("pause_before", "timeout"):
             if key in config:
                 config[key] = _go_duration(config[key])
@@ -409,7 +438,9 @@ def _build_block(data: dict[str, Any], sources: list[str], ctx: _Context) -> lis
             lines.append("  post-processors {")
         for pp in chain:
             kind = str(pp.get("type", ""))
-            config = {k: v for k, v in pp.items() if k not in ("type", "keep_input_artifact")}
+            config = _rename(
+                {k: v for k, v in pp.items() if k not in ("type", "keep_input_artifact")}, renamed
+            )
             if config.get("name") == kind:
                 del config["name"]
             block = _block(f'post-processor "{kind}"', config, ctx, indent)
@@ -422,7 +453,6 @@ def _build_block(data: dict[str, Any], sources: list[str], ctx: _Context) -> lis
             lines += block
         if len(chain) > 1:
             lines.append("  }")
-        lines.append("")
     while lines[-1] == "":
         lines.pop()
     return [*lines, "}"]
