@@ -13,7 +13,7 @@ from vmbake.config.fields import describe
 _HEADER = """# Template key reference
 
 Made by `vmbake help keys` from the descriptions beside each field in the source; do not edit by hand
-(`python -m vmbake help keys > docs/reference.md`). Keys marked **vmbake** are vmbake's own; Packer does not
+(`python -m vmbake.commands.docs` writes it, and the man page `vmbake.1` from the same source). Keys marked **vmbake** are vmbake's own; Packer does not
 know them. Keys marked *not yet supported* are accepted so that existing templates load, and `vmbake validate`
 says that they have no effect.
 """

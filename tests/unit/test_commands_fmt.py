@@ -131,3 +131,11 @@ def test_format_matches_hclwrite_output(name: str) -> None:
     data = ROOT / "tests" / "data" / "fmt"
     source = (data / f"{name}.in.hcl").read_text()
     assert format_hcl(source) == (data / f"{name}.out.hcl").read_text()
+
+
+def test_dash_formats_stdin_to_stdout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("b {\nx=1\n}\n"))
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr().out == "b {\n  x = 1\n}\n"

@@ -32,6 +32,7 @@ def render() -> str:
 
     lines = [
         f'.TH VMBAKE 1 "" "vmbake {__version__}" "User Commands"',
+        ".nh",
         ".SH NAME",
         "vmbake \\- bake minimal Debian VM images from Packer QEMU templates",
         ".SH SYNOPSIS",
