@@ -50,6 +50,8 @@ CASES = [
         "locals {\n  s = <<EOF\n  keep   these  spaces\nEOF\n  t=1\n}\n",
         "locals {\n  s = <<EOF\n  keep   these  spaces\nEOF\n  t = 1\n}\n",
     ),
+    # columns count characters, as hclwrite counts them, not bytes
+    ('größe = 1\nbb = "é" # x\nddd = 1 # y\n', 'größe = 1\nbb    = "é" # x\nddd   = 1   # y\n'),
     # the text of strings is never changed, escapes and Go template actions included
     (
         'a = "x  \\"y\\"  {{ .HTTPIP }}"\n',

@@ -53,7 +53,7 @@ class HclSyntaxError(VmbakeError):
 
 _OPS = ("...", "==", "!=", "<=", ">=", "&&", "||", "=>")
 _SINGLE = set("{}[]()=,.:?+-*/%<>!")
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_IDENT = re.compile(r"[^\W\d][\w-]*")  # HCL identifiers may hold any Unicode letter
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _HEREDOC = re.compile(r"<<(-?)([A-Za-z_][A-Za-z0-9_-]*)\r?\n")
 
@@ -183,6 +183,7 @@ class _Line:
 
 
 def _columns(tokens: list[Token]) -> int:
+    # characters, as hclwrite counts them (a non-ASCII letter is one column)
     return sum(t.spaces + len(t.text) for t in tokens if t.kind != NEWLINE)
 
 
