@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,23 +91,33 @@ class Console:
             raise VmbakeError(str(exc), hint="write an HCL2 expression, e.g. var.name") from None
 
 
-def run_console(console: Console, lines: Iterable[str], out: IO[str], err: IO[str], prompt: bool) -> int:
-    """Evaluate each line; an error is printed and the console goes on (status 1 at the end)."""
+def _typed() -> Iterator[str]:
+    """Lines typed at the `> ` prompt, with line editing and history."""
+    try:
+        import readline  # noqa: F401  (input() then edits lines and keeps a history)
+    except ImportError:
+        pass
+    while True:
+        try:
+            yield input("> ")
+        except EOFError:
+            return
+
+
+def run_console(console: Console, lines: Iterable[str] | None, out: IO[str], err: IO[str]) -> int:
+    """Evaluate each line (None: the lines typed at a prompt); an error is printed and the console
+    goes on, and the status is 1 at the end."""
     status = 0
-    if prompt:
-        out.write("> ")
-        out.flush()
-    for raw in lines:
+    for raw in _typed() if lines is None else lines:
         line = raw.strip()
         if line in ("exit", "quit"):
             break
-        if line:
-            try:
-                out.write(console.evaluate(line) + "\n")
-            except VmbakeError as exc:
-                err.write(f"Error: {exc.message}\n")
-                status = 1
-        if prompt:
-            out.write("> ")
-            out.flush()
+        if not line:
+            continue
+        try:
+            out.write(console.evaluate(line) + "\n")
+        except VmbakeError as exc:
+            err.write(f"Error: {exc.message}\n")
+            status = 1
+        out.flush()
     return status

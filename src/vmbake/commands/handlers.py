@@ -62,7 +62,7 @@ def cmd_console(parsed: Parsed) -> int:
         variables[key] = value
     files = [Path(p) for p in parsed.values.get("var-file", [])]
     console = Console(template or None, variables, files)
-    return run_console(console, sys.stdin, sys.stdout, sys.stderr, prompt=sys.stdin.isatty())
+    return run_console(console, None if sys.stdin.isatty() else sys.stdin, sys.stdout, sys.stderr)
 
 
 def cmd_init(parsed: Parsed) -> int:
