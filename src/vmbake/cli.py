@@ -198,7 +198,7 @@ def _csv(text: str | None) -> list[str]:
 
 def _usage() -> str:
     lines = ["Usage: vmbake [--version] [--help] <command> [args]", "", "Available commands are:"]
-    lines += [f"    {name:<10} {desc}" for name, (desc, _) in COMMANDS.items()]
+    lines += [f"    {name:<12} {desc}" for name, (desc, _) in COMMANDS.items()]
     lines += [
         "",
         "'vmbake help CMD' shows a command's flags, 'vmbake help keys [TYPE]' the template keys,",
