@@ -340,13 +340,16 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
         return v if isinstance(v, str) else json.dumps(v)
 
     ctx.locals = {n for n, v in variables.items() if v is not None and _is_local(as_text(v))}
-    local_lines: list[str] = []
+    plain_locals: list[str] = []  # name = value, in one locals block
+    local_blocks: list[str] = []  # sensitive locals need a block of their own
+    if with_annotations and len(ctx.locals) < len(variables):
+        out += ["# Input variables; JSON sees every variable as a string. -var and PKR_VAR_x set them.", ""]
     for name in sorted(variables):
         default = variables[name]
         if name in ctx.locals:
             value = convert_string(as_text(default), ctx)
             if name in sensitive:
-                local_lines += [
+                local_blocks += [
                     f'local "{name}" {{',
                     "  sensitive  = true",
                     f"  expression = {value}",
@@ -354,7 +357,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
                     "",
                 ]
             else:
-                local_lines.append(f"__locals__{name} = {value}")
+                plain_locals.append(f"  {name} = {value}")
             continue
         out.append(f'variable "{name}" {{')
         out.append("  type = string")
@@ -363,7 +366,6 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
         if name in sensitive:
             out.append("  sensitive = true")
         out += ["}", ""]
-    plain = [ln.removeprefix("__locals__") for ln in local_lines if ln.startswith("__locals__")]
     builders = [b for b in data.get("builders") or [] if isinstance(b, dict)]
     builders.sort(key=lambda b: str(b.get("type", "")) + str(b.get("name", "")))
     sources: list[str] = []
@@ -391,9 +393,16 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
         out += ['locals { timestamp = regex_replace(timestamp(), "[- TZ:]", "") }', ""]
     for fn in sorted(ctx.legacy_time):
         out.append(f"# legacy_{fn} keeps the JSON behaviour; timestamp() and formatdate() are the HCL2 way.")
-    if plain:
-        out += ["locals {", *(f"  {ln}" for ln in plain), "}", ""]
-    out += [ln for ln in local_lines if not ln.startswith("__locals__")]
+    if with_annotations and (plain_locals or local_blocks):
+        out += [
+            "# Locals: variables whose JSON default called a template function (HCL2 variables cannot).",
+            "",
+        ]
+    if plain_locals:
+        out += ["locals {", *plain_locals, "}", ""]
+    out += local_blocks
+    if with_annotations and source_lines:
+        out += ["# One source block per JSON builder; the build block below runs them.", ""]
     out += source_lines + build
     text = "\n".join(out).rstrip("\n") + "\n"
     return Upgraded(format_hcl(text), unknown)
