@@ -64,8 +64,9 @@ def test_upgraded_template_loads_to_the_same_model(source: Path, tmp_path: Path)
         old = load_template(json_path)
     except VmbakeError as exc:
         pytest.skip(f"the JSON itself does not load in vmbake: {exc.message}")
-    assert main(["hcl2_upgrade", str(json_path)]) == 0
-    hcl = (work / (source.name + ".pkr.hcl")).read_text()
+    # upgrade() rather than the command: a builder type Packer does not know makes the command exit 1
+    hcl = upgrade(json.loads(json_path.read_text())).text
+    (work / (source.name + ".pkr.hcl")).write_text(hcl)
     for call in ("env", "legacy_isotime", "regex_replace"):
         if f"{call}(" in hcl and not _evaluator_has(call):
             pytest.skip(f"the upgrade writes {call}(), which vmbake's HCL2 evaluator does not have yet")
