@@ -15,6 +15,7 @@ import pytest
 from vmbake.cli import main
 from vmbake.commands import docs
 from vmbake.commands.completion import bash_script
+from vmbake.commands.console import show
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "tests" / "data" / "templates" / "seed-buster"
@@ -41,7 +42,15 @@ def test_console_evaluates_hcl2_against_variables_and_locals(
         ["-var", "name=db", str(tmp_path)],
         "var.name\nlocal.full\nupper(local.full)\nlocal.n\n1 + 2\n",
     )
-    assert (status, out, err) == (0, "db\ndb-1\nDB-1\n[1, 2]\n3\n", "")
+    assert (status, out, err) == (0, "db\ndb-1\nDB-1\n[\n  1,\n  2,\n]\n3\n", "")
+
+
+def test_console_prints_values_as_packer_does() -> None:
+    assert (
+        show({"b": [1, "x"], "a": None, "c": {}})
+        == '{\n  "a" = null\n  "b" = [\n    1,\n    "x",\n  ]\n  "c" = {}\n}'
+    )
+    assert (show("bare"), show(2.0), show(1.5), show(True), show([])) == ("bare", "2", "1.5", "true", "[]")
 
 
 def test_console_reports_a_bad_expression_and_goes_on(

@@ -3,6 +3,8 @@
 Each line read (from stdin, or typed at the `> ` prompt) is one expression. For an HCL2 template it is an
 HCL2 expression over `var.*`, `local.*` and `path.*` with the functions vmbake knows; for a JSON template it
 is Go template text such as `{{user "x"}}`. Without a TEMPLATE, HCL2 expressions see no variables.
+Values print as Packer prints them. Piped input gets every line's result, where Packer prints only the
+last one.
 """
 
 from __future__ import annotations
@@ -43,22 +45,30 @@ def hcl_scope(path: Path | None, vars: Mapping[str, str], var_files: Sequence[Pa
     return scope
 
 
-def show(value: Any) -> str:
-    """A value as the console prints it: strings bare, everything else in HCL2's literal form."""
-    if isinstance(value, str):
-        return value
+def show(value: Any, nested: bool = False) -> str:
+    """A value as Packer's console prints it: a string bare (quoted inside a list or map), lists and
+    maps one element a line with sorted keys."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value) if nested else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(json.dumps(v) if isinstance(v, str) else show(v) for v in value) + "]"
+        rows = [_indent(show(v, True)) + ",\n" for v in value]
+        return "[" + ("\n" if rows else "") + "".join(rows) + "]"
     if isinstance(value, dict):
-        items = (
-            f"{json.dumps(k)} = {json.dumps(v) if isinstance(v, str) else show(v)}" for k, v in value.items()
-        )
-        return "{ " + ", ".join(items) + " }" if value else "{}"
-    return json.dumps(value)
+        rows = [_indent(f"{json.dumps(str(k))} = {show(value[k], True)}") + "\n" for k in sorted(value)]
+        return "{" + ("\n" if rows else "") + "".join(rows) + "}"
+    return str(value)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.split("\n"))
 
 
 class Console:
