@@ -148,3 +148,4 @@ def test_bash_completion(tmp_path: Path) -> None:
     assert _complete(script, ["vmbake", "validate", "-except", "=", "q", seed], 4) == ["qemu.buster"]
     assert _complete(script, ["vmbake", "build", "-only=qemu", "bookworm"], 2) == ["-only=qemu.installer"]
     assert _complete(script, ["vmbake", "completion", ""], 2) == ["bash"]
+    assert _complete(script, ["vmbake", "help", "keys", "s"], 3) == ["shell", "shell-local"]

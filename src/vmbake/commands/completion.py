@@ -30,6 +30,7 @@ def bash_script() -> str:
     shipped = _shipped_builds()
     build_cases = [f"        {n}) echo '{' '.join(b)}' ;;" for n, b in shipped.items()]
     templates = " ".join(shipped)
+    key_types = " ".join([*registry.builder_types(), *registry.PROVISIONERS, *registry.POST_PROCESSORS])
     return f"""# bash completion for vmbake; made by 'vmbake completion bash'.
 # Load it with: source <(vmbake completion bash)
 
@@ -102,7 +103,13 @@ _vmbake() {{
             ;;
     esac
     case "$cmd" in
-        help) COMPREPLY=($(compgen -W "{commands} keys template" -- "$cur")) ;;
+        help)
+            if [ "$prev" = "keys" ]; then
+                COMPREPLY=($(compgen -W "{key_types}" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "{commands} keys template" -- "$cur"))
+            fi
+            ;;
         completion) COMPREPLY=($(compgen -W "bash" -- "$cur")) ;;
         build|validate|inspect|console|init)
             COMPREPLY=($(compgen -W "{templates}" -- "$cur") $(compgen -f -- "$cur")) ;;

@@ -21,6 +21,24 @@ def roff(text: str) -> str:
     return out
 
 
+EXAMPLES = (
+    (
+        "Bake the shipped bookworm image without the Debian installer:",
+        "vmbake build -only=bootstrap bookworm",
+    ),
+    (
+        "Check a Packer template and list what it builds:",
+        "vmbake validate packer.json\nvmbake inspect packer.json",
+    ),
+    (
+        "Turn a JSON template into HCL2, then lay the result out:",
+        "vmbake hcl2_upgrade packer.json\nvmbake fmt .",
+    ),
+    ("Evaluate an expression against a template:", "echo 'local.vm_name' | vmbake console bookworm"),
+    ("Complete commands, flags and build names in bash:", "source <(vmbake completion bash)"),
+)
+
+
 def _default(value: Any) -> str:
     if value in ("", [], {}, None) or hasattr(value, "__dataclass_fields__"):
         return ""
@@ -84,6 +102,9 @@ def render() -> str:
                 )
                 body = roff(meta.doc) + (f" ({roff('; '.join(notes))})" if notes else "")
                 lines += [".TP", head + ")", body or "\\&"]
+    lines += [".SH EXAMPLES"]
+    for text, command in EXAMPLES:
+        lines += [".PP", roff(text), ".RS", ".nf", roff(command), ".fi", ".RE"]
     lines += [
         ".SH ENVIRONMENT",
         ".TP",
