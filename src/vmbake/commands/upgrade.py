@@ -342,6 +342,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
     ctx.locals = {n for n, v in variables.items() if v is not None and _is_local(as_text(v))}
     plain_locals: list[str] = []  # name = value, in one locals block
     local_blocks: list[str] = []  # sensitive locals need a block of their own
+    ctx.notes = []
     if with_annotations and len(ctx.locals) < len(variables):
         out += ["# Input variables; JSON sees every variable as a string. -var and PKR_VAR_x set them.", ""]
     for name in sorted(variables):
@@ -366,6 +367,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
         if name in sensitive:
             out.append("  sensitive = true")
         out += ["}", ""]
+    local_notes = [f"# upgrade by hand: {n}" for n in dict.fromkeys(ctx.notes)]
     builders = [b for b in data.get("builders") or [] if isinstance(b, dict)]
     builders.sort(key=lambda b: str(b.get("type", "")) + str(b.get("name", "")))
     sources: list[str] = []
@@ -400,7 +402,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
             "",
         ]
     if plain_locals:
-        out += ["locals {", *plain_locals, "}", ""]
+        out += [*local_notes, "locals {", *plain_locals, "}", ""]
     out += local_blocks
     if with_annotations and source_lines:
         out += ["# One source block per JSON builder; the build block below runs them.", ""]
