@@ -395,7 +395,7 @@ def upgrade(data: dict[str, Any], with_annotations: bool = False) -> Upgraded:
     if ctx.timestamp:
         out += ['locals { timestamp = regex_replace(timestamp(), "[- TZ:]", "") }', ""]
     for fn in sorted(ctx.legacy_time):
-        out.append(f"# legacy_{fn} keeps the JSON behaviour; timestamp() and formatdate() are the HCL2 way.")
+        out += [f"# legacy_{fn} keeps the JSON behaviour; timestamp() and formatdate() are the HCL2 way.", ""]
     if with_annotations and (plain_locals or local_blocks):
         out += [
             "# Locals: variables whose JSON default called a template function (HCL2 variables cannot).",
