@@ -18,10 +18,11 @@ packages=(
 )
 if [ "${1:-}" != "--no-tests" ]; then
   # To test: a real sshd, shellcheck for provision.sh, d-i's netboot files and isolinux for a
-  # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report.
+  # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report, groff and
+  # man-db to check that the man page renders.
   packages+=(
     openssh-server shellcheck debian-installer-12-netboot-amd64 isolinux syslinux-common
-    gpg chromium
+    gpg chromium groff-base man-db
   )
 fi
 $SUDO apt-get update -q

@@ -78,8 +78,45 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
         ],
     ),
     "verify": ("Boot a finished image and check it reaches SSH", []),
+    "hcl2_upgrade": (
+        "Transform a JSON template into an HCL2 template",
+        [
+            Flag("output-file", "str", "Write here (default: TEMPLATE with .pkr.hcl appended)"),
+            Flag("with-annotations", "bool", "Add comments that explain the HCL2 blocks"),
+        ],
+    ),
+    "fmt": (
+        "Rewrite HCL2 files to the canonical format",
+        [
+            Flag("check", "bool", "Write nothing; exit 3 when a file is not formatted"),
+            Flag("diff", "bool", "Print a unified diff of the changes"),
+            Flag("write", "bool", "Write the formatted files (-write=false only lists them)"),
+            Flag("recursive", "bool", "Also format the files in subdirectories"),
+        ],
+    ),
+    "console": (
+        "Evaluate expressions against a template's variables",
+        [
+            Flag("var", "list", "Set a variable: -var 'name=value' (repeatable)"),
+            Flag("var-file", "list", "Read variables from a JSON or .pkrvars.hcl file (repeatable)"),
+        ],
+    ),
+    "init": (
+        "Say which plugins Packer would install (vmbake needs none)",
+        [Flag("upgrade", "bool", "Accepted for Packer compatibility; nothing is installed")],
+    ),
+    "completion": ("Print a shell completion script: vmbake completion bash", []),
     "version": ("Print the vmbake version", []),
     "help": ("Show help for a command", []),
+}
+
+
+_COMMAND_ARGS = {
+    "hcl2_upgrade": " TEMPLATE.json",
+    "fmt": " PATH",
+    "console": " [TEMPLATE]",
+    "init": " [TEMPLATE]",
+    "completion": " bash",
 }
 
 
@@ -162,7 +199,7 @@ def _csv(text: str | None) -> list[str]:
 
 def _usage() -> str:
     lines = ["Usage: vmbake [--version] [--help] <command> [args]", "", "Available commands are:"]
-    lines += [f"    {name:<10} {desc}" for name, (desc, _) in COMMANDS.items()]
+    lines += [f"    {name:<12} {desc}" for name, (desc, _) in COMMANDS.items()]
     lines += [
         "",
         "'vmbake help CMD' shows a command's flags, 'vmbake help keys [TYPE]' the template keys,",
@@ -173,7 +210,7 @@ def _usage() -> str:
 
 def command_help(command: str) -> str:
     desc, flags = COMMANDS[command]
-    target = (
+    target = _COMMAND_ARGS.get(command) or (
         " TEMPLATE"
         if command in ("build", "validate", "inspect")
         else " IMAGE"
@@ -445,7 +482,14 @@ def _run_command(command: str, rest: list[str], out: IO[str], err: IO[str], debu
         except _HelpRequested as exc:
             out.write(command_help(exc.command) + "\n")
             return 0
-        handler = {"build": cmd_build, "validate": cmd_validate, "inspect": cmd_inspect}[command]
+        from vmbake.commands import handlers
+
+        handler = {
+            "build": cmd_build,
+            "validate": cmd_validate,
+            "inspect": cmd_inspect,
+            **handlers.HANDLERS,
+        }[command]
         return handler(parsed)
     except VmbakeError as exc:
         _print_error(exc, err, debug)

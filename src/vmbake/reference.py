@@ -13,7 +13,7 @@ from vmbake.config.fields import describe
 _HEADER = """# Template key reference
 
 Made by `vmbake help keys` from the descriptions beside each field in the source; do not edit by hand
-(`python -m vmbake help keys > docs/reference.md`). Keys marked **vmbake** are vmbake's own; Packer does not
+(`python -m vmbake.commands.docs` writes it, and the man page `vmbake.1` from the same source). Keys marked **vmbake** are vmbake's own; Packer does not
 know them. Keys marked *not yet supported* are accepted so that existing templates load, and `vmbake validate`
 says that they have no effect.
 """
@@ -57,6 +57,23 @@ def _table(cls: type, keys: set[str]) -> list[str]:
             doc += " (" + "; ".join(notes) + ")"
         lines.append(f"| `{key}` | {type_name} | {_default(default)} | {doc} |")
     return lines
+
+
+def key_tables() -> list[tuple[str, list[tuple[str, str, list[tuple[str, str, Any, Any]]]]]]:
+    """The same reference as data, for the man page: (section, [(type, description, rows)]); each row
+    is (key, type name, default, FieldMeta)."""
+    out = []
+    for title, table in (
+        ("Builders", {name: registry.builder_class(name) for name in registry.builder_types()}),
+        ("Provisioners", dict(registry.PROVISIONERS)),
+        ("Post-processors", dict(registry.POST_PROCESSORS)),
+    ):
+        types = []
+        for name, cls in table.items():
+            if cls is not None:
+                types.append((name, " ".join((cls.__doc__ or "").split()), list(describe(cls))))
+        out.append((title, types))
+    return out
 
 
 def render() -> str:
