@@ -44,6 +44,11 @@ def _heredoc(text: str) -> Tpl | None:
     return Tpl("".join(lines), heredoc=True)
 
 
+class Block(dict[str, Any]):
+    """The body of a block (python-hcl2 marks it `__is_block__`), as opposed to an object value: in a block,
+    `null` means "unset" and `dynamic "x" { ... }` makes blocks."""
+
+
 @dataclass(frozen=True)
 class Expr:
     """A bare expression (python-hcl2 gives it as "${...}")."""
@@ -69,7 +74,8 @@ def clean(value: Any) -> Any:
     if isinstance(value, list):
         return [clean(v) for v in value]
     if isinstance(value, dict):
-        return {_unquote(k): clean(v) for k, v in value.items() if k != "__is_block__"}
+        pairs = {_unquote(k): clean(v) for k, v in value.items() if k != "__is_block__"}
+        return Block(pairs) if value.get("__is_block__") else pairs
     return value
 
 
@@ -97,10 +103,63 @@ def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
     if isinstance(tree, list):
         items = [_evaluate(v, scope, f"{path}[{i}]", report) for i, v in enumerate(tree)]
         return [v for v in items if v is not _FAILED]
+    if isinstance(tree, Block):
+        body = dict(tree)
+        dynamic = body.pop("dynamic", None)
+        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report) for k, v in body.items()}
+        out = {k: v for k, v in pairs.items() if v is not _FAILED and v is not None}
+        if dynamic is not None:
+            for name, blocks in _dynamic(dynamic, scope, path, report).items():
+                out[name] = [*(out.get(name) or []), *blocks]
+        return out
     if isinstance(tree, dict):
         pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report) for k, v in tree.items()}
         return {k: v for k, v in pairs.items() if v is not _FAILED}
     return tree
+
+
+def _dynamic(items: Any, scope: dict[str, Any], path: str, report: Any) -> dict[str, list[Any]]:
+    """`dynamic "disk" { for_each = ...; iterator = d; content { ... } }` as the blocks it makes."""
+    made: dict[str, list[Any]] = {}
+    for item in items if isinstance(items, list) else [items]:
+        for name, spec in item.items() if isinstance(item, dict) else []:
+            where = f"{path}.dynamic.{name}"
+            if not isinstance(spec, dict) or "for_each" not in spec or not spec.get("content"):
+                report(
+                    where,
+                    f"dynamic block {name!r} needs for_each and a content block",
+                    "see Packer's dynamic blocks",
+                )
+                continue
+            for key in spec:
+                if key not in ("for_each", "iterator", "labels", "content"):
+                    report(
+                        f"{where}.{key}",
+                        f"unknown key {key!r} in a dynamic block",
+                        "valid: for_each, iterator, labels, content",
+                    )
+            collection = _evaluate(spec["for_each"], scope, f"{where}.for_each", report)
+            if collection is _FAILED:
+                continue
+            iterator = spec.get("iterator")
+            var = iterator.text.strip() if isinstance(iterator, Expr) else name
+            pairs = (
+                list(collection.items())
+                if isinstance(collection, dict)
+                else list(enumerate(collection))
+                if isinstance(collection, list)
+                else None
+            )
+            if pairs is None:
+                report(f"{where}.for_each", f"for_each wants a list or map, got {collection!r}")
+                continue
+            content = spec["content"][0] if isinstance(spec["content"], list) else spec["content"]
+            for key, value in pairs:
+                local = {**scope, var: {"key": key, "value": value}}
+                block = _evaluate(content, local, f"{where}.content", report)
+                if block is not _FAILED:
+                    made.setdefault(name, []).append(block)
+    return made
 
 
 def parse_hcl(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
