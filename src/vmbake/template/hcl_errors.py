@@ -5,3 +5,20 @@ from __future__ import annotations
 
 class ExprError(ValueError):
     """An expression that cannot be evaluated; the message says which part."""
+
+
+class UnavailableError(ExprError):
+    """A value that vmbake cannot compute (a data source it does not run) was used."""
+
+
+class Unavailable:
+    """The value of a data source vmbake does not run: an error only where something uses it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<unavailable: {self.reason}>"
+
+    def fail(self) -> UnavailableError:
+        return UnavailableError(self.reason)

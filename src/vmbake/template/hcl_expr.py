@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbake.config.fields import suggest
-from vmbake.template.hcl_errors import ExprError
+from vmbake.template.hcl_errors import ExprError, Unavailable
 from vmbake.template.hcl_funcs_core import CORE, convert
 from vmbake.template.hcl_funcs_core import text as _text
 from vmbake.template.hcl_funcs_io import IO
@@ -188,6 +188,10 @@ class Evaluator:
         cond = self._binary(0)
         if self._peek("?"):
             self.pos += 1
+            if isinstance(cond, Unavailable):
+                raise cond.fail()
+            if cond in ("true", "false"):
+                cond = cond == "true"
             if not isinstance(cond, bool):
                 raise ExprError(f"the condition before '?' must be a bool, got {cond!r} in {self.text!r}")
             yes_tokens = self._span((":",))
@@ -214,6 +218,9 @@ class Evaluator:
         return left
 
     def _apply(self, op: str, a: Any, b: Any) -> Any:
+        for operand in (a, b):
+            if isinstance(operand, Unavailable):
+                raise operand.fail()
         if op in ("||", "&&"):
             if not isinstance(a, bool) or not isinstance(b, bool):
                 raise ExprError(f"{op!r} wants two bools, got {a!r} and {b!r} in {self.text!r}")
@@ -257,6 +264,8 @@ class Evaluator:
 
     def _postfix(self, value: Any) -> Any:
         while True:
+            if isinstance(value, Unavailable) and (self._peek(".") or self._peek("[")):
+                raise value.fail()
             if self._peek("[") and self.tokens[self.pos + 1 : self.pos + 3] == [("op", "*"), ("op", "]")]:
                 self.pos += 3
                 value = self._splat(value, full=True)
@@ -465,6 +474,9 @@ class Evaluator:
             if not self._peek(")"):
                 self._take(",")
         self._take(")")
+        for arg in args:
+            if isinstance(arg, Unavailable):
+                raise arg.fail()
         fn = FUNCTIONS.get(name)
         if fn is None:
             hint = suggest(name, sorted(FUNCTIONS))

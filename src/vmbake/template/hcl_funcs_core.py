@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from vmbake.template.hcl_errors import ExprError
+from vmbake.template.hcl_errors import ExprError, Unavailable
 
 
 def text(value: Any) -> str:
@@ -25,6 +25,8 @@ def text(value: Any) -> str:
         return str(int(value))
     if value is None:
         raise ExprError("null value where a string is needed")
+    if isinstance(value, Unavailable):
+        raise value.fail()
     if isinstance(value, list | dict):
         raise ExprError("a list or map cannot be used where a string is needed")
     return str(value)

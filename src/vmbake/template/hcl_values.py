@@ -15,7 +15,9 @@ from hcl2.utils import SerializationOptions  # type: ignore[import-untyped,unuse
 
 from vmbake.errors import Problem
 from vmbake.template.assemble import Assembler
+from vmbake.template.hcl_errors import Unavailable, UnavailableError
 from vmbake.template.hcl_expr import Evaluator, ExprError
+from vmbake.template.hcl_syntax import describe
 
 _OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=True)
 
@@ -82,26 +84,38 @@ def clean(value: Any) -> Any:
 _FAILED = object()
 
 
-def evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
-    """`tree` with every Tpl and Expr evaluated; failures are reported with their key path and left out."""
-    value = _evaluate(tree, scope, path, report)
+def evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: bool = False) -> Any:
+    """`tree` with every Tpl and Expr evaluated; failures are reported with their key path and left out.
+
+    With `defer` (locals), a use of a data source vmbake does not run makes the value Unavailable instead
+    of an error: it is an error only where a build uses it."""
+    value = _evaluate(tree, scope, path, report, defer)
     return None if value is _FAILED else value
 
 
-def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
+def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: bool = False) -> Any:
     if isinstance(tree, Tpl | Expr):
         try:
             ev = Evaluator(scope)
-            return (
+            value = (
                 ev.template(tree.body, not tree.heredoc)
                 if isinstance(tree, Tpl)
                 else ev.expression(tree.text)
             )
+        except UnavailableError as exc:
+            if defer:
+                return Unavailable(str(exc))
+            report(path, str(exc), "remove the reference, or give the value another way (-var)")
+            return _FAILED
         except ExprError as exc:
             report(path, str(exc), "check the expression")
             return _FAILED
+        if not defer and has_unavailable(value):
+            report(path, _first_reason(value), "remove the reference, or give the value another way (-var)")
+            return _FAILED
+        return value
     if isinstance(tree, list):
-        items = [_evaluate(v, scope, f"{path}[{i}]", report) for i, v in enumerate(tree)]
+        items = [_evaluate(v, scope, f"{path}[{i}]", report, defer) for i, v in enumerate(tree)]
         return [v for v in items if v is not _FAILED]
     if isinstance(tree, Block):
         body = dict(tree)
@@ -113,9 +127,26 @@ def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
                 out[name] = [*(out.get(name) or []), *blocks]
         return out
     if isinstance(tree, dict):
-        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report) for k, v in tree.items()}
+        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report, defer) for k, v in tree.items()}
         return {k: v for k, v in pairs.items() if v is not _FAILED}
     return tree
+
+
+def has_unavailable(value: Any) -> bool:
+    if isinstance(value, Unavailable):
+        return True
+    if isinstance(value, list):
+        return any(has_unavailable(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_unavailable(v) for v in value.values())
+    return False
+
+
+def _first_reason(value: Any) -> str:
+    if isinstance(value, Unavailable):
+        return value.reason
+    items = value.values() if isinstance(value, dict) else value
+    return next(_first_reason(v) for v in items if has_unavailable(v))
 
 
 def _dynamic(items: Any, scope: dict[str, Any], path: str, report: Any) -> dict[str, list[Any]]:
@@ -166,17 +197,8 @@ def parse_hcl(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
     try:
         data = hcl2.loads(text, serialization_options=_OPTIONS)
     except Exception as exc:  # lark raises many kinds; all mean a syntax error here
-        line = getattr(exc, "line", None)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return {}, [
-            Problem(
-                name,
-                "",
-                f"invalid HCL: {first}",
-                "check quotes, braces and '=' near this line",
-                line if isinstance(line, int) and line > 0 else None,
-            )
-        ]
+        message, line = describe(exc, text)
+        return {}, [Problem(name, "", message, "", line)]
     return clean(data), []
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from vmbake.errors import Problem
+from vmbake.template import hcl_data
 from vmbake.template.assemble import Assembler
-from vmbake.template.hcl_expr import ExprError
-from vmbake.template.hcl_values import Expr, convert_input, evaluate, reporter
+from vmbake.template.hcl_errors import ExprError, Unavailable
+from vmbake.template.hcl_values import Expr, convert_input, evaluate, has_unavailable, reporter
 from vmbake.template.model import Variable
 from vmbake.template.variables import Inputs, env_values, undeclared_cli_var
 
@@ -88,29 +89,70 @@ def resolve_variables(
     return variables, values
 
 
-def resolve_locals(declared: Declared, scope: dict[str, Any], asm: Assembler) -> dict[str, Any]:
+DataBlock = tuple[str, str, Any, str]  # (type, name, body, file)
+
+
+def resolve_locals(
+    declared: Declared, data: list[DataBlock], scope: dict[str, Any], asm: Assembler, where: Any
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Locals and data sources, in rounds: each may use the others, in any order, without a loop.
+
+    `where(path)` gives "file:line" for a data block, to name it in warnings."""
     done: dict[str, Any] = {}
-    todo = {name: (expr, file) for name, expr, file in declared}
+    sources: dict[str, dict[str, Any]] = {}
+    todo: dict[str, tuple[Any, str]] = {f"local.{name}": (expr, file) for name, expr, file in declared}
+    kinds: dict[str, tuple[str, str]] = {}
+    for kind, name, body, file in data:
+        ref = f"data.{kind}.{name}"
+        if ref in kinds:
+            asm.problems.append(Problem(file, ref, f"duplicate data block {ref!r}", "rename one"))
+            continue
+        kinds[ref] = (kind, name)
+        if kind in hcl_data.BUILTIN:
+            sources.setdefault(kind, {})
+            todo[ref] = (body, file)
+        else:
+            placed = where(ref)
+            sources.setdefault(kind, {})[name] = hcl_data.unavailable(kind, name, placed)
+            asm.warnings.append(
+                Problem(
+                    file,
+                    ref,
+                    f"data source type {kind!r} is not run by vmbake; a build that uses its value fails",
+                    "",
+                )
+            )
+    failures: list[Problem] = []
     while todo:
         progress = False
         errors: dict[str, tuple[str, str]] = {}
-        for name, (expr, file) in list(todo.items()):
+        for ref, (expr, file) in list(todo.items()):
             failed: list[str] = []
 
             def note(_path: str, message: str, _hint: str = "", sink: list[str] = failed) -> None:
                 sink.append(message)
 
-            value = evaluate(expr, {**scope, "local": done}, f"local.{name}", note)
+            value = evaluate(expr, {**scope, "local": done, "data": sources}, ref, note, defer=True)
             if failed:
-                errors[name] = (failed[0], file)
+                errors[ref] = (failed[0], file)
                 continue
-            done[name] = value
-            del todo[name]
+            del todo[ref]
             progress = True
+            if ref.startswith("local."):
+                done[ref.removeprefix("local.")] = value
+                continue
+            kind, name = kinds[ref]
+            if has_unavailable(value):
+                sources[kind][name] = Unavailable(f"{ref} uses a value vmbake cannot compute")
+                continue
+            try:
+                sources[kind][name] = hcl_data.run(kind, name, value if isinstance(value, dict) else {})
+            except ExprError as exc:
+                failures.append(Problem(file, ref, str(exc), "check the data block"))
         if not progress:
-            for name, (message, file) in errors.items():
-                asm.problems.append(
-                    Problem(file, f"local.{name}", message, "locals may not refer to each other in a loop")
-                )
+            for ref, (message, file) in errors.items():
+                hint = "locals and data sources may not refer to each other in a loop"
+                asm.problems.append(Problem(file, ref, message, hint))
             break
-    return done
+    asm.problems.extend(failures)
+    return done, sources
