@@ -423,9 +423,8 @@ def _trim(string: Any, cutset: Any) -> str:
 
 
 def _indent(spaces: Any, string: Any) -> str:
-    pad = " " * integer(spaces)
-    lines = text(string).split("\n")
-    return "\n".join([lines[0], *[pad + ln if ln else ln for ln in lines[1:]]])
+    # Every line but the first, including an empty last one after a final newline (as Terraform's indent).
+    return text(string).replace("\n", "\n" + " " * integer(spaces))
 
 
 def _chomp(string: Any) -> str:
