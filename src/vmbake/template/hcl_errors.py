@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExprError(ValueError):
     """An expression that cannot be evaluated; the message says which part."""
@@ -22,3 +24,13 @@ class Unavailable:
 
     def fail(self) -> UnavailableError:
         return UnavailableError(self.reason)
+
+
+def has_unavailable(value: Any) -> bool:
+    if isinstance(value, Unavailable):
+        return True
+    if isinstance(value, list):
+        return any(has_unavailable(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_unavailable(v) for v in value.values())
+    return False

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbake.config.fields import suggest
-from vmbake.template.hcl_errors import ExprError, Unavailable
+from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
 from vmbake.template.hcl_funcs_core import CORE, convert
 from vmbake.template.hcl_funcs_core import text as _text
 from vmbake.template.hcl_funcs_io import IO
@@ -497,18 +497,21 @@ class Evaluator:
             errors = []
             for span in spans:
                 try:
-                    return self._sub(span)
+                    value = self._sub(span)
                 except ExprError as exc:
                     errors.append(str(exc))
+                    continue
+                if not has_unavailable(value):
+                    return value
+                errors.append("the value comes from a data source vmbake does not run")
             raise ExprError("try(): no argument could be evaluated: " + "; ".join(errors))
         if name == "can":
             if len(spans) != 1:
                 raise ExprError("can() takes one expression")
             try:
-                self._sub(spans[0])
+                return not has_unavailable(self._sub(spans[0]))
             except ExprError:
                 return False
-            return True
         if name == "convert":
             if len(spans) != 2:
                 raise ExprError("convert() takes a value and a type")

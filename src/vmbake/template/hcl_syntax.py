@@ -9,6 +9,7 @@ come from lark, whose exceptions carry the line and column.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _HEREDOC = re.compile(r"<<-?([A-Za-z_][\w-]*)[ \t]*\r?\n")
 
@@ -25,7 +26,7 @@ def excerpt(text: str, line: int, column: int) -> str:
 def unterminated_string(text: str) -> tuple[int, int] | None:
     """(line, column) of the opening quote of a string that a newline cuts, or None."""
     i = 0
-    stack: list[int] = []  # brace depth of each open ${ } / %{ } inside a string
+    stack: list[list[Any]] = []  # [brace depth, opening quote] of each open ${ } / %{ } inside a string
     in_string: tuple[int, int] | None = None
     line, col0 = 1, 0  # col0: index where the current line starts
     while i < len(text):
@@ -44,7 +45,7 @@ def unterminated_string(text: str) -> tuple[int, int] | None:
                 if text.startswith("$${", i - 1) or text.startswith("%%{", i - 1):
                     i += 2
                     continue
-                stack.append(0)
+                stack.append([0, in_string])
                 in_string = None
                 i += 2
                 continue
@@ -75,13 +76,12 @@ def unterminated_string(text: str) -> tuple[int, int] | None:
         if c == '"':
             in_string = (line, i - col0 + 1)
         elif c == "{" and stack:
-            stack[-1] += 1
+            stack[-1][0] += 1
         elif c == "}" and stack:
-            if stack[-1] == 0:
-                stack.pop()
-                in_string = (line, i - col0 + 1)  # back inside the string that holds the interpolation
+            if stack[-1][0] == 0:
+                in_string = stack.pop()[1]  # back inside the string that holds the interpolation
             else:
-                stack[-1] -= 1
+                stack[-1][0] -= 1
         i += 1
     return in_string
 

@@ -15,7 +15,7 @@ from hcl2.utils import SerializationOptions  # type: ignore[import-untyped,unuse
 
 from vmbake.errors import Problem
 from vmbake.template.assemble import Assembler
-from vmbake.template.hcl_errors import Unavailable, UnavailableError
+from vmbake.template.hcl_errors import Unavailable, UnavailableError, has_unavailable
 from vmbake.template.hcl_expr import Evaluator, ExprError
 from vmbake.template.hcl_syntax import describe
 
@@ -130,16 +130,6 @@ def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: b
         pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report, defer) for k, v in tree.items()}
         return {k: v for k, v in pairs.items() if v is not _FAILED}
     return tree
-
-
-def has_unavailable(value: Any) -> bool:
-    if isinstance(value, Unavailable):
-        return True
-    if isinstance(value, list):
-        return any(has_unavailable(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_unavailable(v) for v in value.values())
-    return False
 
 
 def _first_reason(value: Any) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 from vmbake.errors import Problem
 from vmbake.template import hcl_data
 from vmbake.template.assemble import Assembler
-from vmbake.template.hcl_errors import ExprError, Unavailable
-from vmbake.template.hcl_values import Expr, convert_input, evaluate, has_unavailable, reporter
+from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
+from vmbake.template.hcl_values import Expr, convert_input, evaluate, reporter
 from vmbake.template.model import Variable
 from vmbake.template.variables import Inputs, env_values, undeclared_cli_var
 
