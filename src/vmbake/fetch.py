@@ -267,8 +267,9 @@ def fetch_response(
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
     max_bytes: int = 16 << 20,
-) -> tuple[int, dict[str, str], bytes]:
-    """An http(s) request's status, response headers and body, with the same stall timeout as downloads."""
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """An http(s) request's status, response headers (repeats kept) and body, with the downloads' stall
+    timeout."""
     timeout = stall_timeout()
     try:
         resp = _open(url, headers or {}, timeout, method=method, body=body)
@@ -277,7 +278,7 @@ def fetch_response(
     data = bytearray()
     with resp:
         _copy(url, resp, lambda b: data.extend(b), timeout, None, limit=max_bytes)
-        return resp.status, dict(resp.headers.items()), bytes(data)
+        return resp.status, list(resp.headers.items()), bytes(data)
 
 
 def _copy(

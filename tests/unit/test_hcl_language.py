@@ -243,17 +243,17 @@ def test_build_name_description_and_hcp_registry(tmp_path: Path) -> None:
 # -- data sources -----------------------------------------------------------------------------------------
 @pytest.fixture
 def http_server() -> Iterator[str]:
-    seen: list[dict[str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            seen.append(dict(self.headers.items()))
             if self.path == "/missing":
                 self.send_error(404)
                 return
             body = json.dumps({"version": "13.1", "auth": self.headers.get("Authorization", "")}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
+            self.send_header("x-twice", "a")
+            self.send_header("X-Twice", "b")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -293,11 +293,12 @@ locals {{
         source(
             'vm_name = "debian-${local.release.version}-${local.release.auth}"',
             head,
-            build='provisioner "shell" {\n  inline = [data.http.release.response_headers["Content-Type"]]\n}',
+            build='provisioner "shell" {\n  inline = [data.http.release.response_headers["Content-Type"], '
+            'data.http.release.request_headers["X-Twice"]]\n}',
         ),
     )
     assert t.builds[0].config.vm_name == "debian-13.1-Bearer t0k"
-    assert t.provisioners[0].config.inline == ["application/json"]
+    assert t.provisioners[0].config.inline == ["application/json", "a, b"]
 
 
 def test_http_data_source_errors_name_the_block(tmp_path: Path, http_server: str) -> None:

@@ -14,6 +14,7 @@ from vmbake.template.hcl_errors import ExprError, Unavailable
 
 BUILTIN = ("null", "http")
 _HTTP_KEYS = ("url", "request_headers", "method", "request_body")
+_METHODS = ("HEAD", "GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
 
 
 def unavailable(kind: str, name: str, where: str) -> Unavailable:
@@ -47,10 +48,12 @@ def _http(name: str, config: dict[str, Any]) -> dict[str, Any]:
     headers = config.get("request_headers") or {}
     if not isinstance(headers, dict):
         raise ExprError("request_headers must be a map of strings")
-    method = str(config.get("method") or "GET").upper()
+    method = str(config.get("method") or "GET")
+    if method not in _METHODS:
+        raise ExprError(f"the http data source's method must be one of {', '.join(_METHODS)}, not {method!r}")
     body = config.get("request_body")
     try:
-        status, response_headers, data = fetch_response(
+        status, raw_headers, data = fetch_response(
             url,
             method=method,
             headers={str(k): str(v) for k, v in headers.items()},
@@ -64,11 +67,15 @@ def _http(name: str, config: dict[str, Any]) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ExprError(f"data.http.{name}: the body of {url} is not UTF-8 text") from None
+    response_headers: dict[str, str] = {}
+    for key, value in raw_headers:
+        canonical = "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
+        joined = response_headers.get(canonical)
+        response_headers[canonical] = value if joined is None else f"{joined}, {value}"  # RFC 2616 4.2
+    # Packer's output names the response headers `request_headers`; `response_headers` says what they are.
     return {
         "url": url,
-        "request_headers": headers,
-        "method": method,
-        "status_code": status,
-        "response_headers": response_headers,
         "body": text,
+        "request_headers": response_headers,
+        "response_headers": response_headers,
     }
