@@ -129,6 +129,11 @@ locals {
     ]
 
 
+def test_heredoc_as_a_function_argument(tmp_path: Path) -> None:
+    t = load(tmp_path, source('vm_name = trimspace(<<-EOT\n    deb "quoted" ${upper("x")}\n  EOT\n  )'))
+    assert t.builds[0].config.vm_name == 'deb "quoted" X'
+
+
 def test_null_attribute_means_unset_in_blocks_only(tmp_path: Path) -> None:
     t = load(
         tmp_path,
@@ -343,3 +348,24 @@ def test_syntax_errors_are_placed_where_they_are(
     shown = text.splitlines()[line - 1]
     assert f"{line:>4} | {shown}" in found.message
     assert found.message.rstrip().endswith(" " * (column - 1) + "^")
+
+
+# -- the corpus templates of these constructs ------------------------------------------------------------
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((CORPUS / "accept").glob("hcl2-*.pkr.hcl")) + sorted((CORPUS / "refuse").glob("hcl2-*.pkr.hcl")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_corpus_verdicts(path: Path) -> None:
+    text = path.read_text()
+    assert text.startswith("# Construct: ") and "# Verdict: " in text
+    only = [a.removeprefix("-only=") for a in text.split() if a.startswith("-only=")]
+    if path.parent.name == "accept":
+        assert load_template(path, only=only).builds
+    else:
+        with pytest.raises(TemplateError) as info:
+            load_template(path, only=only)
+        assert all(p.line for p in info.value.problems)

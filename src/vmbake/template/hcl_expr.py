@@ -34,6 +34,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 Token = tuple[str, Any]
+_QUOTED_HEREDOC = re.compile(r"(?P<heredoc><<-?[A-Za-z_][\w-]*\n)")
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
@@ -111,6 +112,11 @@ class Evaluator:
             if not m:
                 raise ExprError(f"cannot read {text[i:].strip()[:20]!r} in expression {text!r}")
             kind = m.lastgroup or ""
+            quoted_heredoc = _QUOTED_HEREDOC.match(text, m.end()) if kind == "str" else None
+            if quoted_heredoc:
+                # python-hcl2 writes a heredoc inside an expression as "<<EOT\n...\nEOT", quotes unescaped.
+                i = self._heredoc(text, quoted_heredoc, out, quoted=True)
+                continue
             if kind == "str":
                 start = m.end()
                 j = start
@@ -132,11 +138,12 @@ class Evaluator:
             i = m.end()
         return out
 
-    def _heredoc(self, text: str, m: re.Match[str], out: list[Token]) -> int:
+    def _heredoc(self, text: str, m: re.Match[str], out: list[Token], quoted: bool = False) -> int:
         head = m.group("heredoc")
         strip = head.startswith("<<-")
         marker = head.lstrip("<-").strip()
-        end = re.compile(rf"^[ \t]*{re.escape(marker)}[ \t]*$", re.M).search(text, m.end())
+        tail = '"' if quoted else "$"
+        end = re.compile(rf"^[ \t]*{re.escape(marker)}[ \t]*{tail}", re.M).search(text, m.end())
         if end is None:
             raise ExprError(f"heredoc <<{marker} has no closing {marker} line")
         lines = text[m.end() : end.start()].splitlines(keepends=True)

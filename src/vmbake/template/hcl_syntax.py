@@ -98,6 +98,11 @@ def describe(exc: Exception, text: str) -> tuple[str, int | None]:
         )
     at_line = getattr(exc, "line", None)
     at_column = getattr(exc, "column", None)
+    original = getattr(exc, "orig_exc", None)  # lark's VisitError: python-hcl2 refused a parsed rule
+    if original is not None:
+        meta = getattr(getattr(exc, "obj", None), "meta", None)
+        at_line, at_column = getattr(meta, "line", None), getattr(meta, "column", None)
+        exc = Exception(str(original))
     token = getattr(exc, "token", None)
     expected = sorted(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or [])
     if token is not None:

@@ -104,14 +104,15 @@ def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: b
             )
         except UnavailableError as exc:
             if defer:
-                return Unavailable(str(exc))
-            report(path, str(exc), "remove the reference, or give the value another way (-var)")
+                return Unavailable(str(exc), exc.hint)
+            report(path, str(exc), exc.hint)
             return _FAILED
         except ExprError as exc:
             report(path, str(exc), "check the expression")
             return _FAILED
         if not defer and has_unavailable(value):
-            report(path, _first_reason(value), "remove the reference, or give the value another way (-var)")
+            first = _first(value)
+            report(path, first.reason, first.hint)
             return _FAILED
         return value
     if isinstance(tree, list):
@@ -132,11 +133,11 @@ def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: b
     return tree
 
 
-def _first_reason(value: Any) -> str:
+def _first(value: Any) -> Unavailable:
     if isinstance(value, Unavailable):
-        return value.reason
+        return value
     items = value.values() if isinstance(value, dict) else value
-    return next(_first_reason(v) for v in items if has_unavailable(v))
+    return next(_first(v) for v in items if has_unavailable(v))
 
 
 def _dynamic(items: Any, scope: dict[str, Any], path: str, report: Any) -> dict[str, list[Any]]:

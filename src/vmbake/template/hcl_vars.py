@@ -149,10 +149,28 @@ def resolve_locals(
                 sources[kind][name] = hcl_data.run(kind, name, value if isinstance(value, dict) else {})
             except ExprError as exc:
                 failures.append(Problem(file, ref, str(exc), "check the data block"))
+                sources[kind][name] = Unavailable(
+                    f"{ref} has an error (reported above)", "fix that error first"
+                )
         if not progress:
             for ref, (message, file) in errors.items():
-                hint = "locals and data sources may not refer to each other in a loop"
+                waiting = any(
+                    f"{other} is not defined" in message or f"{other}." in message
+                    for other in todo
+                    if other != ref
+                )
+                hint = (
+                    "locals and data sources may not refer to each other in a loop"
+                    if waiting
+                    else "check the expression"
+                )
                 asm.problems.append(Problem(file, ref, message, hint))
+                # Uses of a failed local say so, instead of "not defined".
+                broken = Unavailable(f"{ref} has an error (reported above)", "fix that error first")
+                if ref.startswith("local."):
+                    done[ref.removeprefix("local.")] = broken
+                else:
+                    sources[kinds[ref][0]][kinds[ref][1]] = broken
             break
     asm.problems.extend(failures)
     return done, sources
