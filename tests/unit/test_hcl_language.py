@@ -234,6 +234,11 @@ def test_packer_block_is_checked(tmp_path: Path) -> None:
     assert found[0].key == "packer.required_versions" and "unknown key" in found[0].message
 
 
+def test_packer_version_is_in_scope(tmp_path: Path) -> None:
+    t = load(tmp_path, source('vm_name = "built-with-${packer.version}"'))
+    assert t.builds[0].config.vm_name == "built-with-1.11.2"
+
+
 def test_build_name_description_and_hcp_registry(tmp_path: Path) -> None:
     t = load(
         tmp_path,

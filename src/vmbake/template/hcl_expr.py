@@ -229,6 +229,7 @@ class Evaluator:
             if isinstance(operand, Unavailable):
                 raise operand.fail()
         if op in ("||", "&&"):
+            a, b = (x == "true" if x in ("true", "false") else x for x in (a, b))
             if not isinstance(a, bool) or not isinstance(b, bool):
                 raise ExprError(f"{op!r} wants two bools, got {a!r} and {b!r} in {self.text!r}")
             return (a or b) if op == "||" else (a and b)
