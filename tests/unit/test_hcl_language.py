@@ -234,6 +234,27 @@ def test_packer_block_is_checked(tmp_path: Path) -> None:
     assert found[0].key == "packer.required_versions" and "unknown key" in found[0].message
 
 
+VALIDATED = """
+variable "release" {
+  default = "trixie"
+  validation {
+    condition     = contains(["bookworm", "trixie"], var.release)
+    error_message = "The release must be bookworm or trixie."
+  }
+}
+"""
+
+
+def test_variable_validation(tmp_path: Path) -> None:
+    assert load(tmp_path, source(head=VALIDATED)).values["release"] == "trixie"
+    path = tmp_path / "t.pkr.hcl"
+    with pytest.raises(TemplateError) as info:
+        load_template(path, vars={"release": "sid"})
+    (found,) = info.value.problems
+    assert found.key == "variable.release" and found.line == 2
+    assert "The release must be bookworm or trixie." in found.message
+
+
 def test_packer_version_is_in_scope(tmp_path: Path) -> None:
     t = load(tmp_path, source('vm_name = "built-with-${packer.version}"'))
     assert t.builds[0].config.vm_name == "built-with-1.11.2"

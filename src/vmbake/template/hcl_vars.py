@@ -23,6 +23,7 @@ def resolve_variables(
     variables: dict[str, Variable] = {}
     values: dict[str, Any] = {}
     types: dict[str, str] = {}
+    checks: list[tuple[str, Any, str]] = []  # (variable, validation block, file)
     for name, body, file in declared:
         report = reporter(asm, file)
         path = f"variable.{name}"
@@ -47,6 +48,8 @@ def resolve_variables(
         variables[name] = Variable(name, default, not has_default, sensitive, str(description or ""))
         if has_default:
             values[name] = default
+        validations = body.get("validation", [])
+        checks += [(name, block, file) for block in (validations if isinstance(validations, list) else [])]
     convert_scope: dict[str, Any] = {}
     for key, text in env_values().items():
         if key in variables:
@@ -86,7 +89,30 @@ def resolve_variables(
                     f"pass -var '{name}=VALUE', a -var-file, or PKR_VAR_{name}",
                 )
             )
+    for name, block, file in checks:
+        if name in values:
+            _validate(name, block, values[name], file, asm)
     return variables, values
+
+
+def _validate(name: str, block: Any, value: Any, file: str, asm: Assembler) -> None:
+    """A `validation { condition, error_message }` block, evaluated as Packer does once the value is known."""
+    report = reporter(asm, file)
+    path = f"variable.{name}.validation"
+    if not isinstance(block, dict) or "condition" not in block or "error_message" not in block:
+        report(path, "a validation block needs condition and error_message")
+        return
+    scope = {"var": {name: value}}
+    ok = evaluate(block["condition"], scope, f"{path}.condition", report)
+    if ok is False:
+        message = evaluate(block["error_message"], scope, f"{path}.error_message", report)
+        report(
+            f"variable.{name}",
+            f"invalid value for variable {name!r}: {message}",
+            "see the variable's validation",
+        )
+    elif ok is not True and ok is not None:
+        report(f"{path}.condition", f"the condition must be true or false, got {ok!r}")
 
 
 DataBlock = tuple[str, str, Any, str]  # (type, name, body, file)
