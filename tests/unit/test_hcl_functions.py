@@ -133,6 +133,10 @@ EXAMPLES: list[tuple[str, Any]] = [
         "989dd35bc5ff499670da34255b45b0cfd830e81f605dcf7dc5542e93ae9cd76f",
     ),
     ('base64sha256("hello world")', "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="),
+    (
+        'base64sha512("hello world")',
+        "MJ7MSJwS1utMxA9QyQLytNDtd+5RGnx6m808qG1M2G+YndNbxf9JlnDaNCVbRbDP2DDoH2Bdz33FVC6TrpzXbw==",
+    ),
     # date and time
     ('formatdate("EEEE, DD-MMM-YY hh:mm:ss ZZZ", "2018-01-02T23:12:01Z")', "Tuesday, 02-Jan-18 23:12:01 UTC"),
     (
@@ -176,6 +180,11 @@ def test_files(tmp_path: Path) -> None:
     assert ev('fileset(p, "{a,d}.*")', p=f"{d}/files") == ["a.txt", "d.md"]
     assert ev("filebase64(p)", p=f"{d}/hello.txt") == "SGVsbG8gV29ybGQ="
     assert ev("filemd5(p)", p=f"{d}/hello.txt") == "b10a8db164e0754105b7a99be72e3fe5"
+    assert ev("filesha1(p)", p=f"{d}/hello.txt") == "0a4d55a8d778e5022fab701977c5d840bbc486d0"
+    assert ev("filesha256(p)", p=f"{d}/hello.txt") == ev('sha256("Hello World")')
+    assert ev("filesha512(p)", p=f"{d}/hello.txt") == ev('sha512("Hello World")')
+    assert ev("filebase64sha256(p)", p=f"{d}/hello.txt") == ev('base64sha256("Hello World")')
+    assert ev("filebase64sha512(p)", p=f"{d}/hello.txt") == ev('base64sha512("Hello World")')
     assert ev('abspath("x/y")') == os.path.join(os.getcwd(), "x/y")
     assert ev('pathexpand("~/.ssh/id_rsa")') == str(Path.home() / ".ssh/id_rsa")
     rendered = ev(
@@ -218,7 +227,7 @@ def test_bcrypt_and_rsadecrypt() -> None:
         ev('rsadecrypt(c, "not a key")', c=secret)
 
 
-@pytest.mark.parametrize("name", ["vault", "consul_key", "aws_secretsmanager"])
+@pytest.mark.parametrize("name", ["vault", "consul_key", "aws_secretsmanager", "aws_secretsmanager_raw"])
 def test_outside_services_are_refused_with_the_reason(name: str) -> None:
     with pytest.raises(ExprError, match=f"{name}\\(\\) reads secrets from .*vmbake does not contact"):
         ev(f'{name}("a", "b")')
@@ -273,3 +282,9 @@ uuidv4 uuidv5
 
 def test_every_documented_function_is_present() -> None:
     assert sorted(set(DOCUMENTED) - set(FUNCTIONS) - {"try", "can", "convert"}) == []
+
+
+def test_every_function_has_a_test() -> None:
+    text = Path(__file__).read_text()
+    untested = [name for name in FUNCTIONS if f"{name}(" not in text and f'"{name}"' not in text]
+    assert untested == []
