@@ -210,6 +210,13 @@ def test_required_version_constraints(constraint: str, ok: bool) -> None:
     assert satisfies(PACKER_VERSION, constraint) is ok
 
 
+def test_version_names_the_packer_level(capsys: pytest.CaptureFixture[str]) -> None:
+    from vmbake.cli import main
+
+    assert main(["version"]) == 0
+    assert f"Packer {PACKER_VERSION} HCL2 language" in capsys.readouterr().out
+
+
 PACKER_BLOCK = """
 packer {
   required_version = "%s"
