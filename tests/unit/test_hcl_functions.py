@@ -91,6 +91,7 @@ EXAMPLES: list[tuple[str, Any]] = [
     ('chomp("hello\\r\\n")', "hello"),
     ('format("There are %d lights", 4)', "There are 4 lights"),
     ('format("%-5s|%5.2f|%q|%v", "ab", 3.14159, "x", true)', 'ab   | 3.14|"x"|true'),
+    ('format("%10s|%05d|%[1]s", "ab", -7)', "        ab|-0007|ab"),
     ('formatlist("Hello, %s!", ["Valentina", "Ander"])', ["Hello, Valentina!", "Hello, Ander!"]),
     ('indent(2, "[\\n  foo,\\n]\\n")', "[\n    foo,\n  ]\n  "),
     ('join(", ", ["foo", "bar", "baz"])', "foo, bar, baz"),

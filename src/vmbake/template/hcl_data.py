@@ -33,10 +33,10 @@ def run(kind: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
         if "input" not in config:
             raise ExprError("a null data source needs input")
         return {"input": config["input"], "output": config["input"]}
-    return _http(name, config)
+    return _http(config)
 
 
-def _http(name: str, config: dict[str, Any]) -> dict[str, Any]:
+def _http(config: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(config) - set(_HTTP_KEYS))
     if unknown:
         raise ExprError(f"unknown key {unknown[0]!r} in an http data source (valid: {', '.join(_HTTP_KEYS)})")
@@ -60,13 +60,13 @@ def _http(name: str, config: dict[str, Any]) -> dict[str, Any]:
             body=str(body).encode() if body is not None else None,
         )
     except VmbakeError as exc:
-        raise ExprError(f"data.http.{name}: {exc}") from None
+        raise ExprError(str(exc)) from None
     if not 200 <= status < 300:
-        raise ExprError(f"data.http.{name}: {url} answered HTTP {status}")
+        raise ExprError(f"{url} answered HTTP {status}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ExprError(f"data.http.{name}: the body of {url} is not UTF-8 text") from None
+        raise ExprError(f"the body of {url} is not UTF-8 text") from None
     response_headers: dict[str, str] = {}
     for key, value in raw_headers:
         canonical = "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))

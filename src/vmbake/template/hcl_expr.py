@@ -354,6 +354,8 @@ class Evaluator:
             self.pos += 1
             cond = self._span((closer,))
         self._take(closer)
+        if isinstance(coll, Unavailable):
+            raise coll.fail()
         if isinstance(coll, dict):
             pairs = list(coll.items())
         elif isinstance(coll, list):

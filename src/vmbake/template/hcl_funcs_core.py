@@ -486,17 +486,16 @@ def go_format(fmt: str, *args: Any) -> str:
             body, spec = float(number(value)), kind
         else:
             raise ExprError(f"format: unsupported verb %{kind}")
-        py = (
-            "{:"
-            + flags.replace("-", "<")
-            + (width or "")
-            + (f".{precision}" if precision else "")
-            + spec
-            + "}"
-        )
-        if kind in "sqvt" and precision:
+        numeric = kind not in "sqvt"
+        if not numeric and precision:
             body = str(body)[: int(precision)]
-            py = "{:" + flags.replace("-", "<") + (width or "") + "s}"
+        # Go pads on the left unless '-'; '0' pads numbers with zeros after the sign.
+        align = "<" if "-" in flags else "=" if numeric and "0" in flags else ">"
+        sign = ("+" if "+" in flags else " " if " " in flags else "") if numeric else ""
+        alt = "#" if numeric and "#" in flags else ""
+        zero = "0" if align == "=" else ""
+        prec = f".{precision}" if numeric and precision and kind not in "dxXob" else ""
+        py = "{:" + align + sign + alt + zero + (width or "") + prec + spec + "}"
         return py.format(body)
 
     return _VERB.sub(verb, fmt)

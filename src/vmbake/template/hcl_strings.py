@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from vmbake.template.hcl_errors import ExprError
+from vmbake.template.hcl_errors import ExprError, Unavailable
 
 _ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 # A part is literal text, ("expr", text), ("if", text), ("else",), ("endif",), ("for", k, v, text), ("endfor",).
@@ -140,6 +140,8 @@ def _render(
             i += 1
         elif kind == "if":
             cond = evaluate(part[1], local)
+            if isinstance(cond, Unavailable):
+                raise cond.fail()
             if not isinstance(cond, bool):
                 raise ExprError(f"%{{ if {part[1]} }} needs a bool, got {cond!r}")
             middle, end = _close(parts, i + 1, "if", "endif", "else")
@@ -153,6 +155,8 @@ def _render(
         elif kind == "for":
             _, key, name, coll_text = part
             coll = evaluate(coll_text, local)
+            if isinstance(coll, Unavailable):
+                raise coll.fail()
             pairs = list(coll.items()) if isinstance(coll, dict) else list(enumerate(coll or []))
             _, body_end = _close(parts, i + 1, "for", "endfor")
             for k, v in pairs:
