@@ -21,13 +21,14 @@ from typing import Any
 
 import yaml
 
+from vmbake.template.gotemplate import INIT_TIME
 from vmbake.template.gotime import go_format as go_time_format
 from vmbake.template.hcl_errors import ExprError
 from vmbake.template.hcl_funcs_core import integer, text
 from vmbake.units import parse_duration
 
-# Packer fixes the time once per run for legacy_isotime / legacy_strftime (like JSON's isotime).
-START = datetime.now(UTC)
+# legacy_isotime / legacy_strftime render the run's one start instant, as JSON's isotime does.
+START = INIT_TIME
 
 
 # -- crypto ------------------------------------------------------------------------------------------------
