@@ -3,7 +3,8 @@
 python-hcl2 hands back expressions as text ("${var.x}") and strings with their quotes ('"a ${var.x}"').
 This module evaluates them: references (var, local, path, source, build, data), literals, lists, objects,
 indexing, splats (`[*]`, `.*`), arithmetic, comparisons, the conditional operator, `for` expressions,
-string templates with directives (hcl_strings) and Packer's function library (hcl_funcs_core, hcl_funcs_io).
+string templates with directives (hcl_strings) and Packer's function library (hcl_funcs_core,
+hcl_funcs_string, hcl_funcs_io, hcl_funcs_fsnet).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from vmbake.config.fields import suggest
 from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
 from vmbake.template.hcl_funcs_core import CORE, convert
 from vmbake.template.hcl_funcs_core import text as _text
+from vmbake.template.hcl_funcs_fsnet import FSNET
 from vmbake.template.hcl_funcs_io import IO
+from vmbake.template.hcl_funcs_string import STRING
 from vmbake.template.hcl_strings import matching_brace, parse_template, render
 
 __all__ = ["FUNCTIONS", "Evaluator", "ExprError"]
@@ -61,7 +64,7 @@ def _templatefile(path: Any, variables: Any) -> Any:
     return Evaluator(variables).template(body, escapes=False)
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {**CORE, **IO, "templatefile": _templatefile}
+FUNCTIONS: dict[str, Callable[..., Any]] = {**CORE, **STRING, **IO, **FSNET, "templatefile": _templatefile}
 
 
 class Evaluator:
