@@ -123,7 +123,7 @@ locals {
             build='provisioner "shell" {\n  inline = [local.lines, join(" ", [for p in var.pkgs : "x-${p}"])]\n}',
         ),
     )
-    assert t.provisioners[0].config.inline == [
+    assert t.builds[0].provisioners[0].config.inline == [
         "apt-get install -y curl\napt-get install -y vim\n",
         "x-curl x-vim",
     ]
@@ -336,7 +336,7 @@ locals {{
         ),
     )
     assert t.builds[0].config.vm_name == "debian-13.1-Bearer t0k"
-    assert t.provisioners[0].config.inline == ["application/json", "a, b"]
+    assert t.builds[0].provisioners[0].config.inline == ["application/json", "a, b"]
 
 
 def test_http_data_source_errors_name_the_block(tmp_path: Path, http_server: str) -> None:

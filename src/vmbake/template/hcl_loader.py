@@ -159,11 +159,11 @@ def load_hcl(
     }
     data_files = {f"data.{kind}.{name}": file for kind, name, _body, file in blocks.data}
 
-    def where(ref: str) -> str:
+    def data_place(ref: str) -> str:
         line = lines.locate(ref)
         return f"{data_files[ref]}:{line}" if line else data_files[ref]
 
-    scope["local"], scope["data"] = resolve_locals(blocks.locals, blocks.data, scope, asm, where)
+    scope["local"], scope["data"] = resolve_locals(blocks.locals, blocks.data, scope, asm, data_place)
     if not blocks.builds and not any(p.message.startswith("invalid HCL") for p in asm.problems):
         asm.problems.append(
             Problem(
