@@ -449,7 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write(_usage() + "\n")
         return 0 if args else 1
     if args[0] in ("--version", "-version", "-v", "version"):
-        out.write(f"vmbake {__version__} (Packer 1.6.6 template compatible)\n")
+        from vmbake.template.hcl_packer import PACKER_VERSION
+
+        out.write(
+            f"vmbake {__version__} (Packer 1.6.6 JSON templates, Packer {PACKER_VERSION} HCL2 language)\n"
+        )
         return 0
     command, rest = args[0], args[1:] + leading
     # SIGTERM and SIGHUP cancel the command at every moment, template loading included, as Ctrl-C does.

@@ -175,10 +175,15 @@ class _Deadline:
         self._timer.cancel()
 
 
-def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
+def _open(
+    url: str, headers: dict[str, str], timeout: float, *, method: str = "GET", body: bytes | None = None
+) -> Any:
     plain_url, auth = _split_credentials(url)
     request = urllib.request.Request(
-        plain_url, headers={"User-Agent": f"vmbake/{__version__}", **auth, **headers}
+        plain_url,
+        data=body,
+        method=method,
+        headers={"User-Agent": f"vmbake/{__version__}", **auth, **headers},
     )
     deadline = _Deadline(timeout)
     opener = urllib.request.build_opener(*deadline.handlers())
@@ -253,6 +258,27 @@ def fetch_bytes(url: str, *, max_bytes: int = 16 << 20, timeout: float | None = 
     with resp:
         _copy(url, resp, lambda b: data.extend(b), timeout, None, limit=max_bytes)
     return bytes(data)
+
+
+def fetch_response(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    max_bytes: int = 16 << 20,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """An http(s) request's status, response headers (repeats kept) and body, with the downloads' stall
+    timeout."""
+    timeout = stall_timeout()
+    try:
+        resp = _open(url, headers or {}, timeout, method=method, body=body)
+    except urllib.error.HTTPError as exc:
+        raise _http_error(url, exc) from None
+    data = bytearray()
+    with resp:
+        _copy(url, resp, lambda b: data.extend(b), timeout, None, limit=max_bytes)
+        return resp.status, list(resp.headers.items()), bytes(data)
 
 
 def _copy(

@@ -193,7 +193,7 @@ def test_escapes_heredoc_and_literal_interpolation(tmp_path: Path) -> None:
         ('boot_command = ["<wait0>"]', "", "source.qemu.deb.boot_command", "longer than zero"),
         ("", 'provisioner "ansible" {}', "build[0].provisioner[0]", "unknown provisioner type 'ansible'"),
         ("", 'sources = ["source.qemu.nope"]', "build[0].sources[1]", "no source block 'source.qemu.nope'"),
-        ('vm_name = frob("x")', "", "source.qemu.deb.vm_name", "function 'frob' is not supported"),
+        ('vm_name = frob("x")', "", "source.qemu.deb.vm_name", "function 'frob' is not one of Packer's"),
     ],
 )
 def test_hcl_problems_name_the_key(tmp_path: Path, extra: str, build: str, key: str, message: str) -> None:

@@ -1,184 +1,112 @@
-"""A small evaluator for the HCL2 expressions Packer templates use.
+"""The evaluator for the HCL2 expressions of Packer templates.
 
 python-hcl2 hands back expressions as text ("${var.x}") and strings with their quotes ('"a ${var.x}"').
-This module evaluates them: references (var, local, path, source, build), literals, lists, objects,
-indexing, arithmetic, comparisons, the conditional operator and a set of Packer's functions.
+This module evaluates them: references (var, local, path, source, build, data), literals, lists, objects,
+indexing, splats (`[*]`, `.*`), arithmetic, comparisons, the conditional operator, `for` expressions,
+string templates with directives (hcl_strings) and Packer's function library (hcl_funcs_core,
+hcl_funcs_string, hcl_funcs_io, hcl_funcs_fsnet).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import operator
 import re
-import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vmbake.config.fields import suggest
+from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
+from vmbake.template.hcl_funcs_core import CORE, convert
+from vmbake.template.hcl_funcs_core import text as _text
+from vmbake.template.hcl_funcs_fsnet import FSNET
+from vmbake.template.hcl_funcs_io import IO
+from vmbake.template.hcl_funcs_string import STRING
+from vmbake.template.hcl_strings import matching_brace, parse_template, render
 
-class ExprError(ValueError):
-    """An expression that cannot be evaluated; the message says which part."""
-
+__all__ = ["FUNCTIONS", "Evaluator", "ExprError"]
 
 _TOKEN = re.compile(
     r"""\s*(?:
-      (?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+      (?P<heredoc><<-?[A-Za-z_][\w-]*\n)
+    | (?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
     | (?P<str>")
     | (?P<ident>[A-Za-z_][A-Za-z0-9_-]*)
-    | (?P<op>==|!=|<=|>=|&&|\|\||\.\.\.|[-+*/%<>!?:.,()\[\]{}=])
+    | (?P<op>=>|==|!=|<=|>=|&&|\|\||\.\.\.|[-+*/%<>!?:.,()\[\]{}=])
     )""",
     re.VERBOSE,
 )
-_ESC = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
-
-
-def template_parts(body: str, escapes: bool = True) -> list[str | tuple[str]]:
-    """Split a string template body into literal text and ("expr",) interpolations.
-
-    Quoted strings read backslash escapes; heredocs (escapes=False) do not, as in HCL."""
-    parts: list[str | tuple[str]] = []
-    buf: list[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if escapes and c == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            if nxt in _ESC:
-                buf.append(_ESC[nxt])
-                i += 2
-                continue
-            if nxt in "uU":
-                width = 4 if nxt == "u" else 8
-                try:
-                    buf.append(chr(int(body[i + 2 : i + 2 + width], 16)))
-                except ValueError:
-                    raise ExprError(f"bad escape in {body!r}") from None
-                i += 2 + width
-                continue
-            raise ExprError(f"unknown escape \\{nxt} in {body!r}")
-        if body.startswith("$${", i) or body.startswith("%%{", i):
-            buf.append(body[i + 1 : i + 3])
-            i += 3
-            continue
-        if body.startswith("%{", i):
-            raise ExprError("template directives (%{ ... }) are not supported by vmbake")
-        if body.startswith("${", i):
-            end = _matching_brace(body, i + 2)
-            if buf:
-                parts.append("".join(buf))
-                buf = []
-            parts.append((body[i + 2 : end].strip().lstrip("~").rstrip("~").strip(),))
-            i = end + 1
-            continue
-        buf.append(c)
-        i += 1
-    if buf:
-        parts.append("".join(buf))
-    return parts
-
-
-def _matching_brace(text: str, start: int) -> int:
-    depth = 1
-    i = start
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            i += 1
-            while i < len(text) and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    raise ExprError("unclosed '${' interpolation")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if value is None:
-        raise ExprError("null value in a string template")
-    if isinstance(value, list | dict):
-        raise ExprError("a list or map cannot be used inside a string")
-    return str(value)
-
-
-def _format(fmt: str, *args: Any) -> str:
-    spec = re.sub(r"%[vq]", "%s", fmt)
-    try:
-        return spec % tuple(args)
-    except (TypeError, ValueError) as exc:
-        raise ExprError(f"format: {exc}") from None
-
-
-def _lookup(mapping: Any, key: Any, *default: Any) -> Any:
-    if not isinstance(mapping, dict):
-        raise ExprError("lookup wants a map")
-    if key in mapping:
-        return mapping[key]
-    if default:
-        return default[0]
-    raise ExprError(f"lookup: no key {key!r}")
-
-
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "upper": lambda s: str(s).upper(),
-    "lower": lambda s: str(s).lower(),
-    "title": lambda s: str(s).title(),
-    "trimspace": lambda s: str(s).strip(),
-    "replace": lambda s, old, new: str(s).replace(str(old), str(new)),
-    "join": lambda sep, items: str(sep).join(_text(x) for x in items),
-    "split": lambda sep, s: str(s).split(str(sep)),
-    "concat": lambda *lists: [x for part in lists for x in part],
-    "format": _format,
-    "length": lambda x: len(x),
-    "element": lambda items, i: items[int(i) % len(items)],
-    "lookup": _lookup,
-    "coalesce": lambda *xs: next((x for x in xs if x not in (None, "")), None),
-    "min": lambda *xs: min(xs),
-    "max": lambda *xs: max(xs),
-    "tostring": _text,
-    "tonumber": lambda s: float(s) if "." in str(s) else int(s),
-    "abspath": lambda p: str(Path(str(p)).absolute()),
-    "basename": lambda p: os.path.basename(str(p)),
-    "dirname": lambda p: os.path.dirname(str(p)),
-    "file": lambda p: Path(str(p)).read_text(encoding="utf-8"),
-    "timestamp": lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    "uuidv4": lambda: str(uuid.uuid4()),
-    "jsonencode": lambda v: json.dumps(v, separators=(",", ":")),
+Token = tuple[str, Any]
+_QUOTED_HEREDOC = re.compile(r"(?P<heredoc><<-?[A-Za-z_][\w-]*\n)")
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "%": operator.mod,
 }
+_LAZY = ("try", "can", "convert", "templatefile")
+
+
+def _templatefile(path: Any, variables: Any) -> Any:
+    """templatefile(path, vars): the file read as a heredoc-style template with only `vars` in scope."""
+    if not isinstance(variables, dict):
+        raise ExprError("templatefile: the second argument must be a map of variables")
+    try:
+        body = Path(_text(path)).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExprError(f"templatefile: cannot read {_text(path)!r}: {exc}") from None
+    return Evaluator(variables).template(body, escapes=False)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {**CORE, **STRING, **IO, **FSNET, "templatefile": _templatefile}
 
 
 class Evaluator:
-    """Evaluates one expression against a scope of top-level names (var, local, path, source, build)."""
+    """Evaluates one expression against a scope of top-level names (var, local, path, source, build, data)."""
 
     def __init__(self, scope: Mapping[str, Any]) -> None:
         self.scope = scope
+        self.text = ""
+        self.tokens: list[Token] = []
+        self.pos = 0
 
     def template(self, body: str, escapes: bool = True) -> Any:
         """A string template body (without quotes); a lone interpolation keeps its value's type."""
-        parts = template_parts(body, escapes)
-        if len(parts) == 1 and isinstance(parts[0], tuple):
-            return self.expression(parts[0][0])
-        return "".join(p if isinstance(p, str) else _text(self.expression(p[0])) for p in parts)
+        parts = parse_template(body, escapes)
+        if len(parts) == 1 and isinstance(parts[0], tuple) and parts[0][0] == "expr":
+            return self.expression(parts[0][1])
+        return render(parts, lambda text, local: self._child(local).expression(text), _text)
 
     def expression(self, text: str) -> Any:
         self.text = text
-        self.tokens = self._lex(text)
+        return self._run(self._lex(text))
+
+    def _child(self, extra: Mapping[str, Any]) -> Evaluator:
+        child = Evaluator({**self.scope, **extra} if extra else self.scope)
+        child.text = self.text
+        return child
+
+    def _run(self, tokens: list[Token]) -> Any:
+        self.tokens = tokens
         self.pos = 0
+        if not tokens:
+            raise ExprError(f"empty expression in {self.text!r}")
         value = self._conditional()
         if self.pos != len(self.tokens):
-            raise ExprError(f"unexpected {self.tokens[self.pos][1]!r} in expression {text!r}")
+            raise ExprError(f"unexpected {self.tokens[self.pos][1]!r} in expression {self.text!r}")
         return value
 
-    def _lex(self, text: str) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
+    def _sub(self, tokens: list[Token], extra: Mapping[str, Any] | None = None) -> Any:
+        return self._child(extra or {})._run(tokens)
+
+    def _lex(self, text: str) -> list[Token]:
+        out: list[Token] = []
         i = 0
         while i < len(text):
             if not text[i:].strip():
@@ -187,26 +115,78 @@ class Evaluator:
             if not m:
                 raise ExprError(f"cannot read {text[i:].strip()[:20]!r} in expression {text!r}")
             kind = m.lastgroup or ""
+            quoted_heredoc = _QUOTED_HEREDOC.match(text, m.end()) if kind == "str" else None
+            if quoted_heredoc:
+                # python-hcl2 writes a heredoc inside an expression as "<<EOT\n...\nEOT", quotes unescaped.
+                i = self._heredoc(text, quoted_heredoc, out, quoted=True)
+                continue
             if kind == "str":
                 start = m.end()
                 j = start
                 while j < len(text) and text[j] != '"':
                     if text[j] == "\\":
                         j += 1
-                    elif text.startswith("${", j):
-                        j = _matching_brace(text, j + 2)
+                    elif text.startswith("${", j) or text.startswith("%{", j):
+                        j = matching_brace(text, j + 2)
                     j += 1
                 if j >= len(text):
                     raise ExprError(f"unterminated string in expression {text!r}")
                 out.append(("str", text[start:j]))
                 i = j + 1
                 continue
+            if kind == "heredoc":
+                i = self._heredoc(text, m, out)
+                continue
             out.append((kind, m.group(kind)))
             i = m.end()
         return out
 
+    def _heredoc(self, text: str, m: re.Match[str], out: list[Token], quoted: bool = False) -> int:
+        head = m.group("heredoc")
+        strip = head.startswith("<<-")
+        marker = head.lstrip("<-").strip()
+        tail = '"' if quoted else "$"
+        end = re.compile(rf"^[ \t]*{re.escape(marker)}[ \t]*{tail}", re.M).search(text, m.end())
+        if end is None:
+            raise ExprError(f"heredoc <<{marker} has no closing {marker} line")
+        lines = text[m.end() : end.start()].splitlines(keepends=True)
+        if strip:
+            cut = min((len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()), default=0)
+            lines = [ln[cut:] if ln.strip() else ln.lstrip(" \t") for ln in lines]
+        out.append(("heredoc", "".join(lines)))
+        return end.end()
+
+    # -- token spans, for the parts that are evaluated later, many times, or not at all -------------------
+    def _span(self, stops: tuple[str, ...]) -> list[Token]:
+        """The tokens of one sub-expression from here up to a depth-0 token in `stops` (ops or keywords)."""
+        start = self.pos
+        depth = 0
+        pending = 0  # '?' still waiting for their ':'
+        while self.pos < len(self.tokens):
+            kind, tok = self.tokens[self.pos]
+            if depth == 0 and tok in stops and kind in ("op", "ident") and not (tok == ":" and pending):
+                break
+            if kind == "op" and tok in _OPEN:
+                depth += 1
+            elif kind == "op" and tok in _OPEN.values():
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0 and kind == "op" and tok == "?":
+                pending += 1
+            elif depth == 0 and kind == "op" and tok == ":" and pending:
+                pending -= 1
+            self.pos += 1
+        if self.pos == start:
+            got = self.tokens[self.pos][1] if self.pos < len(self.tokens) else "the end"
+            raise ExprError(f"expected an expression before {got!r} in {self.text!r}")
+        return self.tokens[start : self.pos]
+
     def _peek(self, value: str | None = None) -> bool:
         return self.pos < len(self.tokens) and (value is None or self.tokens[self.pos] == ("op", value))
+
+    def _keyword(self, word: str) -> bool:
+        return self.pos < len(self.tokens) and self.tokens[self.pos] == ("ident", word)
 
     def _take(self, value: str) -> None:
         if not self._peek(value):
@@ -218,10 +198,16 @@ class Evaluator:
         cond = self._binary(0)
         if self._peek("?"):
             self.pos += 1
-            yes = self._conditional()
+            if isinstance(cond, Unavailable):
+                raise cond.fail()
+            if cond in ("true", "false"):
+                cond = cond == "true"
+            if not isinstance(cond, bool):
+                raise ExprError(f"the condition before '?' must be a bool, got {cond!r} in {self.text!r}")
+            yes_tokens = self._span((":",))
             self._take(":")
-            no = self._conditional()
-            return yes if cond else no
+            no_tokens = self._span((",", ":", "if", "=>", "..."))
+            return self._sub(yes_tokens if cond else no_tokens)
         return cond
 
     _LEVELS = (("||",), ("&&",), ("==", "!="), ("<", ">", "<=", ">="), ("+", "-"), ("*", "/", "%"))
@@ -242,24 +228,24 @@ class Evaluator:
         return left
 
     def _apply(self, op: str, a: Any, b: Any) -> Any:
+        for operand in (a, b):
+            if isinstance(operand, Unavailable):
+                raise operand.fail()
+        if op in ("||", "&&"):
+            a, b = (x == "true" if x in ("true", "false") else x for x in (a, b))
+            if not isinstance(a, bool) or not isinstance(b, bool):
+                raise ExprError(f"{op!r} wants two bools, got {a!r} and {b!r} in {self.text!r}")
+            return (a or b) if op == "||" else (a and b)
+        if op in ("==", "!="):
+            return (a == b) == (op == "==")
         try:
-            result: Any = {
-                "||": lambda: a or b,
-                "&&": lambda: a and b,
-                "==": lambda: a == b,
-                "!=": lambda: a != b,
-                "<": lambda: a < b,
-                ">": lambda: a > b,
-                "<=": lambda: a <= b,
-                ">=": lambda: a >= b,
-                "+": lambda: a + b,
-                "-": lambda: a - b,
-                "*": lambda: a * b,
-                "/": lambda: a / b,
-                "%": lambda: a % b,
-            }[op]()
-        except (TypeError, ZeroDivisionError) as exc:
+            x = a if isinstance(a, int | float) and not isinstance(a, bool) else float(_text(a))
+            y = b if isinstance(b, int | float) and not isinstance(b, bool) else float(_text(b))
+            result: Any = _ARITH[op](x, y)
+        except (TypeError, ValueError, ExprError, ZeroDivisionError) as exc:
             raise ExprError(f"cannot apply {op!r} to {a!r} and {b!r}: {exc}") from None
+        if isinstance(result, float) and result.is_integer() and op != "/":
+            return int(result)
         return result
 
     def _unary(self) -> Any:
@@ -271,19 +257,42 @@ class Evaluator:
             return -value
         if self._peek("!"):
             self.pos += 1
-            return not self._unary()
+            value = self._unary()
+            if not isinstance(value, bool):
+                raise ExprError(f"'!' wants a bool, got {value!r} in {self.text!r}")
+            return not value
         return self._postfix(self._primary())
+
+    def _index(self, value: Any, index: Any) -> Any:
+        try:
+            if isinstance(value, dict):
+                return value[_text(index)]
+            if isinstance(value, list):
+                return value[int(_text(index))]
+        except (KeyError, IndexError, ValueError, ExprError):
+            pass
+        raise ExprError(f"no element [{index!r}] in {self.text!r}")
 
     def _postfix(self, value: Any) -> Any:
         while True:
-            if self._peek("["):
+            if isinstance(value, Unavailable) and (self._peek(".") or self._peek("[")):
+                raise value.fail()
+            if self._peek("[") and self.tokens[self.pos + 1 : self.pos + 3] == [("op", "*"), ("op", "]")]:
+                self.pos += 3
+                value = self._splat(value, full=True)
+            elif self._peek(".") and self.tokens[self.pos + 1 : self.pos + 2] == [("op", "*")]:
+                self.pos += 2
+                value = self._splat(value, full=False)
+            elif self._peek("["):
                 self.pos += 1
                 index = self._conditional()
                 self._take("]")
-                try:
-                    value = value[index if isinstance(value, dict) else int(index)]
-                except (KeyError, IndexError, TypeError, ValueError):
-                    raise ExprError(f"no element [{index!r}] in {self.text!r}") from None
+                value = self._index(value, index)
+            elif (
+                self._peek(".") and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] == "num"
+            ):
+                self.pos += 2
+                value = self._index(value, self.tokens[self.pos - 1][1])
             elif (
                 self._peek(".")
                 and self.pos + 1 < len(self.tokens)
@@ -297,6 +306,94 @@ class Evaluator:
             else:
                 return value
 
+    def _splat(self, value: Any, full: bool) -> list[Any]:
+        """`list[*].a[0]` applies the traversal after the splat to each element; `.*` only takes attributes."""
+        start = self.pos
+        while self.pos < len(self.tokens):
+            if (
+                self._peek(".")
+                and self.pos + 1 < len(self.tokens)
+                and self.tokens[self.pos + 1][0] in ("ident", "num")
+            ):
+                self.pos += 2
+            elif full and self._peek("["):
+                self.pos += 1
+                self._span(("]",))
+                self._take("]")
+            else:
+                break
+        steps = self.tokens[start : self.pos]
+        items = [] if value is None else value if isinstance(value, list) else [value]
+        if not steps:
+            return list(items)
+        out = []
+        for item in items:
+            child = self._child({})
+            child.tokens, child.pos = steps, 0
+            out.append(child._postfix(item))
+        return out
+
+    def _for(self, closer: str) -> Any:
+        """`[for v in coll : body if cond]` and `{for k, v in coll : key => value... if cond}` after the opener."""
+        self.pos += 1
+        names = [self._ident()]
+        if self._peek(","):
+            self.pos += 1
+            names.append(self._ident())
+        if not self._keyword("in"):
+            raise ExprError(f"expected 'in' in the for expression {self.text!r}")
+        self.pos += 1
+        coll = self._sub(self._span((":",)))
+        self._take(":")
+        key_tokens = self._span(("=>",)) if closer == "}" else []
+        if closer == "}":
+            self._take("=>")
+        body = self._span(("if", closer, "..."))
+        group = self._peek("...")
+        if group:
+            self.pos += 1
+        cond = None
+        if self._keyword("if"):
+            self.pos += 1
+            cond = self._span((closer,))
+        self._take(closer)
+        if isinstance(coll, Unavailable):
+            raise coll.fail()
+        if isinstance(coll, dict):
+            pairs = list(coll.items())
+        elif isinstance(coll, list):
+            pairs = list(enumerate(coll))
+        else:
+            raise ExprError(f"a for expression needs a list or map to go over, got {coll!r} in {self.text!r}")
+        items: list[Any] = []
+        obj: dict[str, Any] = {}
+        for k, v in pairs:
+            local = {names[0]: v} if len(names) == 1 else {names[0]: k, names[1]: v}
+            if cond is not None:
+                keep = self._sub(cond, local)
+                if not isinstance(keep, bool):
+                    raise ExprError(f"the 'if' of a for expression must be a bool, got {keep!r}")
+                if not keep:
+                    continue
+            value = self._sub(body, local)
+            if closer == "]":
+                items.append(value)
+                continue
+            key = _text(self._sub(key_tokens, local))
+            if group:
+                obj.setdefault(key, []).append(value)
+            elif key in obj:
+                raise ExprError(f"duplicate key {key!r} in a for expression; add '...' to group the values")
+            else:
+                obj[key] = value
+        return items if closer == "]" else obj
+
+    def _ident(self) -> str:
+        if self.pos >= len(self.tokens) or self.tokens[self.pos][0] != "ident":
+            raise ExprError(f"expected a name in {self.text!r}")
+        self.pos += 1
+        return str(self.tokens[self.pos - 1][1])
+
     def _primary(self) -> Any:
         if self.pos >= len(self.tokens):
             raise ExprError(f"expression {self.text!r} ends too early")
@@ -305,12 +402,16 @@ class Evaluator:
         if kind == "num":
             return float(tok) if any(c in tok for c in ".eE") else int(tok)
         if kind == "str":
-            return self.__class__(self.scope).template(tok)
+            return self._child({}).template(tok)
+        if kind == "heredoc":
+            return self._child({}).template(tok, escapes=False)
         if kind == "op" and tok == "(":
             value = self._conditional()
             self._take(")")
             return value
         if kind == "op" and tok == "[":
+            if self._keyword("for"):
+                return self._for("]")
             items = []
             while not self._peek("]"):
                 items.append(self._conditional())
@@ -319,26 +420,9 @@ class Evaluator:
             self._take("]")
             return items
         if kind == "op" and tok == "{":
-            obj: dict[str, Any] = {}
-            while not self._peek("}"):
-                if self.pos >= len(self.tokens):
-                    raise ExprError(f"unclosed '{{' in expression {self.text!r}")
-                key_kind, key_tok = self.tokens[self.pos]
-                ahead = self.tokens[self.pos + 1] if self.pos + 1 < len(self.tokens) else ("", "")
-                if key_kind == "ident" and ahead in (("op", "="), ("op", ":")):
-                    key = key_tok
-                    self.pos += 1
-                else:
-                    key = _text(self._conditional())
-                if self._peek("="):
-                    self.pos += 1
-                else:
-                    self._take(":")
-                obj[key] = self._conditional()
-                if self._peek(","):
-                    self.pos += 1
-            self._take("}")
-            return obj
+            if self._keyword("for"):
+                return self._for("}")
+            return self._object()
         if kind == "ident":
             if tok in ("true", "false"):
                 return tok == "true"
@@ -353,29 +437,96 @@ class Evaluator:
             root = self.scope[tok]
             if isinstance(root, dict) and self._peek(".") and self.pos + 1 < len(self.tokens):
                 attr = self.tokens[self.pos + 1][1]
-                if attr not in root:
+                if self.tokens[self.pos + 1][0] == "ident" and attr not in root:
                     known = ", ".join(sorted(root)) or "none"
                     raise ExprError(f"{tok}.{attr} is not defined (defined {tok} names: {known})")
             return root
         raise ExprError(f"unexpected {tok!r} in expression {self.text!r}")
 
+    def _object(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        while not self._peek("}"):
+            if self.pos >= len(self.tokens):
+                raise ExprError(f"unclosed '{{' in expression {self.text!r}")
+            key_kind, key_tok = self.tokens[self.pos]
+            ahead = self.tokens[self.pos + 1] if self.pos + 1 < len(self.tokens) else ("", "")
+            if key_kind == "ident" and ahead in (("op", "="), ("op", ":")):
+                key = key_tok
+                self.pos += 1
+            else:
+                key = _text(self._binary(0))
+            if self._peek("="):
+                self.pos += 1
+            else:
+                self._take(":")
+            obj[key] = self._conditional()
+            if self._peek(","):
+                self.pos += 1
+        self._take("}")
+        return obj
+
     def _call(self, name: str) -> Any:
         self._take("(")
+        if name in _LAZY:
+            spans: list[list[Token]] = []
+            while not self._peek(")"):
+                spans.append(self._span((",", ")")))
+                if not self._peek(")"):
+                    self._take(",")
+            self._take(")")
+            return self._lazy_call(name, spans)
         args = []
         while not self._peek(")"):
             args.append(self._conditional())
             if self._peek("..."):
                 self.pos += 1
-                args.extend(args.pop())
+                spread = args.pop()
+                if not isinstance(spread, list):
+                    raise ExprError(f"'...' after an argument of {name}() wants a list, got {spread!r}")
+                args.extend(spread)
             if not self._peek(")"):
                 self._take(",")
         self._take(")")
+        for arg in args:
+            if isinstance(arg, Unavailable):
+                raise arg.fail()
         fn = FUNCTIONS.get(name)
         if fn is None:
-            raise ExprError(f"function {name!r} is not supported (supported: {', '.join(sorted(FUNCTIONS))})")
+            hint = suggest(name, sorted(FUNCTIONS))
+            raise ExprError(
+                f"function {name!r} is not one of Packer's HCL2 functions" + (f" ({hint})" if hint else "")
+            )
         try:
             return fn(*args)
-        except ExprError:
-            raise
-        except Exception as exc:
+        except ExprError as exc:
+            message = str(exc)
+            raise ExprError(message if message.startswith(name) else f"{name}(): {message}") from None
+        except (TypeError, ValueError, ArithmeticError, OverflowError, KeyError, IndexError) as exc:
             raise ExprError(f"{name}(): {exc}") from None
+
+    def _lazy_call(self, name: str, spans: list[list[Token]]) -> Any:
+        """try() and can() catch their arguments' errors; convert() reads a type; templatefile() a file."""
+        if name == "try":
+            errors = []
+            for span in spans:
+                try:
+                    value = self._sub(span)
+                except ExprError as exc:
+                    errors.append(str(exc))
+                    continue
+                if not has_unavailable(value):
+                    return value
+                errors.append("the value comes from a data source vmbake does not run")
+            raise ExprError("try(): no argument could be evaluated: " + "; ".join(errors))
+        if name == "can":
+            if len(spans) != 1:
+                raise ExprError("can() takes one expression")
+            try:
+                return not has_unavailable(self._sub(spans[0]))
+            except ExprError:
+                return False
+        if name == "convert":
+            if len(spans) != 2:
+                raise ExprError("convert() takes a value and a type")
+            return convert(self._sub(spans[0]), "".join(str(t[1]) for t in spans[1]))
+        return _templatefile(*[self._sub(span) for span in spans])

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vmbake import registry
 from vmbake.errors import Problem, TemplateError, VmbakeError
 from vmbake.files import read_regular_text
 from vmbake.template.assemble import (
@@ -27,12 +29,13 @@ from vmbake.template.assemble import (
 from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import RenderContext
 from vmbake.template.hcl_lines import HclLines
-from vmbake.template.hcl_values import evaluate, parse_hcl, reporter
+from vmbake.template.hcl_packer import PACKER_VERSION, check_packer_block
+from vmbake.template.hcl_values import Block, evaluate, parse_hcl, reporter
 from vmbake.template.hcl_vars import resolve_locals, resolve_variables
 from vmbake.template.model import Template
 from vmbake.template.variables import Inputs
 
-TOP_BLOCKS = ("variable", "variables", "locals", "local", "source", "build", "packer")
+TOP_BLOCKS = ("variable", "variables", "locals", "local", "data", "source", "build", "packer")
 BUILD_KEYS = (
     "name",
     "description",
@@ -42,6 +45,7 @@ BUILD_KEYS = (
     "post-processor",
     "post-processors",
     "error-cleanup-provisioner",
+    "hcp_packer_registry",
 )
 
 
@@ -51,6 +55,7 @@ class _Blocks:
     locals: list[tuple[str, Any, str]] = field(default_factory=list)
     sources: dict[str, tuple[str, str, dict[str, Any], str]] = field(default_factory=dict)
     builds: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    data: list[tuple[str, str, Any, str]] = field(default_factory=list)  # (type, name, body, file)
 
 
 def _files(path: Path) -> tuple[list[Path], Path]:
@@ -125,6 +130,12 @@ def _block(key: str, item: Any, file: str, blocks: _Blocks, asm: Assembler) -> N
                 blocks.sources[ref] = (kind, label, body if isinstance(body, dict) else {}, file)
     elif key == "build":
         blocks.builds.append((item, file))
+    elif key == "data":
+        for kind, named in item.items():
+            for label, body in named.items() if isinstance(named, dict) else []:
+                blocks.data.append((kind, label, body, file))
+    elif key == "packer":
+        check_packer_block(item, file, asm)
 
 
 def load_hcl(
@@ -141,8 +152,18 @@ def load_hcl(
         raise TemplateError(
             _with_lines(asm.problems, lines, template_files)
         )  # later blocks would only repeat the missing variables
-    scope: dict[str, Any] = {"var": values, "path": {"root": str(directory), "cwd": os.getcwd()}}
-    scope["local"] = resolve_locals(blocks.locals, scope, asm)
+    scope: dict[str, Any] = {
+        "var": values,
+        "path": {"root": str(directory), "cwd": os.getcwd()},
+        "packer": {"version": PACKER_VERSION},
+    }
+    data_files = {f"data.{kind}.{name}": file for kind, name, _body, file in blocks.data}
+
+    def data_place(ref: str) -> str:
+        line = lines.locate(ref)
+        return f"{data_files[ref]}:{line}" if line else data_files[ref]
+
+    scope["local"], scope["data"] = resolve_locals(blocks.locals, blocks.data, scope, asm, data_place)
     if not blocks.builds and not any(p.message.startswith("invalid HCL") for p in asm.problems):
         asm.problems.append(
             Problem(
@@ -202,6 +223,34 @@ def _with_lines(problems: list[Problem], lines: HclLines, files: set[str]) -> li
     ]
 
 
+def _source_config(
+    kind: str, tree: dict[str, Any], scope: dict[str, Any], path: str, report: Any
+) -> dict[str, Any]:
+    """A source body evaluated as a block (null is unset, dynamic blocks expand), nested blocks fitted."""
+    return _fit_blocks(kind, evaluate(Block(tree), scope, path, report) or {})
+
+
+def _fit_blocks(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A key that the builder's schema makes a single nested block (`qemu_img_args { create = [...] }`)
+    may be written as a block or as an attribute, as in the plugin's HCL2 spec."""
+    cls = registry.builder_class(kind)
+    if cls is None or not dataclasses.is_dataclass(cls):
+        return config
+    hints = typing.get_type_hints(cls)
+    out = dict(config)
+    for key, value in config.items():
+        tp = hints.get(key)
+        if (
+            tp is not None
+            and dataclasses.is_dataclass(tp)
+            and isinstance(value, list)
+            and len(value) == 1
+            and isinstance(value[0], dict)
+        ):
+            out[key] = value[0]
+    return out
+
+
 def _blocks_of(value: Any) -> list[dict[str, Any]]:
     """The blocks python-hcl2 gives for a block type (an attribute of the same name gives none)."""
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
@@ -214,7 +263,16 @@ def _add_builds(
     report = reporter(asm, file)
     path = f"build[{index}]"
     for key in build:
-        if key not in BUILD_KEYS:
+        if key == "hcp_packer_registry":
+            asm.warnings.append(
+                Problem(
+                    file,
+                    f"{path}.{key}[0]",
+                    "hcp_packer_registry has no effect in vmbake (it publishes to HCP Packer)",
+                    "",
+                )
+            )
+        elif key not in BUILD_KEYS:
             report(
                 f"{path}.{key}",
                 f"unknown key or block {key!r} in a build block",
@@ -248,7 +306,7 @@ def _add_builds(
         local_scope = {**scope, "source": {"name": label, "type": kind}, "build": {"name": build_name}}
 
         config = functools.partial(
-            evaluate, {**body, **extra}, local_scope, src_path, reporter(asm, src_file)
+            _source_config, kind, {**body, **extra}, local_scope, src_path, reporter(asm, src_file)
         )
         asm.file = src_file
         asm.add_build(Target(full, kind, label), src_path, config, aliases=aliases, type_path=src_path)
@@ -260,7 +318,7 @@ def _add_builds(
 def _body(tree: dict[str, Any], scope: dict[str, Any], where: str, file: str, asm: Assembler) -> BlockBody:
     """A block's keys for one build: evaluated with that build's source.name and source.type, the
     override for it merged in, then {{ build_name }} and the like filled in, once."""
-    own = {k: v for k, v in tree.items() if k not in PROVISIONER_COMMON | POST_PROCESSOR_COMMON}
+    own = Block({k: v for k, v in tree.items() if k not in PROVISIONER_COMMON | POST_PROCESSOR_COMMON})
 
     def body(target: Target, override: dict[str, Any]) -> dict[str, Any]:
         local = {**scope, "source": {"name": target.source_name, "type": target.type}}
@@ -275,7 +333,7 @@ def _body(tree: dict[str, Any], scope: dict[str, Any], where: str, file: str, as
 def _common(
     tree: dict[str, Any], keys: frozenset[str], scope: dict[str, Any], where: str, file: str, asm: Assembler
 ) -> dict[str, Any]:
-    common = {k: v for k, v in tree.items() if k in keys}
+    common = Block({k: v for k, v in tree.items() if k in keys})
     result: dict[str, Any] = evaluate(common, scope, where, reporter(asm, file)) or {}
     return result
 

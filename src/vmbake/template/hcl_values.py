@@ -15,7 +15,9 @@ from hcl2.utils import SerializationOptions  # type: ignore[import-untyped,unuse
 
 from vmbake.errors import Problem
 from vmbake.template.assemble import Assembler
+from vmbake.template.hcl_errors import Unavailable, UnavailableError, has_unavailable
 from vmbake.template.hcl_expr import Evaluator, ExprError
+from vmbake.template.hcl_syntax import describe
 
 _OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=True)
 
@@ -44,6 +46,11 @@ def _heredoc(text: str) -> Tpl | None:
     return Tpl("".join(lines), heredoc=True)
 
 
+class Block(dict[str, Any]):
+    """The body of a block (python-hcl2 marks it `__is_block__`), as opposed to an object value: in a block,
+    `null` means "unset" and `dynamic "x" { ... }` makes blocks."""
+
+
 @dataclass(frozen=True)
 class Expr:
     """A bare expression (python-hcl2 gives it as "${...}")."""
@@ -69,55 +76,120 @@ def clean(value: Any) -> Any:
     if isinstance(value, list):
         return [clean(v) for v in value]
     if isinstance(value, dict):
-        return {_unquote(k): clean(v) for k, v in value.items() if k != "__is_block__"}
+        pairs = {_unquote(k): clean(v) for k, v in value.items() if k != "__is_block__"}
+        return Block(pairs) if value.get("__is_block__") else pairs
     return value
 
 
 _FAILED = object()
 
 
-def evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
-    """`tree` with every Tpl and Expr evaluated; failures are reported with their key path and left out."""
-    value = _evaluate(tree, scope, path, report)
+def evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: bool = False) -> Any:
+    """`tree` with every Tpl and Expr evaluated; failures are reported with their key path and left out.
+
+    With `defer` (locals), a use of a data source vmbake does not run makes the value Unavailable instead
+    of an error: it is an error only where a build uses it."""
+    value = _evaluate(tree, scope, path, report, defer)
     return None if value is _FAILED else value
 
 
-def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any) -> Any:
+def _evaluate(tree: Any, scope: dict[str, Any], path: str, report: Any, defer: bool = False) -> Any:
     if isinstance(tree, Tpl | Expr):
         try:
             ev = Evaluator(scope)
-            return (
+            value = (
                 ev.template(tree.body, not tree.heredoc)
                 if isinstance(tree, Tpl)
                 else ev.expression(tree.text)
             )
+        except UnavailableError as exc:
+            if defer:
+                return Unavailable(str(exc), exc.hint)
+            report(path, str(exc), exc.hint)
+            return _FAILED
         except ExprError as exc:
             report(path, str(exc), "check the expression")
             return _FAILED
+        if not defer and has_unavailable(value):
+            first = _first(value)
+            report(path, first.reason, first.hint)
+            return _FAILED
+        return value
     if isinstance(tree, list):
-        items = [_evaluate(v, scope, f"{path}[{i}]", report) for i, v in enumerate(tree)]
+        items = [_evaluate(v, scope, f"{path}[{i}]", report, defer) for i, v in enumerate(tree)]
         return [v for v in items if v is not _FAILED]
+    if isinstance(tree, Block):
+        body = dict(tree)
+        dynamic = body.pop("dynamic", None)
+        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report) for k, v in body.items()}
+        out = {k: v for k, v in pairs.items() if v is not _FAILED and v is not None}
+        if dynamic is not None:
+            for name, blocks in _dynamic(dynamic, scope, path, report).items():
+                out[name] = [*(out.get(name) or []), *blocks]
+        return out
     if isinstance(tree, dict):
-        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report) for k, v in tree.items()}
+        pairs = {k: _evaluate(v, scope, f"{path}.{k}" if path else k, report, defer) for k, v in tree.items()}
         return {k: v for k, v in pairs.items() if v is not _FAILED}
     return tree
+
+
+def _first(value: Any) -> Unavailable:
+    if isinstance(value, Unavailable):
+        return value
+    items = value.values() if isinstance(value, dict) else value
+    return next(_first(v) for v in items if has_unavailable(v))
+
+
+def _dynamic(items: Any, scope: dict[str, Any], path: str, report: Any) -> dict[str, list[Any]]:
+    """`dynamic "disk" { for_each = ...; iterator = d; content { ... } }` as the blocks it makes."""
+    made: dict[str, list[Any]] = {}
+    for item in items if isinstance(items, list) else [items]:
+        for name, spec in item.items() if isinstance(item, dict) else []:
+            where = f"{path}.dynamic.{name}"
+            if not isinstance(spec, dict) or "for_each" not in spec or not spec.get("content"):
+                report(
+                    where,
+                    f"dynamic block {name!r} needs for_each and a content block",
+                    "see Packer's dynamic blocks",
+                )
+                continue
+            for key in spec:
+                if key not in ("for_each", "iterator", "labels", "content"):
+                    report(
+                        f"{where}.{key}",
+                        f"unknown key {key!r} in a dynamic block",
+                        "valid: for_each, iterator, labels, content",
+                    )
+            collection = _evaluate(spec["for_each"], scope, f"{where}.for_each", report)
+            if collection is _FAILED:
+                continue
+            iterator = spec.get("iterator")
+            var = iterator.text.strip() if isinstance(iterator, Expr) else name
+            pairs = (
+                list(collection.items())
+                if isinstance(collection, dict)
+                else list(enumerate(collection))
+                if isinstance(collection, list)
+                else None
+            )
+            if pairs is None:
+                report(f"{where}.for_each", f"for_each wants a list or map, got {collection!r}")
+                continue
+            content = spec["content"][0] if isinstance(spec["content"], list) else spec["content"]
+            for key, value in pairs:
+                local = {**scope, var: {"key": key, "value": value}}
+                block = _evaluate(content, local, f"{where}.content", report)
+                if block is not _FAILED:
+                    made.setdefault(name, []).append(block)
+    return made
 
 
 def parse_hcl(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
     try:
         data = hcl2.loads(text, serialization_options=_OPTIONS)
     except Exception as exc:  # lark raises many kinds; all mean a syntax error here
-        line = getattr(exc, "line", None)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return {}, [
-            Problem(
-                name,
-                "",
-                f"invalid HCL: {first}",
-                "check quotes, braces and '=' near this line",
-                line if isinstance(line, int) and line > 0 else None,
-            )
-        ]
+        message, line = describe(exc, text)
+        return {}, [Problem(name, "", message, "", line)]
     return clean(data), []
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from vmbake.errors import Problem
+from vmbake.template import hcl_data
 from vmbake.template.assemble import Assembler
-from vmbake.template.hcl_expr import ExprError
+from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
 from vmbake.template.hcl_values import Expr, convert_input, evaluate, reporter
 from vmbake.template.model import Variable
 from vmbake.template.variables import Inputs, env_values, undeclared_cli_var
@@ -22,6 +23,7 @@ def resolve_variables(
     variables: dict[str, Variable] = {}
     values: dict[str, Any] = {}
     types: dict[str, str] = {}
+    checks: list[tuple[str, Any, str]] = []  # (variable, validation block, file)
     for name, body, file in declared:
         report = reporter(asm, file)
         path = f"variable.{name}"
@@ -46,6 +48,8 @@ def resolve_variables(
         variables[name] = Variable(name, default, not has_default, sensitive, str(description or ""))
         if has_default:
             values[name] = default
+        validations = body.get("validation", [])
+        checks += [(name, block, file) for block in (validations if isinstance(validations, list) else [])]
     convert_scope: dict[str, Any] = {}
     for key, text in env_values().items():
         if key in variables:
@@ -85,32 +89,114 @@ def resolve_variables(
                     f"pass -var '{name}=VALUE', a -var-file, or PKR_VAR_{name}",
                 )
             )
+    for name, block, file in checks:
+        if name in values:
+            _validate(name, block, values[name], file, asm)
     return variables, values
 
 
-def resolve_locals(declared: Declared, scope: dict[str, Any], asm: Assembler) -> dict[str, Any]:
+def _validate(name: str, block: Any, value: Any, file: str, asm: Assembler) -> None:
+    """A `validation { condition, error_message }` block, evaluated as Packer does once the value is known."""
+    report = reporter(asm, file)
+    path = f"variable.{name}.validation"
+    if not isinstance(block, dict) or "condition" not in block or "error_message" not in block:
+        report(path, "a validation block needs condition and error_message")
+        return
+    scope = {"var": {name: value}}
+    ok = evaluate(block["condition"], scope, f"{path}.condition", report)
+    if ok is False:
+        message = evaluate(block["error_message"], scope, f"{path}.error_message", report)
+        report(
+            f"variable.{name}",
+            f"invalid value for variable {name!r}: {message}",
+            "see the variable's validation",
+        )
+    elif ok is not True and ok is not None:
+        report(f"{path}.condition", f"the condition must be true or false, got {ok!r}")
+
+
+DataBlock = tuple[str, str, Any, str]  # (type, name, body, file)
+
+
+def resolve_locals(
+    declared: Declared, data: list[DataBlock], scope: dict[str, Any], asm: Assembler, where: Any
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Locals and data sources, in rounds: each may use the others, in any order, without a loop.
+
+    `where(path)` gives "file:line" for a data block, to name it in warnings."""
     done: dict[str, Any] = {}
-    todo = {name: (expr, file) for name, expr, file in declared}
+    sources: dict[str, dict[str, Any]] = {}
+    todo: dict[str, tuple[Any, str]] = {f"local.{name}": (expr, file) for name, expr, file in declared}
+    kinds: dict[str, tuple[str, str]] = {}
+    for kind, name, body, file in data:
+        ref = f"data.{kind}.{name}"
+        if ref in kinds:
+            asm.problems.append(Problem(file, ref, f"duplicate data block {ref!r}", "rename one"))
+            continue
+        kinds[ref] = (kind, name)
+        if kind in hcl_data.BUILTIN:
+            sources.setdefault(kind, {})
+            todo[ref] = (body, file)
+        else:
+            placed = where(ref)
+            sources.setdefault(kind, {})[name] = hcl_data.unavailable(kind, name, placed)
+            asm.warnings.append(
+                Problem(
+                    file,
+                    ref,
+                    f"data source type {kind!r} is not run by vmbake; a build that uses its value fails",
+                    "",
+                )
+            )
+    failures: list[Problem] = []
     while todo:
         progress = False
         errors: dict[str, tuple[str, str]] = {}
-        for name, (expr, file) in list(todo.items()):
+        for ref, (expr, file) in list(todo.items()):
             failed: list[str] = []
 
             def note(_path: str, message: str, _hint: str = "", sink: list[str] = failed) -> None:
                 sink.append(message)
 
-            value = evaluate(expr, {**scope, "local": done}, f"local.{name}", note)
+            value = evaluate(expr, {**scope, "local": done, "data": sources}, ref, note, defer=True)
             if failed:
-                errors[name] = (failed[0], file)
+                errors[ref] = (failed[0], file)
                 continue
-            done[name] = value
-            del todo[name]
+            del todo[ref]
             progress = True
-        if not progress:
-            for name, (message, file) in errors.items():
-                asm.problems.append(
-                    Problem(file, f"local.{name}", message, "locals may not refer to each other in a loop")
+            if ref.startswith("local."):
+                done[ref.removeprefix("local.")] = value
+                continue
+            kind, name = kinds[ref]
+            if has_unavailable(value):
+                sources[kind][name] = Unavailable(f"{ref} uses a value vmbake cannot compute")
+                continue
+            try:
+                sources[kind][name] = hcl_data.run(kind, name, value if isinstance(value, dict) else {})
+            except ExprError as exc:
+                failures.append(Problem(file, ref, str(exc), "check the data block"))
+                sources[kind][name] = Unavailable(
+                    f"{ref} has an error (reported above)", "fix that error first"
                 )
+        if not progress:
+            for ref, (message, file) in errors.items():
+                waiting = any(
+                    f"{other} is not defined" in message or f"{other}." in message
+                    for other in todo
+                    if other != ref
+                )
+                hint = (
+                    "locals and data sources may not refer to each other in a loop"
+                    if waiting
+                    else "check the expression"
+                )
+                asm.problems.append(Problem(file, ref, message, hint))
+                # Uses of a failed local say so, instead of "not defined".
+                broken = Unavailable(f"{ref} has an error (reported above)", "fix that error first")
+                if ref.startswith("local."):
+                    done[ref.removeprefix("local.")] = broken
+                else:
+                    sources[kinds[ref][0]][kinds[ref][1]] = broken
             break
-    return done
+    asm.problems.extend(failures)
+    return done, sources

@@ -1,0 +1,16 @@
+# Construct: build { name, description } (the build name prefixes the source: deb.qemu.deb).
+# Verdict: accepted; decided by https://developer.hashicorp.com/packer/docs/templates/hcl_templates/blocks/build
+# vmbake-args: -only=deb.qemu.deb
+
+source "qemu" "deb" {
+  iso_url          = "http://example.invalid/debian.iso"
+  iso_checksum     = "sha256:2f2d2c9bc4ab6ac21e3b8d3ba0d2f1b3b0a3cdfa5a83d77e2c2cf1c1f06e1a4b"
+  ssh_username     = "root"
+  shutdown_command = "poweroff"
+
+}
+build {
+  sources = ["source.qemu.deb"]
+  name        = "deb"
+  description = "Debian ${upper("minimal")} image"
+}

@@ -1,0 +1,20 @@
+# Construct: a data source of a plugin vmbake does not run, never used by the build (a warning).
+# Verdict: accepted; decided by https://developer.hashicorp.com/packer/docs/templates/hcl_templates/blocks/data (Packer with the amazon plugin evaluates it; nothing uses it)
+data "amazon-ami" "base" {
+  filters = {
+    name = "debian-13-*"
+  }
+  owners      = ["136693071363"]
+  most_recent = true
+}
+source "qemu" "deb" {
+  iso_url          = "http://example.invalid/debian.iso"
+  iso_checksum     = "sha256:2f2d2c9bc4ab6ac21e3b8d3ba0d2f1b3b0a3cdfa5a83d77e2c2cf1c1f06e1a4b"
+  ssh_username     = "root"
+  shutdown_command = "poweroff"
+
+}
+build {
+  sources = ["source.qemu.deb"]
+
+}

@@ -1,0 +1,19 @@
+# Construct: Packer's built-in null data source, its output used by a source and by a local.
+# Verdict: accepted; decided by https://developer.hashicorp.com/packer/docs/datasources/null
+data "null" "release" {
+  input = "trixie"
+}
+locals {
+  name = "debian-${data.null.release.output}"
+}
+source "qemu" "deb" {
+  iso_url          = "http://example.invalid/debian.iso"
+  iso_checksum     = "sha256:2f2d2c9bc4ab6ac21e3b8d3ba0d2f1b3b0a3cdfa5a83d77e2c2cf1c1f06e1a4b"
+  ssh_username     = "root"
+  shutdown_command = "poweroff"
+  vm_name = local.name
+}
+build {
+  sources = ["source.qemu.deb"]
+
+}

@@ -1,0 +1,14 @@
+# Construct: a call to a function that is not in Packer's library.
+# Verdict: refused; decided by https://developer.hashicorp.com/packer/docs/templates/hcl_templates/functions (no user-defined functions; only the built-in ones)
+
+source "qemu" "deb" {
+  iso_url          = "http://example.invalid/debian.iso"
+  iso_checksum     = "sha256:2f2d2c9bc4ab6ac21e3b8d3ba0d2f1b3b0a3cdfa5a83d77e2c2cf1c1f06e1a4b"
+  ssh_username     = "root"
+  shutdown_command = "poweroff"
+  vm_name = strjoin("-", ["a", "b"])
+}
+build {
+  sources = ["source.qemu.deb"]
+
+}
