@@ -94,9 +94,9 @@ def test_trim_markers_and_comments() -> None:
     [
         ("{{ nope }}", "function 'nope' is not defined"),
         ("{{ user `a` ", "unclosed action"),
-        ("{{ if true }}x{{ end }}", "not supported"),
+        ("{{ if }}x{{ end }}", "missing value for if in {{ if }}"),
         ('{{ split "a" }}', "takes 3 argument"),
-        ("{{ ( upper `a` }}", "unbalanced"),
+        ("{{ ( upper `a` }}", "unclosed left paren in {{ ( upper `a` }}"),
     ],
 )
 def test_syntax_errors(text: str, message: str) -> None:

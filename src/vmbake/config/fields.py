@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
+from vmbake.config.weak import is_legacy_json, weak_duration, weak_list, weak_map, weak_scalar
 from vmbake.errors import Problem
 from vmbake.units import LONGEST_WAIT, parse_duration, parse_size
 
@@ -105,13 +106,22 @@ def suggest(name: str, candidates: list[str]) -> str:
 
 
 class Decoder:
-    """Decode mappings into config dataclasses, collecting problems instead of raising."""
+    """Decode mappings into config dataclasses, collecting problems instead of raising.
 
-    def __init__(self, file: str, locate: Callable[[str], int | None] | None = None) -> None:
+    `weak` selects Packer's JSON decoding (see weak.py): a legacy JSON template's keys go through
+    mapstructure with WeaklyTypedInput, so "" is a false boolean and "2048" a number. HCL2 templates are
+    decoded by cty's conversions instead, which are stricter. By default a `.json` file (not `.pkr.json`,
+    which is HCL2's JSON syntax) is decoded weakly.
+    """
+
+    def __init__(
+        self, file: str, locate: Callable[[str], int | None] | None = None, *, weak: bool | None = None
+    ) -> None:
         self.file = file
         self.locate = locate or (lambda _path: None)
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.weak = is_legacy_json(file) if weak is None else weak
 
     def problem(self, path: str, message: str, hint: str = "") -> None:
         self.problems.append(Problem(self.file, path, message, hint, self.locate(path)))
@@ -130,6 +140,8 @@ class Decoder:
             key_path = f"{path}.{key}" if path else key
             if key in ignore:
                 continue
+            if raw is None and self.weak and key in fields:
+                continue  # mapstructure leaves a field alone when its input is nil (decode.go, Decoder.decode)
             if key not in fields:
                 hint = (
                     suggest(key, list(fields)) or f"see 'vmbake help keys {cls.__name__}' for the valid keys"
@@ -158,6 +170,8 @@ class Decoder:
         return cls(**values)
 
     def _value(self, tp: Any, raw: Any, path: str, meta: FieldMeta) -> tuple[bool, Any]:
+        if self.weak and meta.kind == "duration":
+            raw = weak_duration(raw)
         ok, value = self._convert(tp, raw, path)
         if not ok:
             return False, None
@@ -192,13 +206,21 @@ class Decoder:
                 return True, None
             inner = [a for a in args if a is not type(None)]
             for candidate in inner:
-                scratch = Decoder(self.file, self.locate)
+                scratch = Decoder(self.file, self.locate, weak=self.weak)
                 ok, value = scratch._convert(candidate, raw, path)
                 if ok and not scratch.problems:
                     return True, value
             return self._convert(inner[0], raw, path)
         if tp is Any:
             return True, raw
+        if self.weak:
+            done, value, expected = weak_scalar(tp, raw)
+            if done:
+                return (True, value) if expected is None else self._type_problem(path, expected, raw)
+            if origin is list:
+                raw = weak_list(raw)
+            elif origin is dict:
+                raw = weak_map(raw)
         if tp is bool:
             if isinstance(raw, bool):
                 return True, raw

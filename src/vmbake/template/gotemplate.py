@@ -2,7 +2,12 @@
 
 Templates are rendered twice. At load time (`render`) user variables and functions are filled in, while
 actions that read a run-time field (`{{ .HTTPIP }}`, `{{ .Path }}`) or the `build` function are kept
-verbatim. During the build, `render_runtime` fills those in from the values the steps found.
+verbatim (an `if`, `with` or `range` whose condition reads one is kept whole). During the build,
+`render_runtime` fills those in from the values the steps found.
+
+The text is parsed into a tree (gotemplate_parse) and evaluated here with Go's rules: `if`/`else if`/`else`,
+`with`, `range` with `break`/`continue`, variables (`$x := ...`, `$x = ...`), pipelines, parenthesised
+pipelines, Go's built-in functions (gotemplate_funcs) and Packer's own (`FUNCTIONS` below).
 """
 
 from __future__ import annotations
@@ -16,13 +21,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vmbake.errors import VmbakeError
+from vmbake.template.gotemplate_funcs import BUILTINS, SHORT_CIRCUIT, to_text, truth
+from vmbake.template.gotemplate_parse import (
+    Action,
+    Branch,
+    Command,
+    Field,
+    Ident,
+    Jump,
+    Literal,
+    Node,
+    Pipe,
+    TemplateSyntaxError,
+    Text,
+    Var,
+    parse,
+)
 from vmbake.template.gotime import RFC3339, go_format
 
+__all__ = ["FUNCTIONS", "Pending", "RenderContext", "TemplateSyntaxError", "render", "render_runtime"]
+
 INIT_TIME = datetime.now(UTC)  # Packer renders every timestamp of a run from one instant
-
-
-class TemplateSyntaxError(ValueError):
-    """An action that cannot be parsed or evaluated; the message says what and where."""
 
 
 class Pending(Exception):
@@ -44,263 +63,206 @@ class RenderContext:
     undefined: list[str] = field(default_factory=list)  # user variables asked for but not defined
 
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<str>"(?:[^"\\\n]|\\.)*")
-    | (?P<raw>`[^`]*`)
-    | (?P<num>-?\d+(?:\.\d+)?)
-    | (?P<field>\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|\.(?![A-Za-z_]))
-    | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-    | (?P<punct>[|()])
-    | (?P<var>\$[A-Za-z0-9_]*)
-    )""",
-    re.VERBOSE,
-)
-_KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
-_DEFERRED_FUNCS = {"build"}
-_ESCAPES = {
-    "n": "\n",
-    "t": "\t",
-    "r": "\r",
-    "\\": "\\",
-    '"': '"',
-    "'": "'",
-    "a": "\a",
-    "b": "\b",
-    "f": "\f",
-    "v": "\v",
-    "0": "\0",
-}
+class _Defer(Exception):
+    """The value needs the build (a run-time field, `build`, a build name not known yet)."""
 
 
-def _unquote(text: str) -> str:
-    body = text[1:-1]
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        nxt = body[i + 1]
-        if nxt in "xuU":
-            width = {"x": 2, "u": 4, "U": 8}[nxt]
-            digits = body[i + 2 : i + 2 + width]
-            try:
-                out.append(chr(int(digits, 16)))
-            except ValueError:
-                raise TemplateSyntaxError(f"bad escape \\{nxt}{digits} in string {text}") from None
-            i += 2 + width
-            continue
-        if nxt not in _ESCAPES:
-            raise TemplateSyntaxError(f"unknown escape \\{nxt} in string {text}")
-        out.append(_ESCAPES[nxt])
-        i += 2
-    return "".join(out)
+class _Break(Exception):
+    pass
 
 
-@dataclass(frozen=True)
-class _Tok:
-    kind: str
-    text: str
+class _Continue(Exception):
+    pass
 
 
-def _lex(action: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
-    pos = 0
-    while pos < len(action):
-        if action[pos:].strip() == "":
-            break
-        m = _TOKEN.match(action, pos)
-        if not m or m.end() == pos:
-            rest = action[pos:].strip()
-            raise TemplateSyntaxError(f"unexpected {rest[:20]!r} in {{{{{action}}}}}")
-        kind = m.lastgroup or ""
-        tokens.append(_Tok(kind, m.group(kind)))
-        pos = m.end()
-    return tokens
-
-
-def _find_close(text: str, start: int) -> int:
-    """Index of the `}}` that ends the action opened before `start`, skipping quoted strings."""
-    i = start
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            i += 1
-            while i < len(text) and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-        elif c == "`":
-            end = text.find("`", i + 1)
-            i = len(text) if end < 0 else end
-        elif text.startswith("}}", i):
-            return i
-        i += 1
-    raise TemplateSyntaxError("unclosed action: '{{' without a matching '}}'")
-
-
-def _deferred(tokens: list[_Tok], ctx: RenderContext) -> bool:
-    for tok in tokens:
-        if tok.kind == "field" and ctx.fields is None:
-            return True
-        if tok.kind == "ident":
-            if tok.text in _DEFERRED_FUNCS and ctx.fields is None:
-                return True
-            if tok.text == "build_name" and ctx.build_name is None:
-                return True
-            if tok.text == "build_type" and ctx.build_type is None:
-                return True
-            if tok.text == "source_name" and ctx.source_name is None:
-                return True
-    return False
+_RUNTIME = object()  # the dot (or a variable) whose value only the build knows
 
 
 def render(text: str, ctx: RenderContext) -> str:
     """`text` with every action evaluated, except those that must wait for the build (kept verbatim)."""
     if "{{" not in text:
         return text
-    out: list[str] = []
-    pos = 0
-    while True:
-        start = text.find("{{", pos)
-        if start < 0:
-            out.append(text[pos:])
-            break
-        literal = text[pos:start]
-        inner_start = start + 2
-        if text.startswith("- ", inner_start) or text.startswith("-\t", inner_start):
-            literal = literal.rstrip()
-            inner_start += 1
-        out.append(literal)
-        close = _find_close(text, inner_start)
-        inner = text[inner_start:close]
-        end = close + 2
-        trim_after = inner.endswith((" -", "\t-"))
-        if trim_after:
-            inner = inner[:-1]
-        stripped = inner.strip()
-        if stripped.startswith("/*"):
-            if not stripped.endswith("*/"):
-                raise TemplateSyntaxError("unclosed comment in {{/* ... */}}")
+    dot: Any = _RUNTIME if ctx.fields is None else ctx.fields
+    return _Evaluator(ctx, dot).run(parse(text), dot)
+
+
+class _Evaluator:
+    def __init__(self, ctx: RenderContext, top: Any) -> None:
+        self.ctx = ctx
+        self.vars: list[tuple[str, Any]] = [("$", top)]
+
+    def run(self, nodes: tuple[Node, ...] | list[Node], dot: Any) -> str:
+        out: list[str] = []
+        for node in nodes:
+            if isinstance(node, Text):
+                out.append(node.text)
+            elif isinstance(node, Action):
+                out.append(self._action(node, dot))
+            elif isinstance(node, Branch):
+                out.append(self._branch(node, dot))
+            elif isinstance(node, Jump):
+                raise _Break() if node.kind == "break" else _Continue()
+        return "".join(out)
+
+    def _action(self, node: Action, dot: Any) -> str:
+        try:
+            value = self._pipe(node.pipe, dot, node.source)
+        except _Defer:
+            for name in node.pipe.decl:
+                self._set(name, _RUNTIME, declare=not node.pipe.assign, source=node.source)
+            return node.source
+        if node.pipe.decl:
+            self._set(node.pipe.decl[0], value, declare=not node.pipe.assign, source=node.source)
+            return ""
+        return to_text(value)
+
+    def _branch(self, node: Branch, dot: Any) -> str:
+        mark = len(self.vars)
+        try:
+            try:
+                value = self._pipe(node.pipe, dot, node.source)
+            except _Defer:
+                return node.source
+            if node.kind == "range":
+                return self._range(node, value, dot, mark)
+            if node.pipe.decl:
+                self._set(node.pipe.decl[0], value, declare=not node.pipe.assign, source=node.source)
+            if truth(value):
+                return self.run(node.body, value if node.kind == "with" else dot)
+            return self.run(node.orelse, dot)
+        finally:
+            del self.vars[mark:]
+
+    def _range(self, node: Branch, value: Any, dot: Any, mark: int) -> str:
+        if isinstance(value, Mapping):
+            items = [(k, value[k]) for k in sorted(value)]
+        elif isinstance(value, list | tuple):
+            items = list(enumerate(value))
+        elif value is None:
+            items = []
         else:
-            tokens = _lex(inner)
-            if not tokens:
-                raise TemplateSyntaxError("empty action {{}}")
-            if _deferred(tokens, ctx):
-                out.append(text[start:end])
-            else:
-                out.append(_to_text(_pipeline(tokens, ctx, inner)))
-        pos = end
-        if trim_after:
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-    return "".join(out)
+            raise TemplateSyntaxError(f"range can't iterate over {to_text(value)} in {node.source}")
+        if not items:
+            return self.run(node.orelse, dot)
+        out: list[str] = []
+        for key, item in items:
+            del self.vars[mark:]
+            names = node.pipe.decl
+            if len(names) == 1:
+                self._set(names[0], item, declare=not node.pipe.assign, source=node.source)
+            elif len(names) == 2:
+                self._set(names[0], key, declare=not node.pipe.assign, source=node.source)
+                self._set(names[1], item, declare=not node.pipe.assign, source=node.source)
+            try:
+                out.append(self.run(node.body, item))
+            except _Continue:
+                continue
+            except _Break:
+                break
+        return "".join(out)
 
+    def _set(self, name: str, value: Any, *, declare: bool, source: str) -> None:
+        if declare:
+            self.vars.append((name, value))
+            return
+        for i in range(len(self.vars) - 1, -1, -1):
+            if self.vars[i][0] == name:
+                self.vars[i] = (name, value)
+                return
+        raise TemplateSyntaxError(f"undefined variable: {name} in {source}")
 
-def _to_text(value: Any) -> str:
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(_to_text(v) for v in value) + "]"
-    return str(value)
+    def _var(self, name: str, source: str) -> Any:
+        for var, value in reversed(self.vars):
+            if var == name:
+                if value is _RUNTIME:
+                    raise _Defer()
+                return value
+        raise TemplateSyntaxError(f"undefined variable: {name} in {source}")
 
+    def _pipe(self, pipe: Pipe, dot: Any, source: str) -> Any:
+        value: Any = _NOTHING
+        for cmd in pipe.cmds:
+            value = self._command(cmd, dot, source, value)
+        return value
 
-def _pipeline(tokens: list[_Tok], ctx: RenderContext, source: str) -> Any:
-    if tokens[0].kind == "ident" and tokens[0].text in _KEYWORDS:
-        raise TemplateSyntaxError(
-            f"{{{{{source.strip()}}}}}: '{tokens[0].text}' blocks are not supported by vmbake"
-        )
-    commands: list[list[_Tok]] = [[]]
-    depth = 0
-    for tok in tokens:
-        if tok.kind == "punct" and tok.text == "|" and depth == 0:
-            commands.append([])
-            continue
-        if tok.kind == "punct":
-            depth += 1 if tok.text == "(" else -1 if tok.text == ")" else 0
-            if depth < 0:
-                raise TemplateSyntaxError(f"unbalanced ')' in {{{{{source.strip()}}}}}")
-        commands[-1].append(tok)
-    if depth != 0:
-        raise TemplateSyntaxError(f"unbalanced '(' in {{{{{source.strip()}}}}}")
-    if any(not c for c in commands):
-        raise TemplateSyntaxError(f"missing command around '|' in {{{{{source.strip()}}}}}")
-    value: Any = _NOTHING
-    for command in commands:
-        value = _command(command, ctx, source, value)
-    return value
+    def _command(self, cmd: Command, dot: Any, source: str, piped: Any) -> Any:
+        head = cmd.args[0]
+        if isinstance(head, Ident):
+            return self._call(head.name, cmd.args[1:], dot, source, piped)
+        if len(cmd.args) > 1 or piped is not _NOTHING:
+            raise TemplateSyntaxError(f"can't give argument to non-function {_shown(head)} in {source}")
+        return self._arg(head, dot, source)
+
+    def _arg(self, arg: Any, dot: Any, source: str) -> Any:
+        if isinstance(arg, Literal):
+            return arg.value
+        if isinstance(arg, Field):
+            return _field(dot, arg.names, source, self.ctx)
+        if isinstance(arg, Var):
+            return _field(self._var(arg.name, source), arg.names, source, self.ctx)
+        if isinstance(arg, Ident):
+            return self._call(arg.name, (), dot, source, _NOTHING)
+        if isinstance(arg, Pipe):
+            return self._pipe(arg, dot, source)
+        raise TemplateSyntaxError(f"unexpected {arg!r} in {source}")
+
+    def _call(self, name: str, raw_args: tuple[Any, ...], dot: Any, source: str, piped: Any) -> Any:
+        if name in SHORT_CIRCUIT:
+            return self._and_or(name, raw_args, dot, source, piped)
+        builtin = BUILTINS.get(name)
+        packer = FUNCTIONS.get(name)
+        if builtin is None and packer is None:
+            known = ", ".join(sorted({*FUNCTIONS, *BUILTINS, *SHORT_CIRCUIT} - {"source_name"}))
+            raise TemplateSyntaxError(f"function {name!r} is not defined in {source} (known: {known})")
+        args = [self._arg(a, dot, source) for a in raw_args]
+        if piped is not _NOTHING:
+            args.append(piped)
+        try:
+            return builtin(args) if builtin is not None else packer(self.ctx, args)  # type: ignore[misc]
+        except TemplateSyntaxError as exc:
+            raise TemplateSyntaxError(
+                f"{exc} in {source}" if " in {{" not in str(exc) else str(exc)
+            ) from None
+
+    def _and_or(self, name: str, raw_args: tuple[Any, ...], dot: Any, source: str, piped: Any) -> Any:
+        count = len(raw_args) + (piped is not _NOTHING)
+        if count < 2:
+            raise TemplateSyntaxError(f"wrong number of args for {name}: want at least 1 got 0 in {source}")
+        value: Any = None
+        for i in range(count):
+            value = self._arg(raw_args[i], dot, source) if i < len(raw_args) else piped
+            if truth(value) != (name == "and"):
+                return value
+        return value
 
 
 _NOTHING = object()
 
 
-def _operands(tokens: list[_Tok], ctx: RenderContext, source: str) -> list[tuple[_Tok, Any]]:
-    """Split a command into operands, evaluating parenthesised pipelines."""
-    items: list[tuple[_Tok, Any]] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok.kind == "punct" and tok.text == "(":
-            depth = 1
-            j = i + 1
-            while depth:
-                depth += {"(": 1, ")": -1}.get(tokens[j].text, 0) if tokens[j].kind == "punct" else 0
-                j += 1
-            items.append((_Tok("value", ""), _pipeline(tokens[i + 1 : j - 1], ctx, source)))
-            i = j
+def _shown(arg: Any) -> str:
+    if isinstance(arg, Literal):
+        return repr(arg.value)
+    if isinstance(arg, Var):
+        return ".".join((arg.name, *arg.names))
+    if isinstance(arg, Field):
+        return "." + ".".join(arg.names)
+    return "(pipeline)"
+
+
+def _field(value: Any, names: tuple[str, ...], source: str, ctx: RenderContext) -> Any:
+    for name in names:
+        if value is _RUNTIME:
+            raise _Defer()
+        if isinstance(value, Mapping):
+            if name not in value:
+                if value is ctx.fields:
+                    known = ", ".join("." + k for k in sorted(value)) or "none"
+                    raise TemplateSyntaxError(f"{{{{ .{name} }}}} is not available here (available: {known})")
+                return None
+            value = value[name]
             continue
-        items.append((tok, _NOTHING))
-        i += 1
-    return items
-
-
-def _operand_value(tok: _Tok, value: Any, ctx: RenderContext, source: str) -> Any:
-    if value is not _NOTHING:
-        return value
-    if tok.kind == "str":
-        return _unquote(tok.text)
-    if tok.kind == "raw":
-        return tok.text[1:-1]
-    if tok.kind == "num":
-        return float(tok.text) if "." in tok.text else int(tok.text)
-    if tok.kind == "field":
-        return _field(tok.text, ctx)
-    if tok.kind == "ident" and tok.text in ("true", "false"):
-        return tok.text == "true"
-    if tok.kind == "ident" and tok.text == "nil":
-        return None
-    if tok.kind == "ident":
-        return _call(tok.text, [], ctx, source)
-    raise TemplateSyntaxError(
-        f"{{{{{source.strip()}}}}}: template variables such as {tok.text} are not supported"
-    )
-
-
-def _field(name: str, ctx: RenderContext) -> Any:
-    fields = ctx.fields or {}
-    if name == ".":
-        return ""
-    key = name[1:]
-    if key not in fields:
-        known = ", ".join("." + k for k in sorted(fields)) or "none"
-        raise TemplateSyntaxError(f"{{{{ {name} }}}} is not available here (available: {known})")
-    return fields[key]
-
-
-def _command(tokens: list[_Tok], ctx: RenderContext, source: str, piped: Any) -> Any:
-    items = _operands(tokens, ctx, source)
-    head, head_value = items[0]
-    if head.kind == "ident" and head_value is _NOTHING and head.text not in ("true", "false", "nil"):
-        args = [_operand_value(t, v, ctx, source) for t, v in items[1:]]
-        if piped is not _NOTHING:
-            args.append(piped)
-        return _call(head.text, args, ctx, source)
-    if len(items) > 1 or piped is not _NOTHING:
-        raise TemplateSyntaxError(f"{{{{{source.strip()}}}}}: only a function can take arguments")
-    return _operand_value(head, head_value, ctx, source)
+        raise TemplateSyntaxError(f"can't evaluate field {name} in type {type(value).__name__} in {source}")
+    return value
 
 
 def _want(name: str, args: list[Any], count: int) -> None:
@@ -380,10 +342,10 @@ def _one(name: str, fn: Callable[[str], Any]) -> Callable[[RenderContext, list[A
 def _build_field(name: str) -> Callable[[RenderContext, list[Any]], Any]:
     def call(ctx: RenderContext, args: list[Any]) -> Any:
         _want(name, args, 0)
-        value = {"build_name": ctx.build_name, "build_type": ctx.build_type, "source_name": ctx.source_name}[
-            name
-        ]
-        return value or ""
+        values = {"build_name": ctx.build_name, "build_type": ctx.build_type, "source_name": ctx.source_name}
+        if values[name] is None:
+            raise _Defer()  # kept verbatim until the build it belongs to is known
+        return values[name]
 
     return call
 
@@ -395,17 +357,9 @@ def _template_dir(ctx: RenderContext, args: list[Any]) -> Any:
 
 def _build(ctx: RenderContext, args: list[Any]) -> Any:
     _want("build", args, 1)
-    return _field("." + str(args[0]), ctx)
-
-
-def _printf(ctx: RenderContext, args: list[Any]) -> Any:
-    if not args:
-        raise TemplateSyntaxError("function 'printf' needs a format")
-    fmt = re.sub(r"%v", "%s", str(args[0]))
-    try:
-        return fmt % tuple(args[1:])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise TemplateSyntaxError(f"printf: {exc}") from None
+    if ctx.fields is None:
+        raise _Defer()
+    return _field(ctx.fields, (str(args[0]),), "{{ build }}", ctx)
 
 
 FUNCTIONS: dict[str, Callable[[RenderContext, list[Any]], Any]] = {
@@ -427,16 +381,7 @@ FUNCTIONS: dict[str, Callable[[RenderContext, list[Any]], Any]] = {
     "clean_resource_name": _clean_resource_name,
     "packer_version": _simple("packer_version", lambda: "1.6.6"),
     "build": _build,
-    "printf": _printf,
 }
-
-
-def _call(name: str, args: list[Any], ctx: RenderContext, source: str) -> Any:
-    fn = FUNCTIONS.get(name)
-    if fn is None:
-        known = ", ".join(sorted(k for k in FUNCTIONS if k != "source_name"))
-        raise TemplateSyntaxError(f"function {name!r} is not defined (known functions: {known})")
-    return fn(ctx, args)
 
 
 def has_runtime(text: str) -> bool:
