@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
-from vmbake.config.weak import is_legacy_json, weak_duration, weak_list, weak_map, weak_scalar
+from vmbake.config.weak import is_deprecated, is_legacy_json, weak_duration, weak_list, weak_map, weak_scalar
 from vmbake.errors import Problem
 from vmbake.units import LONGEST_WAIT, parse_duration, parse_size
 
@@ -142,6 +142,13 @@ class Decoder:
                 continue
             if raw is None and self.weak and key in fields:
                 continue  # mapstructure leaves a field alone when its input is nil (decode.go, Decoder.decode)
+            if key not in fields and self.weak and is_deprecated(cls.__name__, key):
+                self.problem(
+                    key_path,
+                    f"deprecated key {key!r}: Packer refuses it too (Deprecated configuration key)",
+                    "run 'vmbake fix TEMPLATE' to rewrite the template, as 'packer fix' does",
+                )
+                continue
             if key not in fields:
                 hint = (
                     suggest(key, list(fields)) or f"see 'vmbake help keys {cls.__name__}' for the valid keys"
