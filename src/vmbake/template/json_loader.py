@@ -36,11 +36,19 @@ TOP_LEVEL = (
 
 
 def load_json(
-    path: Path, inputs: Inputs, only: list[str], except_: list[str], *, check: bool = True
+    path: Path,
+    inputs: Inputs,
+    only: list[str],
+    except_: list[str],
+    *,
+    check: bool = True,
+    text: str | None = None,
 ) -> Template:
+    """The template in `path` (or `text`, read as if it were that file: `vmbake fix -validate`)."""
     name = str(path)
     try:
-        text = read_regular_text(path, "template")
+        if text is None:
+            text = read_regular_text(path, "template")
     except VmbakeError as exc:
         raise TemplateError([Problem(name, "", exc.message, exc.hint or "")]) from None
     try:
