@@ -117,3 +117,101 @@ def test_isotime_go_layouts() -> None:
 
 def test_isotime_function_uses_layout() -> None:
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", render('{{ isotime "2006-01-02" }}', ctx()))
+
+
+# Each expected output below is what Packer 1.6.6 (Debian's package) rendered for the same action
+# (seen through the error it gives for a boot_wait that is not a duration).
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{ if eq 1 1 }}yes{{ else }}no{{ end }}", "yes"),
+        ("{{ if eq (user `a`) `x` }}1{{ else if eq (user `a`) `vv` }}2{{ else }}3{{ end }}", "2"),
+        ("{{ if false }}1{{ else if false }}2{{ else }}3{{ end }}", "3"),
+        ("{{ printf `%05.1f-%q-%v-%x-%d` 3.14159 `s` 7 255 12 }}", '003.1-"s"-7-ff-12'),
+        ("{{ printf `%s|%-4s|%4s|%t|%%|%c|%X|%g` `a` `b` `c` true 65 `hi` 2.5 }}", "a|b   |   c|true|%|A|6869|2.5"),
+        ("{{ printf `%d %d` 1 }}", "1 %!d(MISSING)"),
+        ("{{ printf `%d` `x` }}", "%!d(string=x)"),
+        ("{{ $x := `ab` }}{{ $x | upper }}{{ len $x }}", "AB2"),
+        ("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}", "2"),
+        ("{{ index `abc` 1 }}", "98"),
+        ("{{ slice `abcd` 1 3 }}", "bc"),
+        ("{{ and 0 `x` }}|{{ or 0 `` `z` }}|{{ not `` }}|{{ and 1 `y` }}", "0|z|true|y"),
+        ("{{ lt `a` `b` }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge 3 2 }} {{ ne `a` `b` }}", "true true false true true"),
+        ("{{ eq 1 2 1 }}", "true"),
+        ("{{ with user `a` }}w{{.}}{{ else }}none{{ end }}", "wvv"),
+        ("{{ with user `empty` }}w{{ else }}none{{ end }}", "none"),
+        ("{{ print 1 2 `a` `b` 3 }}", "1 2ab3"),
+        ("{{ println 1 `a` }}", "1 a\n"),
+        ("{{ 1.5 }} {{ 1e3 }} {{ 0x10 }} {{ 'a' }} {{ 010 }} {{ -2 }}", "1.5 1000 16 97 8 -2"),
+        ("{{ len (split `a,b` `,` 0) }}", "1"),
+        ("{{ user `a` | printf `%s-%s` `z` }}", "z-vv"),
+        ("{{ user `a` | upper | lower }}", "vv"),
+        ("a {{- if false }} x {{- else if true -}}  y  {{- end -}} b", "ayb"),
+        ("{{ html `<a&b>` }} {{ urlquery `a b&c` }} {{ js `it's` }}", "&lt;a&amp;b&gt; a+b%26c it\\'s"),
+        ("{{/* comment */}}{{- /* trimmed */ -}} x", "x"),
+        ("{{ nil | print }}", "<nil>"),
+    ],
+)
+def test_actions(text: str, expected: str) -> None:
+    assert render(text, ctx(user={"a": "vv", "empty": ""})) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{ eq 1 `1` }}", "error calling eq: incompatible types for comparison in {{ eq 1 `1` }}"),
+        ("{{ lt true false }}", "error calling lt: invalid type for comparison"),
+        ("{{ range split `a,b` `,` 0 }}x{{ end }}", "range can't iterate over a in {{ range split"),
+        ("{{ if true }}x", "{{ if true }} has no matching {{end}}"),
+        ("{{ if true }}x{{ else }}y{{ else }}z{{ end }}", "has no matching {{end}}"),
+        ("{{ end }}", "unexpected {{ end }}: no block is open"),
+        ("{{ else }}", "unexpected {{ else }}: no block is open"),
+        ("{{ break }}", "{{break}} outside {{range}}"),
+        ("{{ define `x` }}{{ end }}", "{{define}} (named templates) is not available"),
+        ("{{ template `x` }}", "{{template}} (named templates) is not available"),
+        ("{{ $y }}", "undefined variable: $y in {{ $y }}"),
+        ("{{ $y = 1 }}", "undefined variable: $y"),
+        ("{{ user `a` | `b` }}", "can't give argument to non-function 'b'"),
+        ("{{ index `abc` 5 }}", "error calling index: index out of range: 5"),
+        ("{{ len 3 }}", "error calling len: len of type int"),
+        ("{{ not }}", "wrong number of args for not"),
+        ("{{ and }}", "wrong number of args for and"),
+        ("{{ 08 }}", "bad number syntax"),
+        ("{{ `a` ) }}", "unexpected right paren"),
+        ("{{ if }}", "missing value for if in {{ if }}"),
+        ("{{}}", "missing value for command in {{}}"),
+        ("{{ /* x }}", "unclosed comment"),
+    ],
+)
+def test_action_errors_name_the_action(text: str, message: str) -> None:
+    with pytest.raises(TemplateSyntaxError, match=re.escape(message)):
+        render(text, ctx(user={"a": "vv"}))
+
+
+def test_and_or_stop_at_the_deciding_argument() -> None:
+    # Go 1.18+ evaluates and/or lazily: the failing call after the deciding value never runs.
+    assert render("{{ or `x` (index `a` 9) }}", ctx()) == "x"
+    assert render("{{ and `` (index `a` 9) }}", ctx()) == ""
+
+
+def test_range_over_runtime_fields_with_break_and_continue() -> None:
+    text = "{{ range $k, $v := . }}{{ if eq $k `B` }}{{ continue }}{{ end }}{{ $k }}={{ $v }};{{ end }}"
+    assert render_runtime(text, {"A": "1", "B": "2", "C": "3"}) == "A=1;C=3;"
+    assert render_runtime("{{ range . }}{{ . }}{{ break }}{{ end }}", {"A": "1", "B": "2"}) == "1"
+    assert render_runtime("{{ range $x := . }}{{ $x }}{{ else }}none{{ end }}", {}) == "none"
+
+
+def test_blocks_on_runtime_values_are_kept_whole_until_the_build() -> None:
+    text = "{{ if .HTTPIP }}http://{{ .HTTPIP }}:{{ .HTTPPort }}{{ else }}none{{ end }} {{ user `a` }}"
+    loaded = render(text, ctx(user={"a": "vv"}))
+    assert loaded == "{{ if .HTTPIP }}http://{{ .HTTPIP }}:{{ .HTTPPort }}{{ else }}none{{ end }} vv"
+    assert render_runtime(loaded, {"HTTPIP": "10.0.2.2", "HTTPPort": "8080"}) == "http://10.0.2.2:8080 vv"
+    declared = render("{{ $ip := .HTTPIP }}{{ user `a` }}{{ $ip }}", ctx(user={"a": "vv"}))
+    assert declared == "{{ $ip := .HTTPIP }}vv{{ $ip }}"
+    assert render_runtime(declared, {"HTTPIP": "10.0.2.2"}) == "vv10.0.2.2"
+
+
+def test_build_name_in_a_condition_waits_for_the_build() -> None:
+    text = "{{ if eq build_type `qemu` }}Q{{ else }}other{{ end }}"
+    assert render(text, ctx()) == text
+    assert render(text, ctx(build_name="x", build_type="qemu")) == "Q"

@@ -19,10 +19,10 @@ from typing import Any
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 
-# strconv.ParseInt(s, 0, 64): an optional sign, then 0x/0o/0b or a leading 0 (octal), underscores
-# allowed only between digits when a base prefix is given (Go's strconv/atoi.go, underscoreOK).
+# strconv.ParseInt(s, 0, 64): an optional sign, then 0x/0o/0b or a leading 0 (octal); with base 0,
+# underscores may stand between digits or after a base prefix (Go's strconv/atoi.go, underscoreOK).
 _GO_INT = re.compile(
-    r"[+-]?(?:0[xX](?:_?[0-9a-fA-F])+|0[bB](?:_?[01])+|0[oO](?:_?[0-7])+|0(?:_?[0-7])*|[1-9][0-9]*)"
+    r"[+-]?(?:0[xX](?:_?[0-9a-fA-F])+|0[bB](?:_?[01])+|0[oO](?:_?[0-7])+|0(?:_?[0-7])*|[1-9](?:_?[0-9])*)"
 )
 _GO_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI]nf(?:inity)?|NaN)")
 

@@ -182,6 +182,9 @@ def fix(tpl: Template) -> Template:
     """`tpl` (changed in place) after every fixer, in Packer's order."""
     for _name, fixer in FIXERS:
         fixer(tpl)
+    # Packer's builder fixers write their (decoded) builder list back: a template without one gets
+    # "builders": null (fix/fixer_iso_md5.go and others: input["builders"] = tpl.Builders).
+    tpl.setdefault("builders", None)
     return tpl
 
 

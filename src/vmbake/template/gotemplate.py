@@ -67,12 +67,13 @@ class _Defer(Exception):
     """The value needs the build (a run-time field, `build`, a build name not known yet)."""
 
 
-class _Break(Exception):
-    pass
+class _Jump(Exception):
+    """{{break}} or {{continue}}, carrying the text the loop body wrote before it."""
 
-
-class _Continue(Exception):
-    pass
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.text = ""
 
 
 _RUNTIME = object()  # the dot (or a variable) whose value only the build knows
@@ -94,14 +95,18 @@ class _Evaluator:
     def run(self, nodes: tuple[Node, ...] | list[Node], dot: Any) -> str:
         out: list[str] = []
         for node in nodes:
-            if isinstance(node, Text):
-                out.append(node.text)
-            elif isinstance(node, Action):
-                out.append(self._action(node, dot))
-            elif isinstance(node, Branch):
-                out.append(self._branch(node, dot))
-            elif isinstance(node, Jump):
-                raise _Break() if node.kind == "break" else _Continue()
+            try:
+                if isinstance(node, Text):
+                    out.append(node.text)
+                elif isinstance(node, Action):
+                    out.append(self._action(node, dot))
+                elif isinstance(node, Branch):
+                    out.append(self._branch(node, dot))
+                elif isinstance(node, Jump):
+                    raise _Jump(node.kind)
+            except _Jump as jump:
+                jump.text = "".join(out) + jump.text
+                raise
         return "".join(out)
 
     def _action(self, node: Action, dot: Any) -> str:
@@ -155,10 +160,10 @@ class _Evaluator:
                 self._set(names[1], item, declare=not node.pipe.assign, source=node.source)
             try:
                 out.append(self.run(node.body, item))
-            except _Continue:
-                continue
-            except _Break:
-                break
+            except _Jump as jump:
+                out.append(jump.text)
+                if jump.kind == "break":
+                    break
         return "".join(out)
 
     def _set(self, name: str, value: Any, *, declare: bool, source: str) -> None:
