@@ -140,8 +140,11 @@ class Decoder:
             key_path = f"{path}.{key}" if path else key
             if key in ignore:
                 continue
-            if raw is None and self.weak and key in fields:
-                continue  # mapstructure leaves a field alone when its input is nil (decode.go, Decoder.decode)
+            if self.weak and key in fields and (raw is None or (raw == "" and hints[key] in (int, float))):
+                # mapstructure leaves a field alone when its input is nil (Decoder.decode), and makes ""
+                # the zero number (decodeInt, decodeFloat), which Packer's Prepare methods replace by the
+                # default (qemu's host_port_min, ssh_port, cpus...): both keep vmbake's default.
+                continue
             if key not in fields and self.weak and is_deprecated(cls.__name__, key):
                 self.problem(
                     key_path,

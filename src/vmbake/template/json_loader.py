@@ -160,7 +160,9 @@ def _variables(
                 if not isinstance(default, dict | list)
                 else "",
             )
-            continue
+            if isinstance(default, dict | list):
+                continue
+            default = as_text(default)  # read on, so that its uses are not reported as well
         variables[name] = Variable(name, default, default is None, name in sensitive_raw)
         if default is not None:
             pending[name] = default
