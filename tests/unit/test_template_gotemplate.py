@@ -215,3 +215,19 @@ def test_build_name_in_a_condition_waits_for_the_build() -> None:
     text = "{{ if eq build_type `qemu` }}Q{{ else }}other{{ end }}"
     assert render(text, ctx()) == text
     assert render(text, ctx(build_name="x", build_type="qemu")) == "Q"
+
+
+def test_a_block_kept_for_the_build_has_its_load_time_values_filled_in() -> None:
+    # {{user}} is only known at load time: inside a block that waits for the build it is filled in now.
+    c = ctx(user={"a": "vv", "b": "{{x}}"})
+    text = "{{ if .HTTPIP }}x{{ user `a` }}{{ else if .Y }}{{ user `b` }}{{ else }}{{ upper `z` }}{{ end }}!"
+    loaded = render(text, c)
+    assert loaded == '{{ if .HTTPIP }}xvv{{ else if .Y }}{{ "{{x}}" }}{{ else }}Z{{ end }}!'
+    assert render_runtime(loaded, {"HTTPIP": "", "Y": "1"}) == "{{x}}!"
+    assert render_runtime(loaded, {"HTTPIP": "h", "Y": ""}) == "xvv!"
+    declared = render("{{ if eq build_name `q` }}{{ $v := user `a` }}{{ $v }}{{ end }}", c)
+    assert declared == '{{ if eq build_name `q` }}{{ $v := "vv" }}{{ $v }}{{ end }}'
+    assert render(declared, ctx(build_name="q", build_type="qemu", source_name="q")) == "vv"
+    looped = render("{{ range $k, $v := . }}{{ if eq (user `a`) `vv` }}{{ $k }}{{ break }}{{ end }}{{ end }}", c)
+    assert looped == "{{ range $k, $v := . }}{{ $k }}{{break}}{{ end }}"
+    assert render_runtime(looped, {"A": "1", "B": "2"}) == "A"

@@ -12,6 +12,7 @@ pipelines, Go's built-in functions (gotemplate_funcs) and Packer's own (`FUNCTIO
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -127,7 +128,7 @@ class _Evaluator:
             try:
                 value = self._pipe(node.pipe, dot, node.source)
             except _Defer:
-                return node.source
+                return self._partial(node, dot) + node.end_source
             if node.kind == "range":
                 return self._range(node, value, dot, mark)
             if node.pipe.decl:
@@ -137,6 +138,55 @@ class _Evaluator:
             return self.run(node.orelse, dot)
         finally:
             del self.vars[mark:]
+
+    def _partial(self, node: Branch, dot: Any) -> str:
+        """A block whose condition waits for the build, written back (without its {{end}}) with what
+        can be evaluated now evaluated: {{user}} values are only known at load time."""
+        mark = len(self.vars)
+        for name in node.pipe.decl:
+            self.vars.append((name, _RUNTIME))
+        try:
+            inner_dot = _RUNTIME if node.kind in ("with", "range") else dot
+            text = node.opener + self._partial_list(node.body, inner_dot)
+        finally:
+            del self.vars[mark:]
+        if node.chained:
+            return text + self._partial(node.orelse[0], dot)
+        if node.else_source:
+            return text + node.else_source + self._partial_list(node.orelse, dot)
+        return text
+
+    def _partial_list(self, nodes: tuple[Node, ...], dot: Any) -> str:
+        out: list[str] = []
+        for node in nodes:
+            if isinstance(node, Text | Jump):
+                out.append(node.text if isinstance(node, Text) else node.source)
+            elif isinstance(node, Action) and node.pipe.decl:
+                out.append(self._partial_declaration(node, dot))
+            elif isinstance(node, Action):
+                text = self._action(node, dot)
+                out.append(text if text == node.source else _literal_action(text))
+            else:
+                mark = len(self.vars)
+                try:
+                    out.append(self._branch(node, dot))
+                except _Jump as jump:  # the {{break}} of a loop that only the build runs: keep it
+                    del self.vars[mark:]
+                    out.append(jump.text + "{{" + jump.kind + "}}")
+        return "".join(out)
+
+    def _partial_declaration(self, node: Action, dot: Any) -> str:
+        """`{{ $x := user "a" }}` written back as `{{ $x := "value" }}`, so that the build still has $x."""
+        try:
+            value = self._pipe(node.pipe, dot, node.source)
+        except _Defer:
+            value = _RUNTIME
+        literal = _go_literal(value)
+        for name in node.pipe.decl:
+            self._set(name, _RUNTIME, declare=not node.pipe.assign, source=node.source)
+        if literal is None:
+            return node.source
+        return "{{ " + node.pipe.decl[0] + (" = " if node.pipe.assign else " := ") + literal + " }}"
 
     def _range(self, node: Branch, value: Any, dot: Any, mark: int) -> str:
         if isinstance(value, Mapping):
@@ -244,6 +294,22 @@ class _Evaluator:
 _NOTHING = object()
 
 
+def _go_literal(value: Any) -> str | None:
+    """`value` as a Go template constant, or None when it has no literal form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are all valid in a Go interpreted string
+    return None
+
+
+def _literal_action(text: str) -> str:
+    """Evaluated text that goes back into a template: quoted when it would read as an action."""
+    return "{{ " + json.dumps(text) + " }}" if "{{" in text else text
+
+
 def _shown(arg: Any) -> str:
     if isinstance(arg, Literal):
         return repr(arg.value)
@@ -267,6 +333,8 @@ def _field(value: Any, names: tuple[str, ...], source: str, ctx: RenderContext) 
             value = value[name]
             continue
         raise TemplateSyntaxError(f"can't evaluate field {name} in type {type(value).__name__} in {source}")
+    if value is _RUNTIME:
+        raise _Defer()
     return value
 
 

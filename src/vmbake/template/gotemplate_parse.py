@@ -10,7 +10,7 @@ text/template/parse package (Go 1.19, the Go of Debian's Packer 1.6.6).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -117,13 +117,21 @@ class Action:
 
 @dataclass(frozen=True)
 class Branch:
-    """An `if`, `with` or `range` with its body and `else` part; `source` is the whole block."""
+    """An `if`, `with` or `range` with its body and `else` part; `source` is the whole block.
+
+    `opener`, `else_source` and `end_source` are the texts of its own actions, so that a block whose
+    condition waits for the build can be written back with its inside evaluated. With `chained`, the
+    else part is one `{{else if}}` Branch that shares this block's `{{end}}`."""
 
     kind: str
     pipe: Pipe
     body: tuple[Any, ...]
     orelse: tuple[Any, ...]
     source: str
+    opener: str = ""
+    else_source: str = ""
+    end_source: str = ""
+    chained: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,15 +276,20 @@ class _Parser:
         body, stop = self._list(in_range=in_range or kind == "range")
         orelse: list[Node] = []
         end = 0
+        else_source = end_source = ""
+        chained = False
         if stop is None:
             raise TemplateSyntaxError(f"{opener.source} has no matching {{{{end}}}}")
         if stop.tokens[0].text == "else":
             rest = stop.tokens[1:]
+            else_source = stop.source
             if rest and rest[0].kind == "ident" and rest[0].text == "if":
                 # {{else if x}} is an {{if}} inside the else part that shares the outer {{end}}.
                 inner, end = self._branch("if", stop, in_range=in_range, start=stop.start)
                 orelse = [inner]
                 stop = None
+                chained = True
+                end_source = inner.end_source
             elif rest:
                 raise TemplateSyntaxError(f"unexpected {rest[0].text!r} in {stop.source}")
             else:
@@ -287,8 +300,12 @@ class _Parser:
             if len(stop.tokens) != 1:
                 raise TemplateSyntaxError(f"unexpected {stop.tokens[1].text!r} in {stop.source}")
             end = stop.end
+            end_source = stop.source
         first = opener.start if start is None else start
-        return Branch(kind, pipe, tuple(body), tuple(orelse), self.text[first:end]), end
+        block = Branch(kind, pipe, tuple(body), tuple(orelse), self.text[first:end])
+        return replace(
+            block, opener=opener.source, else_source=else_source, end_source=end_source, chained=chained
+        ), end
 
 
 def _pipe(tokens: list[Tok], source: str, *, decl_ok: bool = False, range_decl: bool = False) -> Pipe:
