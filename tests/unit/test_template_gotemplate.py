@@ -231,3 +231,12 @@ def test_a_block_kept_for_the_build_has_its_load_time_values_filled_in() -> None
     looped = render("{{ range $k, $v := . }}{{ if eq (user `a`) `vv` }}{{ $k }}{{ break }}{{ end }}{{ end }}", c)
     assert looped == "{{ range $k, $v := . }}{{ $k }}{{break}}{{ end }}"
     assert render_runtime(looped, {"A": "1", "B": "2"}) == "A"
+
+
+def test_packers_other_functions() -> None:
+    assert re.fullmatch(r"\d{4}-\d{2}", render("{{ strftime `%Y-%m` }}", ctx()))
+    with pytest.raises(TemplateSyntaxError, match="'sed' is deprecated"):
+        render("{{ sed `s/a/b/` `a` }}", ctx())
+    for name in ("consul_key", "vault", "aws_secretsmanager"):
+        with pytest.raises(TemplateSyntaxError, match="vmbake does not contact"):
+            render(f"{{{{ {name} `a` `b` }}}}", ctx())

@@ -435,7 +435,32 @@ def _build(ctx: RenderContext, args: list[Any]) -> Any:
     return _field(ctx.fields, (str(args[0]),), "{{ build }}", ctx)
 
 
+def _strftime(ctx: RenderContext, args: list[Any]) -> Any:
+    _want("strftime", args, 1)
+    return INIT_TIME.strftime(str(args[0]))  # Packer uses lestrrat-go/strftime: C's conversions
+
+
+def _sed(ctx: RenderContext, args: list[Any]) -> Any:
+    # Packer 1.6.6 keeps `sed` only to refuse it (template/interpolate/funcs.go, funcGenSed).
+    raise TemplateSyntaxError("template function 'sed' is deprecated: use 'replace' or 'replace_all' instead")
+
+
+def _outside(name: str, service: str) -> Callable[[RenderContext, list[Any]], Any]:
+    def call(ctx: RenderContext, args: list[Any]) -> Any:
+        raise TemplateSyntaxError(
+            f"function {name!r} reads {service}, which vmbake does not contact; "
+            "read the value outside and pass it with -var or -var-file"
+        )
+
+    return call
+
+
 FUNCTIONS: dict[str, Callable[[RenderContext, list[Any]], Any]] = {
+    "strftime": _strftime,
+    "sed": _sed,
+    "consul_key": _outside("consul_key", "a Consul key"),
+    "vault": _outside("vault", "a HashiCorp Vault secret"),
+    "aws_secretsmanager": _outside("aws_secretsmanager", "an AWS Secrets Manager secret"),
     "user": _user,
     "env": _env,
     "template_dir": _template_dir,
