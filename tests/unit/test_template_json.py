@@ -250,7 +250,9 @@ def test_deprecated_builder_keys_are_refused_with_the_fix_hint(tmp_path: Path, k
 def test_deprecated_keys_that_are_still_keys_are_accepted(tmp_path: Path) -> None:
     # ssh_wait_timeout and ssh_host_port_min/max are still keys of Packer 1.6.6's qemu builder
     raw = builder(ssh_wait_timeout="10m", ssh_host_port_min=2222, ssh_host_port_max=2229)
-    assert load_template(write(tmp_path, {"builders": [raw]})).builds[0].config.ssh_wait_timeout == "10m"
+    t = load_template(write(tmp_path, {"builders": [raw]}))
+    assert t.builds[0].config.ssh_wait_timeout == "10m"
+    assert [w.key.split(".")[-1] for w in t.warnings] == ["ssh_wait_timeout", "ssh_host_port_min", "ssh_host_port_max"]
     # ... but not of the shell provisioner, nor is the manifest's filename
     data = {
         "builders": [builder()],

@@ -163,6 +163,10 @@ class Decoder:
             ok, value = self._value(hints[key], raw, key_path, meta)
             if not ok:
                 continue
+            if self.weak and is_deprecated(cls.__name__, key):
+                # still a key (qemu's ssh_host_port_min/max, ssh_wait_timeout): Packer 1.6.6 reads it and
+                # warns about the host ports (qemu Config.Prepare); its fix rewrites all three
+                self.warning(key_path, f"{key!r} is deprecated", "'vmbake fix TEMPLATE' rewrites it")
             if not meta.supported:
                 self.warning(
                     key_path, f"{key!r} is accepted but not yet supported by vmbake; it has no effect"
