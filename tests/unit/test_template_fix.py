@@ -25,7 +25,10 @@ def fixed_builder(**keys: Any) -> dict[str, Any]:
         # iso-md5, then iso-checksum-type-and-url joins type and value
         ({"iso_md5": "abc"}, {"iso_checksum": "md5:abc"}),
         ({"iso_checksum": "ab", "iso_checksum_type": "sha256"}, {"iso_checksum": "sha256:ab"}),
-        ({"iso_checksum_url": "http://h/SUMS", "iso_checksum_type": "sha256"}, {"iso_checksum": "file:http://h/SUMS"}),
+        (
+            {"iso_checksum_url": "http://h/SUMS", "iso_checksum_type": "sha256"},
+            {"iso_checksum": "file:http://h/SUMS"},
+        ),
         ({"iso_checksum_type": "none"}, {}),  # nothing to join: both keys are dropped, as in Packer
         # sshkeypath, sshdisableagent (a boolean only), ssh-wait-timeout
         ({"ssh_key_path": "k"}, {"ssh_private_key_file": "k"}),
@@ -38,7 +41,10 @@ def fixed_builder(**keys: Any) -> dict[str, Any]:
         ({"disk_size": 10240}, {"disk_size": "10240M"}),
         ({"disk_size": 10240.7}, {"disk_size": "10240M"}),
         ({"disk_size": "10G"}, {"disk_size": "10G"}),
-        ({"ssh_host_port_min": 2222, "ssh_host_port_max": 2229}, {"host_port_min": 2222, "host_port_max": 2229}),
+        (
+            {"ssh_host_port_min": 2222, "ssh_host_port_max": 2229},
+            {"host_port_min": 2222, "host_port_max": 2229},
+        ),
         # comm-config is for virtualbox builders only: Packer leaves qemu's ssh_skip_nat_mapping alone
         ({"ssh_skip_nat_mapping": True}, {"ssh_skip_nat_mapping": True}),
     ],
@@ -65,7 +71,11 @@ def test_other_plugin_fixers() -> None:
     assert tpl["builders"][1]["ami_name"] == "x-{{timestamp}}"
     assert tpl["provisioners"] == [{"type": "ansible-local", "galaxy_command": "g"}]
     assert tpl["post-processors"][0][0] == {"type": "manifest", "output": "m.json"}
-    assert tpl["post-processors"][1] == {"type": "vagrant", "override": {"virtualbox": {"a": 1}}, "output": "o"}
+    assert tpl["post-processors"][1] == {
+        "type": "vagrant",
+        "override": {"virtualbox": {"a": 1}},
+        "output": "o",
+    }
 
 
 def test_go_json_is_packers_output() -> None:
@@ -81,14 +91,21 @@ def test_go_json_is_packers_output() -> None:
 
 def test_fix_command_prints_and_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "old.json"
-    builder = {**QEMU, "iso_checksum": "0" * 64, "iso_checksum_type": "sha256", "shutdown_command": "poweroff"}
+    builder = {
+        **QEMU,
+        "iso_checksum": "0" * 64,
+        "iso_checksum_type": "sha256",
+        "shutdown_command": "poweroff",
+    }
     path.write_text(json.dumps({"builders": [builder]}))
     assert main(["validate", str(path)]) == 1
     assert "run 'vmbake fix TEMPLATE'" in capsys.readouterr().err
     assert main(["fix", str(path)]) == 0
     out = capsys.readouterr().out
     assert json.loads(out)["builders"][0]["iso_checksum"] == "sha256:" + "0" * 64
-    assert out.startswith('{\n  "builders": [\n    {\n      "iso_checksum": "sha256:') and out.endswith("}\n\n")
+    assert out.startswith('{\n  "builders": [\n    {\n      "iso_checksum": "sha256:') and out.endswith(
+        "}\n\n"
+    )
     fixed = tmp_path / "new.json"
     fixed.write_text(out)
     assert main(["validate", str(fixed)]) == 0
@@ -105,8 +122,12 @@ def test_fix_command_reports_a_fixed_template_that_does_not_validate(
     assert main(["fix", "-validate=false", str(path)]) == 0
 
 
-@pytest.mark.parametrize(("text", "message"), [("{", "error parsing template at line 1"), ("[]", "a JSON object")])
-def test_fix_command_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"), [("{", "error parsing template at line 1"), ("[]", "a JSON object")]
+)
+def test_fix_command_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text)
     assert main(["fix", str(path)]) == 1

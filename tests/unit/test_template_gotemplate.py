@@ -128,7 +128,10 @@ def test_isotime_function_uses_layout() -> None:
         ("{{ if eq (user `a`) `x` }}1{{ else if eq (user `a`) `vv` }}2{{ else }}3{{ end }}", "2"),
         ("{{ if false }}1{{ else if false }}2{{ else }}3{{ end }}", "3"),
         ("{{ printf `%05.1f-%q-%v-%x-%d` 3.14159 `s` 7 255 12 }}", '003.1-"s"-7-ff-12'),
-        ("{{ printf `%s|%-4s|%4s|%t|%%|%c|%X|%g` `a` `b` `c` true 65 `hi` 2.5 }}", "a|b   |   c|true|%|A|6869|2.5"),
+        (
+            "{{ printf `%s|%-4s|%4s|%t|%%|%c|%X|%g` `a` `b` `c` true 65 `hi` 2.5 }}",
+            "a|b   |   c|true|%|A|6869|2.5",
+        ),
         ("{{ printf `%d %d` 1 }}", "1 %!d(MISSING)"),
         ("{{ printf `%d` `x` }}", "%!d(string=x)"),
         ("{{ $x := `ab` }}{{ $x | upper }}{{ len $x }}", "AB2"),
@@ -136,7 +139,10 @@ def test_isotime_function_uses_layout() -> None:
         ("{{ index `abc` 1 }}", "98"),
         ("{{ slice `abcd` 1 3 }}", "bc"),
         ("{{ and 0 `x` }}|{{ or 0 `` `z` }}|{{ not `` }}|{{ and 1 `y` }}", "0|z|true|y"),
-        ("{{ lt `a` `b` }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge 3 2 }} {{ ne `a` `b` }}", "true true false true true"),
+        (
+            "{{ lt `a` `b` }} {{ le 2 2 }} {{ gt 1.5 2.5 }} {{ ge 3 2 }} {{ ne `a` `b` }}",
+            "true true false true true",
+        ),
         ("{{ eq 1 2 1 }}", "true"),
         ("{{ with user `a` }}w{{.}}{{ else }}none{{ end }}", "wvv"),
         ("{{ with user `empty` }}w{{ else }}none{{ end }}", "none"),
@@ -228,7 +234,9 @@ def test_a_block_kept_for_the_build_has_its_load_time_values_filled_in() -> None
     declared = render("{{ if eq build_name `q` }}{{ $v := user `a` }}{{ $v }}{{ end }}", c)
     assert declared == '{{ if eq build_name `q` }}{{ $v := "vv" }}{{ $v }}{{ end }}'
     assert render(declared, ctx(build_name="q", build_type="qemu", source_name="q")) == "vv"
-    looped = render("{{ range $k, $v := . }}{{ if eq (user `a`) `vv` }}{{ $k }}{{ break }}{{ end }}{{ end }}", c)
+    looped = render(
+        "{{ range $k, $v := . }}{{ if eq (user `a`) `vv` }}{{ $k }}{{ break }}{{ end }}{{ end }}", c
+    )
     assert looped == "{{ range $k, $v := . }}{{ $k }}{{break}}{{ end }}"
     assert render_runtime(looped, {"A": "1", "B": "2"}) == "A"
 

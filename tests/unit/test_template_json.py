@@ -199,7 +199,9 @@ def test_unsupported_keys_are_warnings(tmp_path: Path) -> None:
 
 def test_undeclared_cli_variable_is_read_by_user_with_a_warning(tmp_path: Path) -> None:
     # Packer 1.6.6 gives every -var to {{user}}, declared or not (command/meta.go, Meta.Core).
-    t = load_template(write(tmp_path, {"builders": [builder(vm_name="{{user `nope`}}")]}), vars={"nope": "x1"})
+    t = load_template(
+        write(tmp_path, {"builders": [builder(vm_name="{{user `nope`}}")]}), vars={"nope": "x1"}
+    )
     assert t.builds[0].config.vm_name == "x1"
     assert [(w.file, w.key) for w in t.warnings] == [("-var", "nope")]
 
@@ -217,7 +219,9 @@ def test_var_file_values_must_be_strings(tmp_path: Path) -> None:
     # helper/flag-kv/flag_json.go reads a JSON template's -var-file into map[string]string.
     var_file = tmp_path / "vars.json"
     var_file.write_text(json.dumps({"memory": 2048, "name": None}))
-    found = problems(write(tmp_path, {"variables": {"memory": "1"}, "builders": [builder()]}), var_files=[var_file])
+    found = problems(
+        write(tmp_path, {"variables": {"memory": "1"}, "builders": [builder()]}), var_files=[var_file]
+    )
     assert found == [("memory", "a variable file value must be a string, got 2048")]
 
 
@@ -230,14 +234,24 @@ def test_variable_default_must_be_a_string(tmp_path: Path) -> None:
 def test_undefined_user_variable_is_empty_with_a_warning(tmp_path: Path) -> None:
     t = load_template(write(tmp_path, {"builders": [builder(vm_name="a{{user `nope`}}b")]}))
     assert t.builds[0].config.vm_name == "ab"
-    assert [(w.key, "undefined variable 'nope'" in w.message) for w in t.warnings] == [("builders[0].vm_name", True)]
+    assert [(w.key, "undefined variable 'nope'" in w.message) for w in t.warnings] == [
+        ("builders[0].vm_name", True)
+    ]
     # inside the variables section Packer fails ("variable not set"): so does vmbake
     data = {"variables": {"a": "{{user `nope`}}"}, "builders": [builder()]}
     assert problems(write(tmp_path, data)) == [("variables.a", "undefined variable 'nope'")]
 
 
 @pytest.mark.parametrize(
-    "key", ["iso_checksum_type", "iso_checksum_url", "iso_md5", "ssh_disable_agent", "ssh_key_path", "ssh_skip_nat_mapping"]
+    "key",
+    [
+        "iso_checksum_type",
+        "iso_checksum_url",
+        "iso_md5",
+        "ssh_disable_agent",
+        "ssh_key_path",
+        "ssh_skip_nat_mapping",
+    ],
 )
 def test_deprecated_builder_keys_are_refused_with_the_fix_hint(tmp_path: Path, key: str) -> None:
     with pytest.raises(TemplateError) as info:
@@ -252,7 +266,11 @@ def test_deprecated_keys_that_are_still_keys_are_accepted(tmp_path: Path) -> Non
     raw = builder(ssh_wait_timeout="10m", ssh_host_port_min=2222, ssh_host_port_max=2229)
     t = load_template(write(tmp_path, {"builders": [raw]}))
     assert t.builds[0].config.ssh_wait_timeout == "10m"
-    assert [w.key.split(".")[-1] for w in t.warnings] == ["ssh_wait_timeout", "ssh_host_port_min", "ssh_host_port_max"]
+    assert [w.key.split(".")[-1] for w in t.warnings] == [
+        "ssh_wait_timeout",
+        "ssh_host_port_min",
+        "ssh_host_port_max",
+    ]
     # ... but not of the shell provisioner, nor is the manifest's filename
     data = {
         "builders": [builder()],
@@ -260,7 +278,10 @@ def test_deprecated_keys_that_are_still_keys_are_accepted(tmp_path: Path) -> Non
         "post-processors": [{"type": "manifest", "filename": "m.json"}],
     }
     found = problems(write(tmp_path, data))
-    assert [k for k, m in found if "deprecated key" in m] == ["provisioners[0].ssh_wait_timeout", "post-processors[0].filename"]
+    assert [k for k, m in found if "deprecated key" in m] == [
+        "provisioners[0].ssh_wait_timeout",
+        "post-processors[0].filename",
+    ]
 
 
 def test_missing_shutdown_command_is_a_warning(tmp_path: Path) -> None:

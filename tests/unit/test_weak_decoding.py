@@ -87,14 +87,23 @@ def test_int_refused(raw: Any) -> None:
     assert len(problems) == 1 and "expected a whole number" in problems[0]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("1.5", 1.5), ("", 0.0), (2, 2.0), (True, 1.0), ("1e3", 1000.0)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1.5", 1.5), ("", 0.0), (2, 2.0), (True, 1.0), ("1e3", 1000.0)]
+)
 def test_float_rules(raw: Any, expected: float) -> None:
     assert decode(ratio=raw) == (Sample(ratio=expected), [])
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(True, "1"), (False, "0"), (12, "12"), (12.5, "12.5"), (2048.0, "2048"), (1e21, "1000000000000000000000")],
+    [
+        (True, "1"),
+        (False, "0"),
+        (12, "12"),
+        (12.5, "12.5"),
+        (2048.0, "2048"),
+        (1e21, "1000000000000000000000"),
+    ],
 )
 def test_string_rules(raw: Any, expected: str) -> None:
     assert decode(name=raw) == (Sample(name=expected), [])
@@ -146,7 +155,11 @@ def test_strict_mode_is_unchanged_for_hcl2() -> None:
 
 
 def test_helpers() -> None:
-    assert is_legacy_json("x/packer.json") and not is_legacy_json("x.pkr.json") and not is_legacy_json("a.pkr.hcl")
+    assert (
+        is_legacy_json("x/packer.json")
+        and not is_legacy_json("x.pkr.json")
+        and not is_legacy_json("a.pkr.hcl")
+    )
     assert go_int("0o17") == 15 and go_int("1__0") is None and go_int("_1") is None
     assert format_float(0.1) == "0.1" and format_float(1e-7) == "0.0000001"
 
