@@ -19,7 +19,7 @@ def render_tree(
     """`value` with every string rendered; a bad action is reported with its key path and left as is.
 
     With `warn`, a user variable that is not defined is a warning: outside the variables section Packer
-    renders it as "" (hashicorp/packer v1.6.6 template/interpolate/funcs.go, funcGenUser: the "variable
+    renders it as "" (hashicorp/packer v1.6.6 packer-plugin-sdk/template/interpolate/funcs.go, funcGenUser: the "variable
     not set" error is only raised while the variables themselves are interpolated)."""
     if isinstance(value, str):
         seen = len(ctx.undefined)

@@ -441,7 +441,7 @@ def _strftime(ctx: RenderContext, args: list[Any]) -> Any:
 
 
 def _sed(ctx: RenderContext, args: list[Any]) -> Any:
-    # Packer 1.6.6 keeps `sed` only to refuse it (template/interpolate/funcs.go, funcGenSed).
+    # Packer 1.6.6 keeps `sed` only to refuse it (packer-plugin-sdk/template/interpolate/funcs.go, funcGenSed).
     raise TemplateSyntaxError("template function 'sed' is deprecated: use 'replace' or 'replace_all' instead")
 
 

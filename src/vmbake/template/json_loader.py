@@ -152,7 +152,7 @@ def _variables(
     for name, default in raw.items():
         if default is not None and not isinstance(default, str):
             # Packer decodes each variable into a string without weak typing (hashicorp/packer v1.6.6
-            # template/parse.go, rawTemplate.Template: "variable a: '' expected type 'string'").
+            # packer-plugin-sdk/template/parse.go, rawTemplate.Template: "variable a: '' expected type 'string'").
             asm.problem(
                 f"variables.{name}",
                 f"a variable's default must be a string (or null for a required one), got {default!r}",
@@ -171,7 +171,7 @@ def _variables(
         for key, value in values.items():
             if not source.endswith(".hcl") and value is not None and not isinstance(value, str):
                 # Packer reads a -var-file of a JSON template into a map of strings (hashicorp/packer
-                # v1.6.6 helper/flag-kv/flag_json.go, FlagJSON.Set): any other value is an error.
+                # v1.6.6 command/flag-kv/flag_json.go, FlagJSON.Set): any other value is an error.
                 asm.problems.append(
                     Problem(
                         source,
