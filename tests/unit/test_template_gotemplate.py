@@ -155,6 +155,21 @@ def test_isotime_function_uses_layout() -> None:
         ("a {{- if false }} x {{- else if true -}}  y  {{- end -}} b", "ayb"),
         ("{{ html `<a&b>` }} {{ urlquery `a b&c` }} {{ js `it's` }}", "&lt;a&amp;b&gt; a+b%26c it\\'s"),
         ("{{/* comment */}}{{- /* trimmed */ -}} x", "x"),
+        ("{{ printf `%s|%v|%d` 5 5 5 }}", "%!s(int=5)|5|5"),
+        ("{{ printf `%6.2f|%-5d|%+d|%x|%X` 3.14159 42 7 -255 255 }}", "  3.14|42   |+7|-ff|FF"),
+        ('{{ printf `%q|%v|%v|%t` `a"b` 1.5 true false }}', '"a\\"b"|1.5|true|false'),
+        (
+            "{{ printf `%05d|%o|%b|%e|%g|%G` 42 8 5 1234.5678 0.000001234 1e21 }}",
+            "00042|10|101|1.234568e+03|1.234e-06|1E+21",
+        ),
+        ("{{ printf `%s|%d` true 1.5 }}", "%!s(bool=true)|%!d(float64=1.5)"),
+        ("{{ printf `%T %T %T` 1 `a` 1.5 }}", "int string float64"),
+        ("{{ printf `%5.2s|%.1s|%3c` `abc` `xyz` 65 }}", "   ab|x|  A"),
+        (
+            "{{ html `\"'` }}|{{ js `</script>` }}|{{ urlquery `é/ ?` }}",
+            "&#34;&#39;|\\u003C/script\\u003E|%C3%A9%2F+%3F",
+        ),
+        ("{{ index `héllo` 1 }}|{{ len `héllo` }}|{{ slice `héllo` 0 1 }}", "195|6|h"),
         ("{{ nil | print }}", "<nil>"),
     ],
 )

@@ -8,7 +8,6 @@ string in bytes, and `printf` follows package fmt's verbs.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -238,7 +237,7 @@ def _format_one(arg: Any, flags: str, width: str | None, precision: str | None, 
         return format(float(arg), align + sign + zero + (width or "") + (prec or ".6") + verb)
     if verb == "v" and kind == "float" and precision is not None:
         return format(format(arg, prec + "g"), pad)
-    if verb == "v" or (verb == "s" and kind != "other") or (verb == "t" and kind == "bool"):
+    if verb == "v" or (verb == "s" and kind == "string") or (verb == "t" and kind == "bool"):
         text = _inner_text(arg)
         if verb == "s" and precision is not None:
             text = text[: int(precision or 0)]
@@ -250,7 +249,7 @@ def _format_one(arg: Any, flags: str, width: str | None, precision: str | None, 
     if verb in "xX" and kind == "string":
         return format(arg.encode().hex().upper() if verb == "X" else arg.encode().hex(), pad)
     if verb == "c" and kind == "int":
-        return chr(arg)
+        return format(chr(arg), pad)
     return f"%!{verb}({_go_type(arg)}={_inner_text(arg)})"
 
 
@@ -273,6 +272,8 @@ def _js(args: list[Any]) -> str:
     return "".join(out)
 
 
+_HTML = {'"': "&#34;", "'": "&#39;", "&": "&amp;", "<": "&lt;", ">": "&gt;", "\0": "\ufffd"}  # HTMLEscape
+
 BUILTINS: dict[str, Callable[[list[Any]], Any]] = {
     "eq": _eq,
     "ne": _ne,
@@ -287,7 +288,7 @@ BUILTINS: dict[str, Callable[[list[Any]], Any]] = {
     "print": sprint,
     "printf": _printf,
     "println": _println,
-    "html": lambda a: html.escape(sprint(a)).replace("&#x27;", "&#39;"),
+    "html": lambda a: "".join(_HTML.get(c, c) for c in sprint(a)),
     "urlquery": lambda a: urllib.parse.quote_plus(sprint(a)),
     "js": _js,
 }
