@@ -263,3 +263,14 @@ def test_packers_other_functions() -> None:
     for name in ("consul_key", "vault", "aws_secretsmanager"):
         with pytest.raises(TemplateSyntaxError, match="vmbake does not contact"):
             render(f"{{{{ {name} `a` `b` }}}}", ctx())
+
+
+def test_an_action_kept_for_the_build_has_its_load_time_arguments_filled_in() -> None:
+    c = ctx(user={"port": "8080", "a": "vv"})
+    loaded = render(
+        "{{ printf `%s:%s` .HTTPIP (user `port`) }} {{ .HTTPIP | printf `%s-%s` (user `a` | upper) }}", c
+    )
+    assert loaded == '{{ printf "%s:%s" .HTTPIP "8080" }} {{ .HTTPIP | printf "%s-%s" "VV" }}'
+    assert render_runtime(loaded, {"HTTPIP": "10.0.2.2"}) == "10.0.2.2:8080 VV-10.0.2.2"
+    untouched = "{{- printf `%d` (len .Name) }} {{ build `ID` }}"
+    assert render(untouched, c) == untouched

@@ -111,16 +111,21 @@ class _Evaluator:
         return "".join(out)
 
     def _action(self, node: Action, dot: Any) -> str:
+        return self._action_kept(node, dot)[0]
+
+    def _action_kept(self, node: Action, dot: Any) -> tuple[str, bool]:
+        """The action's output, and whether it is the action itself, kept for the build."""
         try:
             value = self._pipe(node.pipe, dot, node.source)
         except _Defer:
+            written = self._written_back(node, dot)
             for name in node.pipe.decl:
                 self._set(name, _RUNTIME, declare=not node.pipe.assign, source=node.source)
-            return node.source
+            return written, True
         if node.pipe.decl:
             self._set(node.pipe.decl[0], value, declare=not node.pipe.assign, source=node.source)
-            return ""
-        return to_text(value)
+            return "", False
+        return to_text(value), False
 
     def _branch(self, node: Branch, dot: Any) -> str:
         mark = len(self.vars)
@@ -138,6 +143,34 @@ class _Evaluator:
             return self.run(node.orelse, dot)
         finally:
             del self.vars[mark:]
+
+    def _written_back(self, node: Action, dot: Any) -> str:
+        """An action that waits for the build, with its arguments that can be evaluated now replaced
+        by their values (`{{ printf "%s:%s" .HTTPIP (user "port") }}` keeps .HTTPIP, not the user)."""
+        cmds = [self._fold(cmd, dot, node.source) for cmd in node.pipe.cmds]
+        if cmds == [_print_cmd(c) for c in node.pipe.cmds]:
+            return node.source
+        decl = ""
+        if node.pipe.decl:
+            decl = ", ".join(node.pipe.decl) + (" = " if node.pipe.assign else " := ")
+        return "{{ " + decl + " | ".join(cmds) + " }}"
+
+    def _fold(self, cmd: Command, dot: Any, source: str) -> str:
+        parts = []
+        for i, arg in enumerate(cmd.args):
+            literal = None
+            if i or not isinstance(arg, Ident):  # a function name in front stays a name
+                try:
+                    literal = _go_literal(self._arg(arg, dot, source))
+                except _Defer:
+                    literal = None
+            if literal is not None and not isinstance(arg, Literal):
+                parts.append(literal)
+            elif isinstance(arg, Pipe):
+                parts.append("(" + " | ".join(self._fold(c, dot, source) for c in arg.cmds) + ")")
+            else:
+                parts.append(_print_arg(arg))
+        return " ".join(parts)
 
     def _partial(self, node: Branch, dot: Any) -> str:
         """A block whose condition waits for the build, written back (without its {{end}}) with what
@@ -164,8 +197,8 @@ class _Evaluator:
             elif isinstance(node, Action) and node.pipe.decl:
                 out.append(self._partial_declaration(node, dot))
             elif isinstance(node, Action):
-                text = self._action(node, dot)
-                out.append(text if text == node.source else _literal_action(text))
+                text, kept = self._action_kept(node, dot)
+                out.append(text if kept else _literal_action(text))
             else:
                 mark = len(self.vars)
                 try:
@@ -303,6 +336,23 @@ def _go_literal(value: Any) -> str | None:
     if isinstance(value, str):
         return json.dumps(value)  # JSON's escapes are all valid in a Go interpreted string
     return None
+
+
+def _print_arg(arg: Any) -> str:
+    """An operand as template source."""
+    if isinstance(arg, Literal):
+        return _go_literal(arg.value) or "nil"
+    if isinstance(arg, Field):
+        return "." + ".".join(arg.names)
+    if isinstance(arg, Var):
+        return ".".join((arg.name, *arg.names))
+    if isinstance(arg, Ident):
+        return arg.name
+    return "(" + " | ".join(_print_cmd(c) for c in arg.cmds) + ")"
+
+
+def _print_cmd(cmd: Command) -> str:
+    return " ".join(_print_arg(a) for a in cmd.args)
 
 
 def _literal_action(text: str) -> str:
