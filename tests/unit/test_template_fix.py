@@ -133,4 +133,4 @@ def test_fix_command_bad_input(
     assert main(["fix", str(path)]) == 1
     assert message in capsys.readouterr().err
     assert main(["fix", str(tmp_path / "missing.json")]) == 1
-    assert "cannot open template" in capsys.readouterr().err
+    assert "missing.json does not exist" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from typing import Any
 
 from vmbake.config.weak import format_float
 from vmbake.errors import TemplateError, VmbakeError
+from vmbake.files import read_regular_text
 from vmbake.template.jsonpos import JsonSyntaxError, parse
 
 Template = dict[str, Any]
@@ -254,15 +255,9 @@ def go_json(value: Any, indent: str = "") -> str:
 
 def fix_file(path: Path) -> str:
     """The fixed template of `path`, as `packer fix` prints it. Raises VmbakeError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VmbakeError(
-            f"cannot open template {path}: {getattr(exc, 'strerror', None) or exc}",
-            hint="vmbake fix takes the path of a JSON template",
-        ) from None
     if path.name.endswith(".hcl"):
         raise VmbakeError(f"{path}: vmbake fix rewrites JSON templates only", hint="as Packer's fix does")
+    text = read_regular_text(path, "template")
     try:
         data, _lines = parse(text)
     except (JsonSyntaxError, RecursionError) as exc:
