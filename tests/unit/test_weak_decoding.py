@@ -15,6 +15,7 @@ import pytest
 from vmbake.config.fields import Decoder, opt
 from vmbake.config.weak import format_float, go_int, is_legacy_json
 from vmbake.template import load_template
+from vmbake.template.jsonpos import JsonSyntaxError, parse
 
 
 @dataclass(frozen=True)
@@ -188,3 +189,18 @@ def test_weak_rules_through_a_json_template(tmp_path: Path) -> None:
     assert (config.ssh_port, config.vm_name, config.disk_compression) == (22, "12.5", True)
     assert config.boot_command == ["<esc>", "<enter>"]
     assert config.qemuargs == [["-no-reboot"]]
+
+
+def test_numbers_out_of_go_range() -> None:
+    # strconv.ParseInt's "value out of range" and Python's 4300-digit limit: a problem, not a crash
+    assert go_int("9" * 19) is None and go_int("9" * 5000) is None
+    assert go_int("-9223372036854775808") == -(2**63)
+    assert "expected a whole number" in decode(count="9" * 5000)[1][0]
+    assert "expected a number" in decode(ratio=10**400)[1][0]
+
+
+def test_json_numbers_beyond_float64_are_refused_as_go_does() -> None:
+    for text in ('{"a": 1e400}', '{"a": 1' + "0" * 400 + "}"):
+        with pytest.raises(JsonSyntaxError, match="out of range"):
+            parse(text)
+    assert parse('{"a": 1' + "0" * 300 + "}")[0]["a"] == 10**300

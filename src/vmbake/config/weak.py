@@ -34,14 +34,13 @@ def is_legacy_json(file: str) -> bool:
 
 def go_int(text: str) -> int | None:
     """strconv.ParseInt(text, 0, 64), or None where Go refuses it (no spaces, no exponent)."""
-    if not _GO_INT.fullmatch(text):
-        return None
+    if len(text) > 100 or not _GO_INT.fullmatch(text):
+        return None  # longer than any int64 in any base (and than Python's 4300-digit limit allows)
     body = text.replace("_", "")
     sign = -1 if body.startswith("-") else 1
     digits = body.lstrip("+-")
-    if len(digits) > 1 and digits[0] == "0" and digits[1] in "01234567":
-        return sign * int(digits, 8)
-    return sign * int(digits, 0)
+    value = sign * int(digits, 8 if len(digits) > 1 and digits[0] == "0" and digits[1] in "01234567" else 0)
+    return value if -(2**63) <= value < 2**63 else None  # ParseInt's "value out of range"
 
 
 def format_float(value: float) -> str:
@@ -85,7 +84,7 @@ def weak_scalar(tp: Any, raw: Any) -> tuple[bool, Any, str | None]:
             return False, raw, None
         # decodeFloat: an int or a bool (1 or 0) is widened, a string goes through strconv.ParseFloat
         # and "" is 0.
-        if isinstance(raw, bool | int):
+        if isinstance(raw, bool | int) and abs(raw) < 2**1023:
             return True, float(raw), None
         if isinstance(raw, str) and (raw == "" or _GO_FLOAT.fullmatch(raw)):
             return True, float(raw or "0"), None
