@@ -170,6 +170,11 @@ def test_isotime_function_uses_layout() -> None:
             "&#34;&#39;|\\u003C/script\\u003E|%C3%A9%2F+%3F",
         ),
         ("{{ index `héllo` 1 }}|{{ len `héllo` }}|{{ slice `héllo` 0 1 }}", "195|6|h"),
+        (
+            "{{ 1e6 }}|{{ 1234567.0 }}|{{ 0.00001 }}|{{ 123456.5 }}|{{ printf `%v|%g` 1e21 1e6 }}|{{ 1e20 }}",
+            "1e+06|1.234567e+06|1e-05|123456.5|1e+21|1e+06|1e+20",
+        ),
+        ("{{ printf `%999999999d|%c` 1 99999999 }}", "%!(BADWIDTH)|\ufffd"),
         ("{{ nil | print }}", "<nil>"),
     ],
 )
@@ -198,6 +203,8 @@ def test_actions(text: str, expected: str) -> None:
         ("{{ not }}", "wrong number of args for not"),
         ("{{ and }}", "wrong number of args for and"),
         ("{{ 08 }}", "bad number syntax"),
+        ("{{ 99999999999999999999 }}", "overflow"),
+        ("{{ 1e400 }}", "overflow"),
         ("{{ `a` ) }}", "unexpected right paren"),
         ("{{ if }}", "missing value for if in {{ if }}"),
         ("{{}}", "missing value for command in {{}}"),

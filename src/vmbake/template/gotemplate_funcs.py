@@ -13,6 +13,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from vmbake.template.gotemplate_parse import TemplateSyntaxError
@@ -32,20 +33,27 @@ def truth(value: Any) -> bool:
 
 
 def go_float(value: float) -> str:
-    """A float64 as Go's %v prints it (strconv 'g' with the shortest precision, exponent from 1e21)."""
+    """A float64 as Go's %v and %g print it: strconv.FormatFloat(f, 'g', -1, 64), the shortest digits,
+    in %e form when the exponent is below -4 or at least 6 (1e+06, 1.234567e+06, 123456.5)."""
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
         return "NaN"
-    if value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if "e" in text:
-        mantissa, exp = text.split("e")
-        sign = "-" if exp.startswith("-") else "+"
-        digits = exp.lstrip("+-").rjust(2, "0")
-        return f"{mantissa}e{sign}{digits}"
-    return text
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign, digit_tuple, exp = Decimal(repr(value)).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + int(exp)  # where the decimal point falls in `digits`
+    minus = "-" if sign else ""
+    x = point - 1
+    if x < -4 or x >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if point <= 0:
+        return minus + "0." + "0" * -point + digits
+    if point >= len(digits):
+        return minus + digits + "0" * (point - len(digits))
+    return minus + digits[:point] + "." + digits[point:]
 
 
 def to_text(value: Any) -> str:
@@ -218,7 +226,15 @@ def _go_type(value: Any) -> str:
     )
 
 
+def _rune(code: int) -> str:
+    return chr(code) if 0 <= code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+
+
 def _format_one(arg: Any, flags: str, width: str | None, precision: str | None, verb: str) -> str:
+    if len(width or "") > 6 or len(precision or "") > 6:
+        return "%!(BADWIDTH)" if len(width or "") > 6 else "%!(BADPREC)"  # fmt's tooLarge: above 1e6
+    if isinstance(arg, int) and not isinstance(arg, bool) and not -(2**63) <= arg < 2**63:
+        arg = float(arg)  # only a float64 holds it in Go
     align = "<" if "-" in flags else ""
     sign = "+" if "+" in flags else " " if " " in flags else ""
     zero = "0" if "0" in flags and not align else ""
@@ -245,11 +261,11 @@ def _format_one(arg: Any, flags: str, width: str | None, precision: str | None, 
     if verb == "q" and kind == "string":
         return format(json.dumps(arg, ensure_ascii=False), pad)
     if verb == "q" and kind == "int":
-        return format("'" + chr(arg) + "'", pad)
+        return format("'" + _rune(arg) + "'", pad)
     if verb in "xX" and kind == "string":
         return format(arg.encode().hex().upper() if verb == "X" else arg.encode().hex(), pad)
     if verb == "c" and kind == "int":
-        return format(chr(arg), pad)
+        return format(_rune(arg), pad)
     return f"%!{verb}({_go_type(arg)}={_inner_text(arg)})"
 
 

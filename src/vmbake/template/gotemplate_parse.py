@@ -9,6 +9,7 @@ text/template/parse package (Go 1.19, the Go of Debian's Packer 1.6.6).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -399,15 +400,24 @@ def number(text: str, source: str) -> int | float:
     sign = -1 if body.startswith("-") else 1
     digits = body.lstrip("+-")
     try:
+        if len(digits) > 400:
+            raise ValueError(digits)
+        value: int | float
         if digits[:2].lower() in ("0x", "0b", "0o"):
-            return sign * int(digits, 0)
-        if any(c in digits for c in ".eE"):
-            return sign * float(digits)
-        if len(digits) > 1 and digits.startswith("0"):
-            return sign * int(digits, 8)  # Go reads a leading zero as octal
-        return sign * int(digits)
-    except ValueError:
-        raise TemplateSyntaxError(f"bad number syntax: {text!r} in {source}") from None
+            value = sign * int(digits, 0)
+        elif any(c in digits for c in ".eE"):
+            value = sign * float(digits)
+        elif len(digits) > 1 and digits.startswith("0"):
+            value = sign * int(digits, 8)  # Go reads a leading zero as octal
+        else:
+            value = sign * int(digits)
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise ValueError(digits)  # Go: "integer overflow"
+        if math.isinf(value):
+            raise ValueError(digits)
+        return value
+    except (ValueError, OverflowError):
+        raise TemplateSyntaxError(f"bad number syntax or overflow: {text!r} in {source}") from None
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b"}
