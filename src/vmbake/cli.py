@@ -77,6 +77,14 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag("debug", "bool", "Show tracebacks"),
         ],
     ),
+    "fix": (
+        "Rewrite the deprecated keys of a JSON template and print it",
+        [
+            Flag(
+                "validate", "bool", "Validate the fixed template (default true; -validate=false turns it off)"
+            )
+        ],
+    ),
     "verify": ("Boot a finished image and check it reaches SSH", []),
     "hcl2_upgrade": (
         "Transform a JSON template into an HCL2 template",
@@ -212,7 +220,7 @@ def command_help(command: str) -> str:
     desc, flags = COMMANDS[command]
     target = _COMMAND_ARGS.get(command) or (
         " TEMPLATE"
-        if command in ("build", "validate", "inspect")
+        if command in ("build", "validate", "inspect", "fix")
         else " IMAGE"
         if command == "verify"
         else ""
@@ -379,6 +387,28 @@ def cmd_build(parsed: Parsed) -> int:
     return run_builds(template, options, ui)
 
 
+def cmd_fix(parsed: Parsed) -> int:
+    """Print the fixed template on stdout (as `packer fix`), then validate it unless -validate=false."""
+    from vmbake.template.fix import fix_file, validate_fixed
+
+    if len(parsed.args) != 1:
+        raise UsageError("'vmbake fix' takes exactly one TEMPLATE argument", hint="run 'vmbake help fix'")
+    path = Path(parsed.args[0])
+    fixed = fix_file(path)
+    sys.stdout.write(fixed + "\n")
+    sys.stdout.flush()
+    if parsed.values.get("validate", True) is False:
+        return 0
+    try:
+        validate_fixed(path, fixed)
+    except TemplateError as exc:
+        raise VmbakeError(
+            "the fixed template failed to validate:\n" + "\n".join(p.render() for p in exc.problems),
+            hint="line numbers are those of the fixed template printed above; fix the input template",
+        ) from None
+    return 0
+
+
 def cmd_verify(args: Sequence[str]) -> int:
     try:
         verify = importlib.import_module("vmbake.verify")
@@ -492,6 +522,7 @@ def _run_command(command: str, rest: list[str], out: IO[str], err: IO[str], debu
             "build": cmd_build,
             "validate": cmd_validate,
             "inspect": cmd_inspect,
+            "fix": cmd_fix,
             **handlers.HANDLERS,
         }[command]
         return handler(parsed)

@@ -249,7 +249,7 @@ def test_huge_numbers_are_refused_with_a_message() -> None:
 def test_validate_huge_numbers(tmp_path: Path, extra: dict[str, object]) -> None:
     code, out = vmbake("validate", str(minimal_template(tmp_path, **extra)), cwd=tmp_path)
     assert code == 1, out
-    assert next(iter(extra)) in out
+    assert next(iter(extra)) in out or "is out of range" in out  # a JSON number beyond float64
     assert_own_error(out)
 
 

@@ -197,21 +197,91 @@ def test_unsupported_keys_are_warnings(tmp_path: Path) -> None:
     assert [(w.key, "not yet supported" in w.message) for w in t.warnings] == [("builders[0].vtpm", True)]
 
 
-def test_undeclared_cli_variable(tmp_path: Path) -> None:
-    found = problems(write(tmp_path, {"builders": [builder()]}), vars={"nope": "1"})
-    assert found == [("nope", "variable 'nope' is not declared in the template")]
-
-
-def test_pre_1_6_checksum_keys_are_read_with_a_warning(tmp_path: Path) -> None:
-    raw = builder(iso_checksum="ab" * 32, iso_checksum_type="sha256")
-    t = load_template(write(tmp_path, {"builders": [raw]}))
-    assert t.builds[0].config.iso_checksum == "sha256:" + "ab" * 32
-    assert [w.key for w in t.warnings] == ["builders[0].iso_checksum_type"]
-    url = builder(iso_checksum_url="https://example.invalid/SHA256SUMS", iso_checksum_type="sha256")
-    del url["iso_checksum"]
-    assert load_template(write(tmp_path, {"builders": [url]})).builds[0].config.iso_checksum == (
-        "file:https://example.invalid/SHA256SUMS"
+def test_undeclared_cli_variable_is_read_by_user_with_a_warning(tmp_path: Path) -> None:
+    # Packer 1.6.6 gives every -var to {{user}}, declared or not (command/meta.go, Meta.Core).
+    t = load_template(
+        write(tmp_path, {"builders": [builder(vm_name="{{user `nope`}}")]}), vars={"nope": "x1"}
     )
+    assert t.builds[0].config.vm_name == "x1"
+    assert [(w.file, w.key) for w in t.warnings] == [("-var", "nope")]
+
+
+def test_var_file_comment_keys_and_undeclared_values(tmp_path: Path) -> None:
+    var_file = tmp_path / "vars.json"
+    var_file.write_text(json.dumps({"_comment": "site values", "disk": "9G", "name": "vm1"}))
+    data = {"variables": {"name": "x"}, "builders": [builder(vm_name="{{user `name`}}-{{user `disk`}}")]}
+    t = load_template(write(tmp_path, data), var_files=[var_file])
+    assert t.builds[0].config.vm_name == "vm1-9G"
+    assert [w.key for w in t.warnings] == ["disk"]  # a _comment key is not warned about
+
+
+def test_var_file_values_must_be_strings(tmp_path: Path) -> None:
+    # helper/flag-kv/flag_json.go reads a JSON template's -var-file into map[string]string.
+    var_file = tmp_path / "vars.json"
+    var_file.write_text(json.dumps({"memory": 2048, "name": None}))
+    found = problems(
+        write(tmp_path, {"variables": {"memory": "1"}, "builders": [builder()]}), var_files=[var_file]
+    )
+    assert found == [("memory", "a variable file value must be a string, got 2048")]
+
+
+def test_variable_default_must_be_a_string(tmp_path: Path) -> None:
+    data = {"variables": {"memory": 2048, "headless": True, "ok": "1", "req": None}, "builders": [builder()]}
+    found = problems(write(tmp_path, data), vars={"req": "r"})
+    assert [k for k, _ in found] == ["variables.memory", "variables.headless"]
+
+
+def test_undefined_user_variable_is_empty_with_a_warning(tmp_path: Path) -> None:
+    t = load_template(write(tmp_path, {"builders": [builder(vm_name="a{{user `nope`}}b")]}))
+    assert t.builds[0].config.vm_name == "ab"
+    assert [(w.key, "undefined variable 'nope'" in w.message) for w in t.warnings] == [
+        ("builders[0].vm_name", True)
+    ]
+    # inside the variables section Packer fails ("variable not set"): so does vmbake
+    data = {"variables": {"a": "{{user `nope`}}"}, "builders": [builder()]}
+    assert problems(write(tmp_path, data)) == [("variables.a", "undefined variable 'nope'")]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "iso_checksum_type",
+        "iso_checksum_url",
+        "iso_md5",
+        "ssh_disable_agent",
+        "ssh_key_path",
+        "ssh_skip_nat_mapping",
+    ],
+)
+def test_deprecated_builder_keys_are_refused_with_the_fix_hint(tmp_path: Path, key: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        load_template(write(tmp_path, {"builders": [builder(**{key: "x"})]}))
+    (problem,) = info.value.problems
+    assert problem.key == f"builders[0].{key}" and "deprecated key" in problem.message
+    assert "vmbake fix" in problem.hint
+
+
+def test_deprecated_keys_that_are_still_keys_are_accepted(tmp_path: Path) -> None:
+    # ssh_wait_timeout and ssh_host_port_min/max are still keys of Packer 1.6.6's qemu builder
+    raw = builder(ssh_wait_timeout="10m", ssh_host_port_min=2222, ssh_host_port_max=2229)
+    t = load_template(write(tmp_path, {"builders": [raw]}))
+    assert t.builds[0].config.ssh_wait_timeout == "10m"
+    assert [w.key.split(".")[-1] for w in t.warnings] == [
+        "ssh_wait_timeout",
+        "ssh_host_port_min",
+        "ssh_host_port_max",
+    ]
+    # ... but not of the shell provisioner, nor is the manifest's filename
+    data = {
+        "builders": [builder()],
+        "provisioners": [{"type": "shell", "inline": ["true"], "ssh_wait_timeout": "1m"}],
+        "post-processors": [{"type": "manifest", "filename": "m.json"}],
+    }
+    found = problems(write(tmp_path, data))
+    assert [k for k, m in found if "deprecated key" in m] == [
+        "provisioners[0].ssh_wait_timeout",
+        "post-processors[0].filename",
+    ]
 
 
 def test_missing_shutdown_command_is_a_warning(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ CASES: list[tuple[str, Edit, str, str]] = [
     ("disk_size not a size", b(disk_size="big"), "builders[0].disk_size", "invalid size"),
     ("zero wait", b(boot_command=["<wait0>"]), "builders[0].boot_command", "longer than zero"),
     ("negative wait", b(boot_command=["<esc><wait-5s>"]), "builders[0].boot_command", "longer than zero"),
-    ("undefined variable", b(vm_name="{{user `nope`}}"), "builders[0].vm_name", "undefined variable 'nope'"),
+    ("template error", b(vm_name="{{if user `nope`}}"), "builders[0].vm_name", "has no matching {{end}}"),
     ("no iso", drop("iso_url"), "builders[0].iso_url", "one of iso_url or iso_urls is required"),
     ("port range", b(host_port_min=5000, host_port_max=4000), "builders[0].host_port_min", "greater than"),
     ("bad choice", b(disk_interface="nvme"), "builders[0].disk_interface", "'nvme' is not valid"),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from vmbake.errors import TemplateError, VmbakeError
+from vmbake.errors import VmbakeError
 from vmbake.template import load_template, resolve_template_path
 from vmbake.template.gotemplate import RenderContext, TemplateSyntaxError, render
 from vmbake.template.hcl_expr import Evaluator, ExprError
@@ -23,26 +23,12 @@ from vmbake.template.variables import collect_inputs
 
 
 def hcl_scope(path: Path | None, vars: Mapping[str, str], var_files: Sequence[Path]) -> dict[str, Any]:
-    """var, local and path of an HCL2 template (its builds are not needed, so not checked)."""
-    from vmbake.template.assemble import Assembler
-    from vmbake.template.hcl_lines import HclLines
-    from vmbake.template.hcl_loader import _collect, _files
-    from vmbake.template.hcl_vars import resolve_locals, resolve_variables
+    """var, local, data and path of an HCL2 template (its builds are not needed, so not checked)."""
+    from vmbake.template.hcl_loader import template_scope
 
-    inputs = collect_inputs(dict(vars), list(var_files))
     if path is None:
         return {"var": {}, "local": {}, "path": {"root": os.getcwd(), "cwd": os.getcwd()}}
-    files, directory = _files(path)
-    lines = HclLines()
-    asm = Assembler(str(path), lines.locate)
-    asm.problems.extend(inputs.problems)
-    blocks = _collect(files, asm, lines)
-    _, values = resolve_variables(blocks.variables, inputs, directory, asm)
-    scope: dict[str, Any] = {"var": values, "path": {"root": str(directory), "cwd": os.getcwd()}}
-    scope["local"] = resolve_locals(blocks.locals, scope, asm)
-    if asm.problems:
-        raise TemplateError(asm.problems)
-    return scope
+    return template_scope(path, collect_inputs(dict(vars), list(var_files)))
 
 
 def show(value: Any, nested: bool = False) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
+from vmbake.config.weak import is_deprecated, is_legacy_json, weak_duration, weak_list, weak_map, weak_scalar
 from vmbake.errors import Problem
 from vmbake.units import LONGEST_WAIT, parse_duration, parse_size
 
@@ -105,13 +106,22 @@ def suggest(name: str, candidates: list[str]) -> str:
 
 
 class Decoder:
-    """Decode mappings into config dataclasses, collecting problems instead of raising."""
+    """Decode mappings into config dataclasses, collecting problems instead of raising.
 
-    def __init__(self, file: str, locate: Callable[[str], int | None] | None = None) -> None:
+    `weak` selects Packer's JSON decoding (see weak.py): a legacy JSON template's keys go through
+    mapstructure with WeaklyTypedInput, so "" is a false boolean and "2048" a number. HCL2 templates are
+    decoded by cty's conversions instead, which are stricter. By default a `.json` file (not `.pkr.json`,
+    which is HCL2's JSON syntax) is decoded weakly.
+    """
+
+    def __init__(
+        self, file: str, locate: Callable[[str], int | None] | None = None, *, weak: bool | None = None
+    ) -> None:
         self.file = file
         self.locate = locate or (lambda _path: None)
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.weak = is_legacy_json(file) if weak is None else weak
 
     def problem(self, path: str, message: str, hint: str = "") -> None:
         self.problems.append(Problem(self.file, path, message, hint, self.locate(path)))
@@ -130,6 +140,18 @@ class Decoder:
             key_path = f"{path}.{key}" if path else key
             if key in ignore:
                 continue
+            if self.weak and key in fields and (raw is None or (raw == "" and hints[key] in (int, float))):
+                # mapstructure leaves a field alone when its input is nil (Decoder.decode), and makes ""
+                # the zero number (decodeInt, decodeFloat), which Packer's Prepare methods replace by the
+                # default (qemu's host_port_min, ssh_port, cpus...): both keep vmbake's default.
+                continue
+            if key not in fields and self.weak and is_deprecated(cls.__name__, key):
+                self.problem(
+                    key_path,
+                    f"deprecated key {key!r}: Packer refuses it too (Deprecated configuration key)",
+                    "run 'vmbake fix TEMPLATE' to rewrite the template, as 'packer fix' does",
+                )
+                continue
             if key not in fields:
                 hint = (
                     suggest(key, list(fields)) or f"see 'vmbake help keys {cls.__name__}' for the valid keys"
@@ -141,6 +163,10 @@ class Decoder:
             ok, value = self._value(hints[key], raw, key_path, meta)
             if not ok:
                 continue
+            if self.weak and is_deprecated(cls.__name__, key):
+                # still a key (qemu's ssh_host_port_min/max, ssh_wait_timeout): Packer 1.6.6 reads it and
+                # warns about the host ports (qemu Config.Prepare); its fix rewrites all three
+                self.warning(key_path, f"{key!r} is deprecated", "'vmbake fix TEMPLATE' rewrites it")
             if not meta.supported:
                 self.warning(
                     key_path, f"{key!r} is accepted but not yet supported by vmbake; it has no effect"
@@ -158,6 +184,8 @@ class Decoder:
         return cls(**values)
 
     def _value(self, tp: Any, raw: Any, path: str, meta: FieldMeta) -> tuple[bool, Any]:
+        if self.weak and meta.kind == "duration":
+            raw = weak_duration(raw)
         ok, value = self._convert(tp, raw, path)
         if not ok:
             return False, None
@@ -192,13 +220,21 @@ class Decoder:
                 return True, None
             inner = [a for a in args if a is not type(None)]
             for candidate in inner:
-                scratch = Decoder(self.file, self.locate)
+                scratch = Decoder(self.file, self.locate, weak=self.weak)
                 ok, value = scratch._convert(candidate, raw, path)
                 if ok and not scratch.problems:
                     return True, value
             return self._convert(inner[0], raw, path)
         if tp is Any:
             return True, raw
+        if self.weak:
+            done, value, expected = weak_scalar(tp, raw)
+            if done:
+                return (True, value) if expected is None else self._type_problem(path, expected, raw)
+            if origin is list:
+                raw = weak_list(raw)
+            elif origin is dict:
+                raw = weak_map(raw)
         if tp is bool:
             if isinstance(raw, bool):
                 return True, raw

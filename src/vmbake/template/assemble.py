@@ -373,8 +373,7 @@ class Assembler:
         cls = registry.builder_class(build.target.type)
         assert cls is not None  # resolve() keeps other types aside
         decoder = self._decoder(build.file)
-        raw = _fix_legacy_checksum(build.body(), build.path, decoder)
-        config: Any = decoder.decode(cls, raw, build.path, ignore=frozenset({"type", "name"}))
+        config: Any = decoder.decode(cls, build.body(), build.path, ignore=frozenset({"type", "name"}))
         check_builder(build.target.type, config, decoder, build.path)
         self._flush(decoder)
         return config
@@ -435,28 +434,3 @@ class Assembler:
         check_post_processor(config, decoder, block.path)
         self._flush(decoder)
         return PostProcessorSpec(block.type, config, block.keep_input_artifact)
-
-
-def _fix_legacy_checksum(raw: dict[str, Any], path: str, decoder: Decoder) -> dict[str, Any]:
-    """Packer before 1.6 split the checksum in iso_checksum_type and iso_checksum_url; join them as
-    `packer fix` does, and say so."""
-    kind = raw.get("iso_checksum_type")
-    url = raw.get("iso_checksum_url")
-    if kind is None and url is None:
-        return raw
-    out = {k: v for k, v in raw.items() if k not in ("iso_checksum_type", "iso_checksum_url")}
-    if isinstance(url, str) and url:
-        out["iso_checksum"] = f"file:{url}"
-    elif isinstance(kind, str) and kind.lower() == "none":
-        out["iso_checksum"] = "none"
-    elif (
-        isinstance(kind, str) and isinstance(out.get("iso_checksum"), str) and ":" not in out["iso_checksum"]
-    ):
-        out["iso_checksum"] = f"{kind.lower()}:{out['iso_checksum']}"
-    decoder.warning(
-        f"{path}.iso_checksum_type" if kind is not None else f"{path}.iso_checksum_url",
-        "iso_checksum_type and iso_checksum_url were removed in Packer 1.6; read as iso_checksum "
-        f"{out.get('iso_checksum', '')!r}",
-        "write iso_checksum as 'sha256:HEX' or 'file:URL' ('packer fix' does it too)",
-    )
-    return out

@@ -14,8 +14,13 @@ def render_tree(
     ctx: RenderContext,
     path: str,
     report: Callable[[str, str, str], None],
+    warn: Callable[[str, str, str], None] | None = None,
 ) -> Any:
-    """`value` with every string rendered; a bad action is reported with its key path and left as is."""
+    """`value` with every string rendered; a bad action is reported with its key path and left as is.
+
+    With `warn`, a user variable that is not defined is a warning: outside the variables section Packer
+    renders it as "" (hashicorp/packer v1.6.6 packer-plugin-sdk/template/interpolate/funcs.go, funcGenUser: the "variable
+    not set" error is only raised while the variables themselves are interpolated)."""
     if isinstance(value, str):
         seen = len(ctx.undefined)
         try:
@@ -29,10 +34,16 @@ def render_tree(
             return value
         for name in dict.fromkeys(ctx.undefined[seen:]):
             defined = ", ".join(sorted(ctx.user)) or "none"
-            report(path, f"undefined variable {name!r}", f'declare it under "variables"; defined: {defined}')
+            hint = f'declare it under "variables"; defined: {defined}'
+            if warn is None:
+                report(path, f"undefined variable {name!r}", hint)
+            else:
+                warn(
+                    path, f"undefined variable {name!r} is rendered as an empty string (as Packer does)", hint
+                )
         return out
     if isinstance(value, list):
-        return [render_tree(v, ctx, child_path(path, i), report) for i, v in enumerate(value)]
+        return [render_tree(v, ctx, child_path(path, i), report, warn) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: render_tree(v, ctx, child_path(path, k), report) for k, v in value.items()}
+        return {k: render_tree(v, ctx, child_path(path, k), report, warn) for k, v in value.items()}
     return value

@@ -1,442 +1,361 @@
 """Packer's JSON template language: Go text/template actions such as {{ user `x` }} and {{ .HTTPIP }}.
 
 Templates are rendered twice. At load time (`render`) user variables and functions are filled in, while
-actions that read a run-time field (`{{ .HTTPIP }}`, `{{ .Path }}`) or the `build` function are kept
-verbatim. During the build, `render_runtime` fills those in from the values the steps found.
+actions that read a run-time field (`{{ .HTTPIP }}`, `{{ .Path }}`) or the `build` function are kept for
+the build (an `if`, `with` or `range` whose condition reads one is kept whole), with what is known at load
+time filled in. During the build, `render_runtime` fills the rest in from the values the steps found.
+
+The text is parsed into a tree (gotemplate_parse) and evaluated here with Go's rules: `if`/`else if`/`else`,
+`with`, `range` with `break`/`continue`, variables (`$x := ...`, `$x = ...`), pipelines, parenthesised
+pipelines, Go's built-in functions (gotemplate_funcs) and Packer's own (packer_funcs).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from vmbake.errors import VmbakeError
-from vmbake.template.gotime import RFC3339, go_format
-
-INIT_TIME = datetime.now(UTC)  # Packer renders every timestamp of a run from one instant
-
-
-class TemplateSyntaxError(ValueError):
-    """An action that cannot be parsed or evaluated; the message says what and where."""
-
-
-class Pending(Exception):
-    """A user variable refers to another one that is not resolved yet (variables are resolved in rounds)."""
-
-
-@dataclass
-class RenderContext:
-    """What the functions of one rendering may see."""
-
-    user: Mapping[str, Any] = field(default_factory=dict)
-    pending: frozenset[str] = frozenset()  # variables still being resolved: `user` raises Pending
-    allow_env: bool = False  # `env` is allowed only inside the variables section, as in Packer
-    template_dir: str = ""
-    build_name: str | None = None  # None: {{ build_name }} is kept for later
-    build_type: str | None = None
-    source_name: str | None = None
-    fields: Mapping[str, str] | None = None  # None: actions reading {{ .Field }} are kept verbatim
-    undefined: list[str] = field(default_factory=list)  # user variables asked for but not defined
-
-
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<str>"(?:[^"\\\n]|\\.)*")
-    | (?P<raw>`[^`]*`)
-    | (?P<num>-?\d+(?:\.\d+)?)
-    | (?P<field>\.[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|\.(?![A-Za-z_]))
-    | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-    | (?P<punct>[|()])
-    | (?P<var>\$[A-Za-z0-9_]*)
-    )""",
-    re.VERBOSE,
+from vmbake.template.gotemplate_funcs import BUILTINS, SHORT_CIRCUIT, to_text, truth
+from vmbake.template.gotemplate_parse import (
+    Action,
+    Branch,
+    Command,
+    Field,
+    Ident,
+    Jump,
+    Literal,
+    Node,
+    Pipe,
+    TemplateSyntaxError,
+    Text,
+    Var,
+    parse,
 )
-_KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
-_DEFERRED_FUNCS = {"build"}
-_ESCAPES = {
-    "n": "\n",
-    "t": "\t",
-    "r": "\r",
-    "\\": "\\",
-    '"': '"',
-    "'": "'",
-    "a": "\a",
-    "b": "\b",
-    "f": "\f",
-    "v": "\v",
-    "0": "\0",
-}
+from vmbake.template.packer_funcs import FUNCTIONS, Defer, Pending, RenderContext
+
+__all__ = ["FUNCTIONS", "Pending", "RenderContext", "TemplateSyntaxError", "render", "render_runtime"]
 
 
-def _unquote(text: str) -> str:
-    body = text[1:-1]
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        nxt = body[i + 1]
-        if nxt in "xuU":
-            width = {"x": 2, "u": 4, "U": 8}[nxt]
-            digits = body[i + 2 : i + 2 + width]
-            try:
-                out.append(chr(int(digits, 16)))
-            except ValueError:
-                raise TemplateSyntaxError(f"bad escape \\{nxt}{digits} in string {text}") from None
-            i += 2 + width
-            continue
-        if nxt not in _ESCAPES:
-            raise TemplateSyntaxError(f"unknown escape \\{nxt} in string {text}")
-        out.append(_ESCAPES[nxt])
-        i += 2
-    return "".join(out)
+class _Jump(Exception):
+    """{{break}} or {{continue}}, carrying the text the loop body wrote before it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.text = ""
 
 
-@dataclass(frozen=True)
-class _Tok:
-    kind: str
-    text: str
-
-
-def _lex(action: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
-    pos = 0
-    while pos < len(action):
-        if action[pos:].strip() == "":
-            break
-        m = _TOKEN.match(action, pos)
-        if not m or m.end() == pos:
-            rest = action[pos:].strip()
-            raise TemplateSyntaxError(f"unexpected {rest[:20]!r} in {{{{{action}}}}}")
-        kind = m.lastgroup or ""
-        tokens.append(_Tok(kind, m.group(kind)))
-        pos = m.end()
-    return tokens
-
-
-def _find_close(text: str, start: int) -> int:
-    """Index of the `}}` that ends the action opened before `start`, skipping quoted strings."""
-    i = start
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            i += 1
-            while i < len(text) and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-        elif c == "`":
-            end = text.find("`", i + 1)
-            i = len(text) if end < 0 else end
-        elif text.startswith("}}", i):
-            return i
-        i += 1
-    raise TemplateSyntaxError("unclosed action: '{{' without a matching '}}'")
-
-
-def _deferred(tokens: list[_Tok], ctx: RenderContext) -> bool:
-    for tok in tokens:
-        if tok.kind == "field" and ctx.fields is None:
-            return True
-        if tok.kind == "ident":
-            if tok.text in _DEFERRED_FUNCS and ctx.fields is None:
-                return True
-            if tok.text == "build_name" and ctx.build_name is None:
-                return True
-            if tok.text == "build_type" and ctx.build_type is None:
-                return True
-            if tok.text == "source_name" and ctx.source_name is None:
-                return True
-    return False
+_RUNTIME = object()  # the dot (or a variable) whose value only the build knows
 
 
 def render(text: str, ctx: RenderContext) -> str:
     """`text` with every action evaluated, except those that must wait for the build (kept verbatim)."""
     if "{{" not in text:
         return text
-    out: list[str] = []
-    pos = 0
-    while True:
-        start = text.find("{{", pos)
-        if start < 0:
-            out.append(text[pos:])
-            break
-        literal = text[pos:start]
-        inner_start = start + 2
-        if text.startswith("- ", inner_start) or text.startswith("-\t", inner_start):
-            literal = literal.rstrip()
-            inner_start += 1
-        out.append(literal)
-        close = _find_close(text, inner_start)
-        inner = text[inner_start:close]
-        end = close + 2
-        trim_after = inner.endswith((" -", "\t-"))
-        if trim_after:
-            inner = inner[:-1]
-        stripped = inner.strip()
-        if stripped.startswith("/*"):
-            if not stripped.endswith("*/"):
-                raise TemplateSyntaxError("unclosed comment in {{/* ... */}}")
-        else:
-            tokens = _lex(inner)
-            if not tokens:
-                raise TemplateSyntaxError("empty action {{}}")
-            if _deferred(tokens, ctx):
-                out.append(text[start:end])
+    dot: Any = _RUNTIME if ctx.fields is None else ctx.fields
+    return _Evaluator(ctx, dot).run(parse(text), dot)
+
+
+class _Evaluator:
+    def __init__(self, ctx: RenderContext, top: Any) -> None:
+        self.ctx = ctx
+        self.vars: list[tuple[str, Any]] = [("$", top)]
+
+    def run(self, nodes: tuple[Node, ...] | list[Node], dot: Any) -> str:
+        out: list[str] = []
+        for node in nodes:
+            try:
+                if isinstance(node, Text):
+                    out.append(node.text)
+                elif isinstance(node, Action):
+                    out.append(self._action(node, dot))
+                elif isinstance(node, Branch):
+                    out.append(self._branch(node, dot))
+                elif isinstance(node, Jump):
+                    raise _Jump(node.kind)
+            except _Jump as jump:
+                jump.text = "".join(out) + jump.text
+                raise
+        return "".join(out)
+
+    def _action(self, node: Action, dot: Any) -> str:
+        return self._action_kept(node, dot)[0]
+
+    def _action_kept(self, node: Action, dot: Any) -> tuple[str, bool]:
+        """The action's output, and whether it is the action itself, kept for the build."""
+        try:
+            value = self._pipe(node.pipe, dot, node.source)
+        except Defer:
+            written = self._written_back(node, dot)
+            for name in node.pipe.decl:
+                self._set(name, _RUNTIME, declare=not node.pipe.assign, source=node.source)
+            return written, True
+        if node.pipe.decl:
+            self._set(node.pipe.decl[0], value, declare=not node.pipe.assign, source=node.source)
+            return "", False
+        return to_text(value), False
+
+    def _branch(self, node: Branch, dot: Any) -> str:
+        mark = len(self.vars)
+        try:
+            try:
+                value = self._pipe(node.pipe, dot, node.source)
+            except Defer:
+                return self._partial(node, dot) + node.end_source
+            if node.kind == "range":
+                return self._range(node, value, dot, mark)
+            if node.pipe.decl:
+                self._set(node.pipe.decl[0], value, declare=not node.pipe.assign, source=node.source)
+            if truth(value):
+                return self.run(node.body, value if node.kind == "with" else dot)
+            return self.run(node.orelse, dot)
+        finally:
+            del self.vars[mark:]
+
+    def _written_back(self, node: Action, dot: Any) -> str:
+        """An action that waits for the build, with its arguments that can be evaluated now replaced
+        by their values (`{{ printf "%s:%s" .HTTPIP (user "port") }}` keeps .HTTPIP, not the user)."""
+        cmds = [self._fold(cmd, dot, node.source) for cmd in node.pipe.cmds]
+        if cmds == [_print_cmd(c) for c in node.pipe.cmds]:
+            return node.source
+        decl = ""
+        if node.pipe.decl:
+            decl = ", ".join(node.pipe.decl) + (" = " if node.pipe.assign else " := ")
+        return "{{ " + decl + " | ".join(cmds) + " }}"
+
+    def _fold(self, cmd: Command, dot: Any, source: str) -> str:
+        parts = []
+        for i, arg in enumerate(cmd.args):
+            literal = None
+            if i or not isinstance(arg, Ident):  # a function name in front stays a name
+                try:
+                    literal = _go_literal(self._arg(arg, dot, source))
+                except Defer:
+                    literal = None
+            if literal is not None and not isinstance(arg, Literal):
+                parts.append(literal)
+            elif isinstance(arg, Pipe):
+                parts.append("(" + " | ".join(self._fold(c, dot, source) for c in arg.cmds) + ")")
             else:
-                out.append(_to_text(_pipeline(tokens, ctx, inner)))
-        pos = end
-        if trim_after:
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-    return "".join(out)
+                parts.append(_print_arg(arg))
+        return " ".join(parts)
 
+    def _partial(self, node: Branch, dot: Any) -> str:
+        """A block whose condition waits for the build, written back (without its {{end}}) with what
+        can be evaluated now evaluated: {{user}} values are only known at load time."""
+        mark = len(self.vars)
+        for name in node.pipe.decl:
+            self.vars.append((name, _RUNTIME))
+        try:
+            inner_dot = _RUNTIME if node.kind in ("with", "range") else dot
+            text = node.opener + self._partial_list(node.body, inner_dot)
+        finally:
+            del self.vars[mark:]
+        if node.chained:
+            return text + self._partial(node.orelse[0], dot)
+        if node.else_source:
+            return text + node.else_source + self._partial_list(node.orelse, dot)
+        return text
 
-def _to_text(value: Any) -> str:
-    if value is None:
-        return "<no value>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(_to_text(v) for v in value) + "]"
-    return str(value)
+    def _partial_list(self, nodes: tuple[Node, ...], dot: Any) -> str:
+        out: list[str] = []
+        for node in nodes:
+            if isinstance(node, Text | Jump):
+                out.append(node.text if isinstance(node, Text) else node.source)
+            elif isinstance(node, Action) and node.pipe.decl:
+                out.append(self._partial_declaration(node, dot))
+            elif isinstance(node, Action):
+                text, kept = self._action_kept(node, dot)
+                out.append(text if kept else _literal_action(text))
+            else:
+                mark = len(self.vars)
+                try:
+                    out.append(self._branch(node, dot))
+                except _Jump as jump:  # the {{break}} of a loop that only the build runs: keep it
+                    del self.vars[mark:]
+                    out.append(jump.text + "{{" + jump.kind + "}}")
+        return "".join(out)
 
+    def _partial_declaration(self, node: Action, dot: Any) -> str:
+        """`{{ $x := user "a" }}` written back as `{{ $x := "value" }}`, so that the build still has $x."""
+        try:
+            value = self._pipe(node.pipe, dot, node.source)
+        except Defer:
+            value = _RUNTIME
+        literal = _go_literal(value)
+        for name in node.pipe.decl:
+            self._set(name, _RUNTIME, declare=not node.pipe.assign, source=node.source)
+        if literal is None:
+            return node.source
+        return "{{ " + node.pipe.decl[0] + (" = " if node.pipe.assign else " := ") + literal + " }}"
 
-def _pipeline(tokens: list[_Tok], ctx: RenderContext, source: str) -> Any:
-    if tokens[0].kind == "ident" and tokens[0].text in _KEYWORDS:
-        raise TemplateSyntaxError(
-            f"{{{{{source.strip()}}}}}: '{tokens[0].text}' blocks are not supported by vmbake"
-        )
-    commands: list[list[_Tok]] = [[]]
-    depth = 0
-    for tok in tokens:
-        if tok.kind == "punct" and tok.text == "|" and depth == 0:
-            commands.append([])
-            continue
-        if tok.kind == "punct":
-            depth += 1 if tok.text == "(" else -1 if tok.text == ")" else 0
-            if depth < 0:
-                raise TemplateSyntaxError(f"unbalanced ')' in {{{{{source.strip()}}}}}")
-        commands[-1].append(tok)
-    if depth != 0:
-        raise TemplateSyntaxError(f"unbalanced '(' in {{{{{source.strip()}}}}}")
-    if any(not c for c in commands):
-        raise TemplateSyntaxError(f"missing command around '|' in {{{{{source.strip()}}}}}")
-    value: Any = _NOTHING
-    for command in commands:
-        value = _command(command, ctx, source, value)
-    return value
+    def _range(self, node: Branch, value: Any, dot: Any, mark: int) -> str:
+        if isinstance(value, Mapping):
+            items = [(k, value[k]) for k in sorted(value)]
+        elif isinstance(value, list | tuple):
+            items = list(enumerate(value))
+        elif value is None:
+            items = []
+        else:
+            raise TemplateSyntaxError(f"range can't iterate over {to_text(value)} in {node.source}")
+        if not items:
+            return self.run(node.orelse, dot)
+        out: list[str] = []
+        for key, item in items:
+            del self.vars[mark:]
+            names = node.pipe.decl
+            if len(names) == 1:
+                self._set(names[0], item, declare=not node.pipe.assign, source=node.source)
+            elif len(names) == 2:
+                self._set(names[0], key, declare=not node.pipe.assign, source=node.source)
+                self._set(names[1], item, declare=not node.pipe.assign, source=node.source)
+            try:
+                out.append(self.run(node.body, item))
+            except _Jump as jump:
+                out.append(jump.text)
+                if jump.kind == "break":
+                    break
+        return "".join(out)
+
+    def _set(self, name: str, value: Any, *, declare: bool, source: str) -> None:
+        if declare:
+            self.vars.append((name, value))
+            return
+        for i in range(len(self.vars) - 1, -1, -1):
+            if self.vars[i][0] == name:
+                self.vars[i] = (name, value)
+                return
+        raise TemplateSyntaxError(f"undefined variable: {name} in {source}")
+
+    def _var(self, name: str, source: str) -> Any:
+        for var, value in reversed(self.vars):
+            if var == name:
+                if value is _RUNTIME:
+                    raise Defer()
+                return value
+        raise TemplateSyntaxError(f"undefined variable: {name} in {source}")
+
+    def _pipe(self, pipe: Pipe, dot: Any, source: str) -> Any:
+        value: Any = _NOTHING
+        for cmd in pipe.cmds:
+            value = self._command(cmd, dot, source, value)
+        return value
+
+    def _command(self, cmd: Command, dot: Any, source: str, piped: Any) -> Any:
+        head = cmd.args[0]
+        if isinstance(head, Ident):
+            return self._call(head.name, cmd.args[1:], dot, source, piped)
+        if len(cmd.args) > 1 or piped is not _NOTHING:
+            raise TemplateSyntaxError(f"can't give argument to non-function {_shown(head)} in {source}")
+        return self._arg(head, dot, source)
+
+    def _arg(self, arg: Any, dot: Any, source: str) -> Any:
+        if isinstance(arg, Literal):
+            return arg.value
+        if isinstance(arg, Field):
+            return _field(dot, arg.names, source, self.ctx)
+        if isinstance(arg, Var):
+            return _field(self._var(arg.name, source), arg.names, source, self.ctx)
+        if isinstance(arg, Ident):
+            return self._call(arg.name, (), dot, source, _NOTHING)
+        if isinstance(arg, Pipe):
+            return self._pipe(arg, dot, source)
+        raise TemplateSyntaxError(f"unexpected {arg!r} in {source}")
+
+    def _call(self, name: str, raw_args: tuple[Any, ...], dot: Any, source: str, piped: Any) -> Any:
+        if name in SHORT_CIRCUIT:
+            return self._and_or(name, raw_args, dot, source, piped)
+        builtin = BUILTINS.get(name)
+        packer = FUNCTIONS.get(name)
+        if builtin is None and packer is None:
+            known = ", ".join(sorted({*FUNCTIONS, *BUILTINS, *SHORT_CIRCUIT} - {"source_name"}))
+            raise TemplateSyntaxError(f"function {name!r} is not defined in {source} (known: {known})")
+        args = [self._arg(a, dot, source) for a in raw_args]
+        if piped is not _NOTHING:
+            args.append(piped)
+        try:
+            return builtin(args) if builtin is not None else packer(self.ctx, args)  # type: ignore[misc]
+        except TemplateSyntaxError as exc:
+            raise TemplateSyntaxError(
+                f"{exc} in {source}" if " in {{" not in str(exc) else str(exc)
+            ) from None
+
+    def _and_or(self, name: str, raw_args: tuple[Any, ...], dot: Any, source: str, piped: Any) -> Any:
+        count = len(raw_args) + (piped is not _NOTHING)
+        if count < 2:
+            raise TemplateSyntaxError(f"wrong number of args for {name}: want at least 1 got 0 in {source}")
+        value: Any = None
+        for i in range(count):
+            value = self._arg(raw_args[i], dot, source) if i < len(raw_args) else piped
+            if truth(value) != (name == "and"):
+                return value
+        return value
 
 
 _NOTHING = object()
 
 
-def _operands(tokens: list[_Tok], ctx: RenderContext, source: str) -> list[tuple[_Tok, Any]]:
-    """Split a command into operands, evaluating parenthesised pipelines."""
-    items: list[tuple[_Tok, Any]] = []
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok.kind == "punct" and tok.text == "(":
-            depth = 1
-            j = i + 1
-            while depth:
-                depth += {"(": 1, ")": -1}.get(tokens[j].text, 0) if tokens[j].kind == "punct" else 0
-                j += 1
-            items.append((_Tok("value", ""), _pipeline(tokens[i + 1 : j - 1], ctx, source)))
-            i = j
+def _go_literal(value: Any) -> str | None:
+    """`value` as a Go template constant, or None when it has no literal form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON's escapes are all valid in a Go interpreted string
+    return None
+
+
+def _print_arg(arg: Any) -> str:
+    """An operand as template source."""
+    if isinstance(arg, Literal):
+        return _go_literal(arg.value) or "nil"
+    if isinstance(arg, Field):
+        return "." + ".".join(arg.names)
+    if isinstance(arg, Var):
+        return ".".join((arg.name, *arg.names))
+    if isinstance(arg, Ident):
+        return arg.name
+    return "(" + " | ".join(_print_cmd(c) for c in arg.cmds) + ")"
+
+
+def _print_cmd(cmd: Command) -> str:
+    return " ".join(_print_arg(a) for a in cmd.args)
+
+
+def _literal_action(text: str) -> str:
+    """Evaluated text that goes back into a template: quoted when it would read as an action."""
+    return "{{ " + json.dumps(text) + " }}" if "{{" in text else text
+
+
+def _shown(arg: Any) -> str:
+    if isinstance(arg, Literal):
+        return repr(arg.value)
+    if isinstance(arg, Var):
+        return ".".join((arg.name, *arg.names))
+    if isinstance(arg, Field):
+        return "." + ".".join(arg.names)
+    return "(pipeline)"
+
+
+def _field(value: Any, names: tuple[str, ...], source: str, ctx: RenderContext) -> Any:
+    for name in names:
+        if value is _RUNTIME:
+            raise Defer()
+        if isinstance(value, Mapping):
+            if name not in value:
+                if value is ctx.fields:
+                    known = ", ".join("." + k for k in sorted(value)) or "none"
+                    raise TemplateSyntaxError(f"{{{{ .{name} }}}} is not available here (available: {known})")
+                return None
+            value = value[name]
             continue
-        items.append((tok, _NOTHING))
-        i += 1
-    return items
-
-
-def _operand_value(tok: _Tok, value: Any, ctx: RenderContext, source: str) -> Any:
-    if value is not _NOTHING:
-        return value
-    if tok.kind == "str":
-        return _unquote(tok.text)
-    if tok.kind == "raw":
-        return tok.text[1:-1]
-    if tok.kind == "num":
-        return float(tok.text) if "." in tok.text else int(tok.text)
-    if tok.kind == "field":
-        return _field(tok.text, ctx)
-    if tok.kind == "ident" and tok.text in ("true", "false"):
-        return tok.text == "true"
-    if tok.kind == "ident" and tok.text == "nil":
-        return None
-    if tok.kind == "ident":
-        return _call(tok.text, [], ctx, source)
-    raise TemplateSyntaxError(
-        f"{{{{{source.strip()}}}}}: template variables such as {tok.text} are not supported"
-    )
-
-
-def _field(name: str, ctx: RenderContext) -> Any:
-    fields = ctx.fields or {}
-    if name == ".":
-        return ""
-    key = name[1:]
-    if key not in fields:
-        known = ", ".join("." + k for k in sorted(fields)) or "none"
-        raise TemplateSyntaxError(f"{{{{ {name} }}}} is not available here (available: {known})")
-    return fields[key]
-
-
-def _command(tokens: list[_Tok], ctx: RenderContext, source: str, piped: Any) -> Any:
-    items = _operands(tokens, ctx, source)
-    head, head_value = items[0]
-    if head.kind == "ident" and head_value is _NOTHING and head.text not in ("true", "false", "nil"):
-        args = [_operand_value(t, v, ctx, source) for t, v in items[1:]]
-        if piped is not _NOTHING:
-            args.append(piped)
-        return _call(head.text, args, ctx, source)
-    if len(items) > 1 or piped is not _NOTHING:
-        raise TemplateSyntaxError(f"{{{{{source.strip()}}}}}: only a function can take arguments")
-    return _operand_value(head, head_value, ctx, source)
-
-
-def _want(name: str, args: list[Any], count: int) -> None:
-    if len(args) != count:
-        raise TemplateSyntaxError(f"function {name!r} takes {count} argument(s), got {len(args)}")
-
-
-def _user(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("user", args, 1)
-    key = str(args[0])
-    if key in ctx.pending:
-        raise Pending(key)
-    if key not in ctx.user:
-        ctx.undefined.append(key)
-        return ""
-    return ctx.user[key]
-
-
-def _env(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("env", args, 1)
-    if not ctx.allow_env:
-        raise TemplateSyntaxError("the env function is only allowed in the 'variables' section")
-    return os.environ.get(str(args[0]), "")
-
-
-def _isotime(ctx: RenderContext, args: list[Any]) -> Any:
-    if len(args) > 1:
-        raise TemplateSyntaxError("function 'isotime' takes at most one layout argument")
-    return go_format(INIT_TIME, str(args[0]) if args else RFC3339)
-
-
-def _split(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("split", args, 3)
-    text, sep, index = str(args[0]), str(args[1]), args[2]
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise TemplateSyntaxError("function 'split' wants a whole number as its third argument")
-    parts = text.split(sep) if sep else list(text)
-    if not 0 <= index < len(parts):
-        raise TemplateSyntaxError(f"split: index {index} out of range for {text!r} split on {sep!r}")
-    return parts[index]
-
-
-def _replace(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("replace", args, 4)
-    old, new, count, src = str(args[0]), str(args[1]), args[2], str(args[3])
-    if not isinstance(count, int):
-        raise TemplateSyntaxError("function 'replace' wants a whole number count as its third argument")
-    return src.replace(old, new, count if count >= 0 else -1)
-
-
-def _replace_all(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("replace_all", args, 3)
-    return str(args[2]).replace(str(args[0]), str(args[1]))
-
-
-def _clean_resource_name(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("clean_resource_name", args, 1)
-    return re.sub(r"[^a-z0-9-]", "-", str(args[0]).lower())[:63]
-
-
-def _simple(name: str, fn: Callable[[], Any]) -> Callable[[RenderContext, list[Any]], Any]:
-    def call(ctx: RenderContext, args: list[Any]) -> Any:
-        _want(name, args, 0)
-        return fn()
-
-    return call
-
-
-def _one(name: str, fn: Callable[[str], Any]) -> Callable[[RenderContext, list[Any]], Any]:
-    def call(ctx: RenderContext, args: list[Any]) -> Any:
-        _want(name, args, 1)
-        return fn(str(args[0]))
-
-    return call
-
-
-def _build_field(name: str) -> Callable[[RenderContext, list[Any]], Any]:
-    def call(ctx: RenderContext, args: list[Any]) -> Any:
-        _want(name, args, 0)
-        value = {"build_name": ctx.build_name, "build_type": ctx.build_type, "source_name": ctx.source_name}[
-            name
-        ]
-        return value or ""
-
-    return call
-
-
-def _template_dir(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("template_dir", args, 0)
-    return ctx.template_dir
-
-
-def _build(ctx: RenderContext, args: list[Any]) -> Any:
-    _want("build", args, 1)
-    return _field("." + str(args[0]), ctx)
-
-
-def _printf(ctx: RenderContext, args: list[Any]) -> Any:
-    if not args:
-        raise TemplateSyntaxError("function 'printf' needs a format")
-    fmt = re.sub(r"%v", "%s", str(args[0]))
-    try:
-        return fmt % tuple(args[1:])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise TemplateSyntaxError(f"printf: {exc}") from None
-
-
-FUNCTIONS: dict[str, Callable[[RenderContext, list[Any]], Any]] = {
-    "user": _user,
-    "env": _env,
-    "template_dir": _template_dir,
-    "pwd": _simple("pwd", os.getcwd),
-    "timestamp": _simple("timestamp", lambda: str(int(INIT_TIME.timestamp()))),
-    "isotime": _isotime,
-    "uuid": _simple("uuid", lambda: str(uuid.uuid4())),
-    "build_name": _build_field("build_name"),
-    "build_type": _build_field("build_type"),
-    "source_name": _build_field("source_name"),
-    "upper": _one("upper", str.upper),
-    "lower": _one("lower", str.lower),
-    "replace": _replace,
-    "replace_all": _replace_all,
-    "split": _split,
-    "clean_resource_name": _clean_resource_name,
-    "packer_version": _simple("packer_version", lambda: "1.6.6"),
-    "build": _build,
-    "printf": _printf,
-}
-
-
-def _call(name: str, args: list[Any], ctx: RenderContext, source: str) -> Any:
-    fn = FUNCTIONS.get(name)
-    if fn is None:
-        known = ", ".join(sorted(k for k in FUNCTIONS if k != "source_name"))
-        raise TemplateSyntaxError(f"function {name!r} is not defined (known functions: {known})")
-    return fn(ctx, args)
+        raise TemplateSyntaxError(f"can't evaluate field {name} in type {type(value).__name__} in {source}")
+    if value is _RUNTIME:
+        raise Defer()
+    return value
 
 
 def has_runtime(text: str) -> bool:

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from vmbake.template.gotemplate import INIT_TIME
 from vmbake.template.gotime import go_format as go_time_format
 from vmbake.template.hcl_errors import ExprError
 from vmbake.template.hcl_funcs_core import integer, text
+from vmbake.template.packer_funcs import INIT_TIME
 from vmbake.units import parse_duration
 
 # legacy_isotime / legacy_strftime render the run's one start instant, as JSON's isotime does.

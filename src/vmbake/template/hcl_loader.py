@@ -32,7 +32,7 @@ from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_packer import PACKER_VERSION, check_packer_block
 from vmbake.template.hcl_values import Block, evaluate, parse_hcl, reporter
 from vmbake.template.hcl_vars import resolve_locals, resolve_variables
-from vmbake.template.model import Template
+from vmbake.template.model import Template, Variable
 from vmbake.template.variables import Inputs
 
 TOP_BLOCKS = ("variable", "variables", "locals", "local", "data", "source", "build", "packer")
@@ -138,15 +138,15 @@ def _block(key: str, item: Any, file: str, blocks: _Blocks, asm: Assembler) -> N
         check_packer_block(item, file, asm)
 
 
-def load_hcl(
-    path: Path, inputs: Inputs, only: list[str], except_: list[str], *, check: bool = True
-) -> Template:
-    files, directory = _files(path)
-    lines = HclLines()
-    asm = Assembler(str(path), lines.locate, format="hcl2", check=check)
-    asm.problems.extend(inputs.problems)
-    blocks = _collect(files, asm, lines)
-    template_files = {str(f) for f in files} | {str(path)}
+def _scope(
+    blocks: _Blocks,
+    inputs: Inputs,
+    directory: Path,
+    asm: Assembler,
+    lines: HclLines,
+    template_files: set[str],
+) -> tuple[dict[str, Variable], dict[str, Any]]:
+    """The template's variables, and the scope its expressions see: var, local, data, path, packer."""
     variables, values = resolve_variables(blocks.variables, inputs, directory, asm)
     if asm.problems:
         raise TemplateError(
@@ -164,6 +164,33 @@ def load_hcl(
         return f"{data_files[ref]}:{line}" if line else data_files[ref]
 
     scope["local"], scope["data"] = resolve_locals(blocks.locals, blocks.data, scope, asm, data_place)
+    return variables, scope
+
+
+def template_scope(path: Path, inputs: Inputs) -> dict[str, Any]:
+    """What `vmbake console` evaluates against: the scope of an HCL2 template, its builds unchecked."""
+    files, directory = _files(path)
+    lines = HclLines()
+    asm = Assembler(str(path), lines.locate, format="hcl2", check=False)
+    asm.problems.extend(inputs.problems)
+    blocks = _collect(files, asm, lines)
+    template_files = {str(f) for f in files} | {str(path)}
+    _, scope = _scope(blocks, inputs, directory, asm, lines, template_files)
+    if asm.problems:
+        raise TemplateError(_with_lines(asm.problems, lines, template_files))
+    return scope
+
+
+def load_hcl(
+    path: Path, inputs: Inputs, only: list[str], except_: list[str], *, check: bool = True
+) -> Template:
+    files, directory = _files(path)
+    lines = HclLines()
+    asm = Assembler(str(path), lines.locate, format="hcl2", check=check)
+    asm.problems.extend(inputs.problems)
+    blocks = _collect(files, asm, lines)
+    template_files = {str(f) for f in files} | {str(path)}
+    variables, scope = _scope(blocks, inputs, directory, asm, lines, template_files)
     if not blocks.builds and not any(p.message.startswith("invalid HCL") for p in asm.problems):
         asm.problems.append(
             Problem(
@@ -205,7 +232,7 @@ def load_hcl(
         format="hcl2",
         description=description,
         variables=variables,
-        values=values,
+        values=scope["var"],
         builds=builds,
         provisioner_types=[b.type for b in asm.provisioners],
         post_processor_types=[[b.type for b in chain] for chain in asm.chains],

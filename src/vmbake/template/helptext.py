@@ -14,6 +14,9 @@ JSON templates (Packer's Go-template actions, {{ ... }}):
   {{build_name}} {{build_type}}
   {{upper x}} {{lower x}} {{replace old new n s}} {{replace_all old new s}} {{split s sep n}}
   {{clean_resource_name x}}  pipelines work too: {{ user `n` | upper }}
+  Go's actions: {{if x}}..{{else if y}}..{{else}}..{{end}}, {{with x}}, {{range $i, $v := x}} with
+  {{break}}/{{continue}}, {{ $v := x }}, {{-  -}} trim markers, and eq ne lt le gt ge and or not len index
+  slice print printf println; an {{if}} on a run-time placeholder is kept whole for the build.
 
 Run-time placeholders, kept as written and filled in during the build:
   {{ .HTTPIP }} {{ .HTTPPort }} {{ .Name }} {{ .SSHPublicKey }} (boot_command, qemuargs, http_content,

@@ -21,7 +21,7 @@ from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
 from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
 from vmbake.template.model import Template, Variable
-from vmbake.template.variables import Inputs, as_text, undeclared_cli_var
+from vmbake.template.variables import Inputs, as_text
 
 TOP_LEVEL = (
     "variables",
@@ -36,11 +36,19 @@ TOP_LEVEL = (
 
 
 def load_json(
-    path: Path, inputs: Inputs, only: list[str], except_: list[str], *, check: bool = True
+    path: Path,
+    inputs: Inputs,
+    only: list[str],
+    except_: list[str],
+    *,
+    check: bool = True,
+    text: str | None = None,
 ) -> Template:
+    """The template in `path` (or `text`, read as if it were that file: `vmbake fix -validate`)."""
     name = str(path)
     try:
-        text = read_regular_text(path, "template")
+        if text is None:
+            text = read_regular_text(path, "template")
     except VmbakeError as exc:
         raise TemplateError([Problem(name, "", exc.message, exc.hint or "")]) from None
     try:
@@ -77,7 +85,10 @@ def load_json(
         local = RenderContext(user=known, template_dir=str(directory))
         if build is not None:
             local.build_name, local.build_type = build
-        return render_tree(value, local, key_path, asm.problem)
+        return render_tree(value, local, key_path, asm.problem, warn)
+
+    def warn(key_path: str, message: str, hint: str) -> None:
+        asm.warnings.append(Problem(name, key_path, message, hint, locate(key_path)))
 
     _builders(data.get("builders"), asm, rendered)
     _provisioners(data.get("provisioners"), asm, rendered)
@@ -139,30 +150,57 @@ def _variables(
     variables: dict[str, Variable] = {}
     pending: dict[str, str] = {}
     for name, default in raw.items():
-        if isinstance(default, dict | list):
+        if default is not None and not isinstance(default, str):
+            # Packer decodes each variable into a string without weak typing (hashicorp/packer v1.6.6
+            # packer-plugin-sdk/template/parse.go, rawTemplate.Template: "variable a: '' expected type 'string'").
             asm.problem(
-                f"variables.{name}", "a variable's default must be a string (or null for a required one)", ""
+                f"variables.{name}",
+                f"a variable's default must be a string (or null for a required one), got {default!r}",
+                f'write it as a string, for example "{name}": "{as_text(default)}"'
+                if not isinstance(default, dict | list)
+                else "",
             )
-            continue
-        required = default is None
-        variables[name] = Variable(
-            name, None if required else as_text(default), required, name in sensitive_raw
-        )
-        if not required:
-            pending[name] = as_text(default)
+            if isinstance(default, dict | list):
+                continue
+            default = as_text(default)  # read on, so that its uses are not reported as well
+        variables[name] = Variable(name, default, default is None, name in sensitive_raw)
+        if default is not None:
+            pending[name] = default
+    undeclared: dict[str, str] = {}
     for source, values in inputs.files:
         for key, value in values.items():
-            if key not in variables:
+            if not source.endswith(".hcl") and value is not None and not isinstance(value, str):
+                # Packer reads a -var-file of a JSON template into a map of strings (hashicorp/packer
+                # v1.6.6 command/flag-kv/flag_json.go, FlagJSON.Set): any other value is an error.
                 asm.problems.append(
-                    Problem(source, key, f"variable {key!r} is not declared in the template", "")
+                    Problem(
+                        source,
+                        key,
+                        f"a variable file value must be a string, got {value!r}",
+                        f'write it as a string: "{key}": "{as_text(value)}"',
+                    )
                 )
-            else:
-                pending[key] = as_text(value)
+                continue
+            pending[key] = as_text(value)
+            if key not in variables:
+                undeclared[key] = source
     for key, value in inputs.cli.items():
+        pending[key] = value
         if key not in variables:
-            asm.problems.append(undeclared_cli_var(key, variables))
-        else:
-            pending[key] = value
+            undeclared[key] = "-var"
+    for key, source in undeclared.items():
+        # Packer 1.6.6 gives every -var and -var-file value to {{user}}, declared or not (command/meta.go,
+        # Meta.Core: config.Variables = cla.Vars; packer/core.go copies them all into the user variables);
+        # `_comment` keys in a variable file are just such values.
+        if not key.startswith("_"):
+            asm.warnings.append(
+                Problem(
+                    source,
+                    key,
+                    f"variable {key!r} is not declared in the template",
+                    "{{user `" + key + '`}} still reads it, as in Packer; declare it under "variables"',
+                )
+            )
     for name, var in variables.items():
         if var.required and name not in pending:
             asm.problem(

@@ -7,6 +7,7 @@ Decoding is strict JSON, as Go's encoding/json reads Packer templates.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -70,9 +71,14 @@ class _Parser:
                 return val
         m = _NUMBER.match(self.text, self.pos)
         if m:
-            self.pos = m.end()
             raw = m.group(0)
-            return int(raw) if re.fullmatch(r"-?\d+", raw) else float(raw)
+            # Go's encoding/json reads every number of a template as a float64 and refuses one beyond its
+            # range ("cannot unmarshal number ... into Go value of type float64"); 310 digits are beyond it.
+            whole = re.fullmatch(r"-?\d+", raw)
+            if (whole and len(raw) > 310) or (not whole and math.isinf(float(raw))):
+                raise self.fail(f"number {raw[:20]}{'...' if len(raw) > 20 else ''} is out of range")
+            self.pos = m.end()
+            return int(raw) if whole else float(raw)
         raise self.fail(f"unexpected character {c!r}")
 
     def string(self) -> str:
