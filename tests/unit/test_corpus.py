@@ -259,3 +259,11 @@ def test_packer_1_6_6_gives_the_same_verdict(
         f"{template.rel}: expected {template.verdict}; packer {PACKER_VERSION} says {packer_says}, "
         f"vmbake says {vmbake_says}\n--- packer:\n{packer.output}\n--- vmbake:\n{output}"
     )
+
+
+def test_the_compatibility_page_names_only_corpus_templates_that_exist() -> None:
+    page = (CORPUS.parents[2] / "docs" / "compatibility.md").read_text()
+    named = set(re.findall(r"`((?:accept|refuse)/[\w.-]+)`", page))
+    assert named, "docs/compatibility.md names no corpus template"
+    missing = sorted(name for name in named if not (CORPUS / name).exists())
+    assert not missing, f"docs/compatibility.md names corpus templates that do not exist: {missing}"
