@@ -8,8 +8,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # To bake: QEMU and qemu-img; mmdebstrap and the partitioning/filesystem/boot-loader tools of the
-# debian-bootstrap builder; the archive keyring and a verifier for netboot downloads; xorriso for CD images.
+# debian-bootstrap builder; the archive keyring and a verifier for netboot downloads; xorriso for CD images;
+# python3-venv for scripts/setup.sh, which installs vmbake into a venv (Debian's python3 refuses pip, PEP 668).
 packages=(
+  python3-venv
   qemu-system-x86 qemu-utils ovmf
   mmdebstrap debian-archive-keyring sqv gpgv
   e2fsprogs dosfstools mtools fdisk mount util-linux
@@ -27,3 +29,7 @@ if [ "${1:-}" != "--no-tests" ]; then
 fi
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q "${packages[@]}"
+# Debian's packer (1.6.6, in bookworm; installed where the archive has it) judges the template corpus beside vmbake.
+if [ "${1:-}" != "--no-tests" ] && apt-cache policy packer 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  $SUDO apt-get install -y -q packer
+fi

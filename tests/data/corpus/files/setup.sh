@@ -1,0 +1,3 @@
+#!/bin/sh
+# used by the corpus templates as a provisioner script
+echo corpus
