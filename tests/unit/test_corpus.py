@@ -80,8 +80,11 @@ def _json_comment(text: str) -> tuple[str, ...]:
     except json.JSONDecodeError:  # a refused syntax error: read the comment string by hand
         match = re.search(r'"_comment"\s*:\s*("(?:[^"\\]|\\.)*")', text)
         return tuple(json.loads(match.group(1)).splitlines()) if match else ()
-    comment = data.get("_comment") if isinstance(data, dict) else None
-    return tuple(comment.splitlines()) if isinstance(comment, str) else ()
+    if not isinstance(data, dict):
+        return ()
+    # "_comment", then "_comment2", ...: every top-level key starting with _comment, in order
+    comments = [v for k, v in data.items() if k.startswith("_comment") and isinstance(v, str)]
+    return tuple(line for comment in comments for line in comment.splitlines())
 
 
 def _hcl_comment(text: str) -> tuple[str, ...]:

@@ -397,7 +397,6 @@ def _post_processors(
     file: str,
 ) -> list[list[GatheredBlock]]:
     asm.file = file
-    chains: list[list[GatheredBlock]] = []
 
     def one(item: dict[str, Any], where: str) -> list[GatheredBlock]:
         found = []
@@ -411,14 +410,18 @@ def _post_processors(
                 found.append(block)
         return found
 
+    placed: list[tuple[int, int, list[GatheredBlock]]] = []  # (line, order read, chain)
     for i, item in enumerate(_blocks_of(build.get("post-processor", []))):
-        chain = one(item, f"{path}.post-processor[{i}]")
+        where = f"{path}.post-processor[{i}]"
+        chain = one(item, where)
         if chain:
-            chains.append(chain)
+            placed.append((asm.locate(where) or 0, len(placed), chain))
     for i, group in enumerate(_blocks_of(build.get("post-processors", []))):
         chain = []
         for j, item in enumerate(_blocks_of(group.get("post-processor", []))):
             chain += one(item, f"{path}.post-processors[{i}].post-processor[{j}]")
         if chain:
-            chains.append(chain)
-    return chains
+            placed.append((asm.locate(f"{path}.post-processors[{i}]") or 0, len(placed), chain))
+    # python-hcl2 groups post-processor and post-processors blocks by kind; Packer runs them in the
+    # order the file has them, which their lines give back.
+    return [chain for _line, _order, chain in sorted(placed, key=lambda p: (p[0], p[1]))]
