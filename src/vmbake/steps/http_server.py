@@ -1,7 +1,8 @@
 """StepHTTPServer: serve http_directory and http_content to the guest.
 
 Reads: config.http_directory, http_content, http_port_min/max, http_bind_address; state.http_ip,
-ssh_public_key (when a request arrives, so a key made by a later step is still filled in).
+ssh_public_key (when a request arrives, so a key made by a later step is still filled in); with
+{{ .LoginPreseed }} in http_content, the login keys (root_password, root_ssh_keys, users, cloud_init).
 Writes: state.http_port, state.http_server (a vmbake.httpserver.HttpServer). Cleanup stops the server.
 """
 
@@ -10,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from vmbake.config.login import gives_a_way_in
 from vmbake.config.qemu import HTTPConfig
 from vmbake.errors import StepError, VmbakeError
 from vmbake.httpserver import Content, HttpServer, Request
+from vmbake.login import NO_WAY_IN, preseed_fragment
 from vmbake.ports import bind_in_range
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.template.gotemplate import render_runtime
 
 
-def runtime_values(ctx: BuildContext) -> dict[str, str]:
+def runtime_values(ctx: BuildContext, login_preseed: str = "") -> dict[str, str]:
     state = ctx.state
     return {
         "HTTPIP": state.http_ip,
@@ -28,7 +31,20 @@ def runtime_values(ctx: BuildContext) -> dict[str, str]:
         "BuildName": ctx.name,
         "BuilderType": ctx.builder_type,
         "SSHPublicKey": state.ssh_public_key,
+        "LoginPreseed": login_preseed,
     }
+
+
+def login_preseed(ctx: BuildContext) -> str:
+    """The text of {{ .LoginPreseed }}, made once per build (the password hash has a random salt)."""
+    config = ctx.config
+    if not gives_a_way_in(config):
+        ctx.ui.warn(NO_WAY_IN)
+    ctx.ui.add_secret(config.root_password)
+    try:
+        return preseed_fragment(config, ctx.state.ssh_public_key)
+    except VmbakeError as exc:
+        raise StepError(StepHTTPServer.name, f"{{{{ .LoginPreseed }}}}: {exc.message}", exc.hint) from None
 
 
 class StepHTTPServer(Step):
@@ -38,9 +54,12 @@ class StepHTTPServer(Step):
         config = ctx.config
         if not isinstance(config, HTTPConfig) or not (config.http_directory or config.http_content):
             return
+        preseed = ""
+        if any("LoginPreseed" in text for text in config.http_content.values()):
+            preseed = login_preseed(ctx)
         for key, text in config.http_content.items():
             try:  # fail now, not when the installer asks
-                render_runtime(text, runtime_values(ctx))
+                render_runtime(text, runtime_values(ctx, preseed))
             except VmbakeError as exc:
                 raise StepError(self.name, f"http_content[{key!r}]: {exc}", exc.hint) from None
         directory: Path | None = None
@@ -60,7 +79,7 @@ class StepHTTPServer(Step):
         except VmbakeError as exc:
             raise StepError(self.name, exc.message, exc.hint) from None
         content: dict[str, Content] = {
-            key: self._renderer(ctx, text) for key, text in config.http_content.items()
+            key: self._renderer(ctx, text, preseed) for key, text in config.http_content.items()
         }
         server = HttpServer(sock, directory=directory, content=content, on_request=self._reporter(ctx))
         ctx.state.http_port = server.port
@@ -75,8 +94,8 @@ class StepHTTPServer(Step):
         ctx.state.http_server = None
 
     @staticmethod
-    def _renderer(ctx: BuildContext, text: str) -> Callable[[], str]:
-        return lambda: render_runtime(text, runtime_values(ctx))
+    def _renderer(ctx: BuildContext, text: str, preseed: str) -> Callable[[], str]:
+        return lambda: render_runtime(text, runtime_values(ctx, preseed))
 
     @staticmethod
     def _reporter(ctx: BuildContext) -> Callable[[Request], None]:
