@@ -32,6 +32,9 @@ CLOUD_INIT_CFG = (
     "datasource_list: [ NoCloud, ConfigDrive ]\n"
     "network:\n  config: disabled\n"
 )
+# The comment the build's temporary key carries in the image, so that provision.sh's clean_root_ssh can
+# remove that line alone and leave the keys the user gave.
+BUILD_KEY_COMMENT = "vmbake-build-key"
 NO_WAY_IN = (
     "the image will have no way in: root's password is locked and the build's key is removed. Give it "
     "one: -var 'ssh_authorized_keys=[\"ssh-ed25519 AAAA...\"]' (or the path of a .pub file), "
@@ -112,6 +115,12 @@ def read_keys(entries: list[str]) -> list[str]:
     return keys
 
 
+def build_key_line(public_key: str) -> str:
+    """The build's public key as the image holds it: its type and body, and BUILD_KEY_COMMENT."""
+    fields = public_key.split()
+    return " ".join([*fields[:2], BUILD_KEY_COMMENT]) if len(fields) >= 2 else public_key.strip()
+
+
 def _printf(lines: list[str], target: str) -> str:
     return (
         f"printf '%s\\n' {' '.join(shlex.quote(x) for x in lines)} > {target}" if lines else f": > {target}"
@@ -178,12 +187,14 @@ def preseed_fragment(config: LoginConfig, build_key: str) -> str:
         lines.append("d-i passwd/make-user boolean false")
     if config.cloud_init:
         packages.append("cloud-init")
-    if packages:
-        lines.append(f"d-i pkgsel/include string {' '.join(packages)}")
     root_keys = read_keys(config.root_ssh_keys)
-    if build_key.strip() and build_key.strip() not in root_keys:
-        root_keys.append(build_key.strip())
-    cmds = [
+    if build_key.strip():
+        root_keys.append(build_key_line(build_key))
+    cmds: list[str] = []
+    if packages:
+        # Here rather than through pkgsel/include, which a template's own preseed may already set.
+        cmds.append(f"in-target apt-get install -y --no-install-recommends {' '.join(packages)}")
+    cmds += [
         "mkdir -p /target/root/.ssh",  # d-i's busybox has no install(1)
         "chmod 700 /target/root/.ssh",
         _printf(root_keys, "/target/root/.ssh/authorized_keys"),

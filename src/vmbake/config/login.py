@@ -91,7 +91,7 @@ def validate_login(config: LoginConfig, report: Callable[[str, str, str], None])
         where = f"users[{i}]"
         if not USER_NAME.match(name):
             report(f"{where}.name", f"{name!r} is not a valid login name",
-                   "use lower-case letters, digits, '_' and '-', starting with a letter (32 at most)")  # fmt: skip
+                   "use lower-case letters, digits, '_' and '-', starting with a letter; 32 at most")  # fmt: skip
         elif name in RESERVED_USERS:
             report(f"{where}.name", f"{name!r} is a system account", "choose another name for the user")
         if name in seen:
@@ -111,5 +111,5 @@ def _check_keys(entries: list[str], key: str, report: Callable[[str, str, str], 
         path = Path(text).expanduser()
         if not path.is_file():
             report(f"{key}[{i}]", f"{text!r} is neither a public key line nor an existing file",
-                   "give an OpenSSH public key (ssh-ed25519 AAAA...) or the path of an authorized_keys "
+                   "give an OpenSSH public key line ('ssh-ed25519 AAAA... me@host') or the path of an authorized_keys "
                    "or .pub file")  # fmt: skip

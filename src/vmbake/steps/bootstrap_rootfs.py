@@ -16,7 +16,7 @@ from vmbake.bootstrap.pipeline import make_rootfs
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
 from vmbake.config.login import gives_a_way_in
 from vmbake.errors import StepError, VmbakeError
-from vmbake.login import NO_WAY_IN, read_keys
+from vmbake.login import NO_WAY_IN, build_key_line, read_keys
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.units import format_duration
@@ -25,8 +25,8 @@ from vmbake.units import format_duration
 def authorized_keys(config: BootstrapConfig, build_key: str) -> list[str]:
     """Root's authorized_keys during the build: the user's keys (lines or files), then the build's key."""
     keys = read_keys(config.root_ssh_keys)
-    if build_key and build_key.strip() not in keys:
-        keys.append(build_key.strip())
+    if build_key.strip():
+        keys.append(build_key_line(build_key))
     return keys
 
 
