@@ -232,3 +232,35 @@ def test_every_shipped_build_takes_the_login_variables(release: str, build: str,
     assert [k for k in bare.config.root_ssh_keys if k] == [] and [
         u for u in bare.config.users if u.name
     ] == []
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("login", "warned"), [({}, True), ({"root_ssh_keys": [USER_KEY]}, False)])
+def test_bootstrap_build_warns_when_nobody_can_log_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, login: dict[str, Any], warned: bool
+) -> None:
+    """The warning comes before mmdebstrap starts; mmdebstrap is replaced by a stand-in that stops the step
+    there (the real one needs root and minutes, and the warning is all this test is about)."""
+    from vmbake.steps import bootstrap_rootfs
+
+    def stop(*_args: object, **_kwargs: object) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(bootstrap_rootfs, "make_rootfs", stop)
+    out = io.StringIO()
+    ui = Ui(out=out, err=out, color=False)
+    config = BootstrapConfig(**login)
+    ctx = BuildContext(
+        "bootstrap", "debian-bootstrap", config, cast(Any, None), BuildUi(ui, "bootstrap"), Options()
+    )
+    ctx.state.work_dir = tmp_path
+    ctx.state.ssh_public_key = BUILD_KEY
+    with pytest.raises(_Stop):
+        bootstrap_rootfs.StepBootstrapRootfs(config).run(ctx)
+    text = out.getvalue()
+    assert ("Warning: the image will have no way in" in text) == warned, text
+    if warned:
+        assert "-var 'ssh_authorized_keys=" in text and "root_password" in text and "cloud_init" in text
