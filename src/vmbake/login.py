@@ -3,8 +3,8 @@
 Passwords are hashed on the host with libxcrypt (libcrypt.so.1, the library the guest's PAM checks them
 with), so clear text never reaches the guest, its preseed or its disk. Python's `crypt` module is
 deprecated since 3.11 and gone in 3.13, hence the direct binding. `preseed_fragment()` is the text of
-`{{ .LoginPreseed }}` for the Debian installer; `customize_commands()` does the same for a bootstrap root
-filesystem. Both read `LoginConfig` keys only.
+`{{ .LoginPreseed }}` for the Debian installer; `user_commands()` makes a user, for the installer's
+late_command and for the bootstrap builder's customize hook alike. They read `LoginConfig` keys only.
 """
 
 from __future__ import annotations
