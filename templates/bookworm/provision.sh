@@ -421,7 +421,7 @@ section_clean_root_ssh() {
   if grep -qv -e " $BUILD_KEY_COMMENT\$" -e "^[[:space:]]*\$" "$keys"; then
     # In place (not a new file), so the file keeps its owner, mode and SELinux label.
     sed -i "/ $BUILD_KEY_COMMENT\$/d" "$keys"
-    echo "removed the build's key from $keys; $(grep -c . "$keys") key(s) stay"
+    echo "clean_root_ssh: no build key left in $keys; $(grep -c . "$keys") key(s) given by the user stay"
   else
     rm -rfv -- /root/.ssh
   fi
