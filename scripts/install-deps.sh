@@ -10,21 +10,23 @@ export DEBIAN_FRONTEND=noninteractive
 # To bake: QEMU and qemu-img; mmdebstrap and the partitioning/filesystem/boot-loader tools of the
 # debian-bootstrap builder; the archive keyring and a verifier for netboot downloads; xorriso for CD images;
 # python3-venv for scripts/setup.sh, which installs vmbake into a venv (Debian's python3 refuses pip, PEP 668).
+# libcrypt1 (libxcrypt) to hash root_password with yescrypt.
 packages=(
   python3-venv
   qemu-system-x86 qemu-utils ovmf
   mmdebstrap debian-archive-keyring sqv gpgv
   e2fsprogs dosfstools mtools fdisk mount util-linux
   grub-pc-bin grub-efi-amd64-bin grub2-common
-  openssh-client xorriso cpio zstd procps ca-certificates
+  openssh-client xorriso cpio zstd procps ca-certificates libcrypt1
 )
 if [ "${1:-}" != "--no-tests" ]; then
   # To test: a real sshd, shellcheck for provision.sh, d-i's netboot files and isolinux for a
   # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report, groff and
-  # man-db to check that the man page renders.
+  # man-db to check that the man page renders, openssl to check password hashes with a second
+  # implementation.
   packages+=(
     openssh-server shellcheck debian-installer-12-netboot-amd64 isolinux syslinux-common
-    gpg chromium groff-base man-db
+    gpg chromium groff-base man-db openssl
   )
 fi
 $SUDO apt-get update -q

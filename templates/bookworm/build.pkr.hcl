@@ -15,7 +15,35 @@ variable "iso_version" {
   default     = "12.12.0"
 }
 
+# The way in to the finished image (both builds). With none of them set, the image has none: the build says so.
+variable "ssh_authorized_keys" {
+  type        = list(string)
+  description = "Public keys (OpenSSH lines) or paths of authorized_keys/.pub files for root and for user"
+  default     = []
+}
+
+variable "root_password" {
+  type        = string
+  description = "Root's password: clear text (vmbake hashes it with yescrypt) or a crypt hash; empty locks it"
+  default     = ""
+  sensitive   = true
+}
+
+variable "user" {
+  type        = string
+  description = "An unprivileged user with password-less sudo who gets ssh_authorized_keys; empty: none"
+  default     = ""
+}
+
+variable "cloud_init" {
+  type        = bool
+  description = "Install cloud-init (NoCloud and ConfigDrive data sources), clean so that it runs on the first boot"
+  default     = false
+}
+
 locals {
+  # An empty name makes no user.
+  users = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
   vm_name = "bookworm.qcow2"
   # Sections run while provisioning: the default ones, then the free space is wiped so the image compacts.
   provision = "/tmp/provision.sh --batch --section default --section zero_freespace"
@@ -27,10 +55,11 @@ source "qemu" "installer" {
   iso_url      = "${var.iso_directory}/debian-${var.iso_version}-amd64-netinst.iso"
   iso_checksum = "file:${var.iso_directory}/SHA256SUMS"
 
-  # The preseed files, plus the build's temporary public key, which the preseed's late_command installs.
+  # The preseed files, plus login.cfg, which vmbake writes from the login keys below and the build's
+  # temporary key: passwd/ answers, and the late_command that installs the keys.
   http_directory = "${path.root}/htdocs"
   http_content = {
-    "/authorized_keys" = "{{ .SSHPublicKey }}"
+    "/login.cfg" = "{{ .LoginPreseed }}"
   }
 
   boot_wait = "5s"
@@ -49,6 +78,11 @@ source "qemu" "installer" {
   headless          = true
   output_directory  = "output-installer"
   vm_name           = local.vm_name
+
+  root_ssh_keys = var.ssh_authorized_keys
+  root_password = var.root_password
+  users         = local.users
+  cloud_init    = var.cloud_init
 
   communicator     = "ssh"
   ssh_username     = "root"
@@ -82,6 +116,11 @@ source "debian-bootstrap" "bootstrap" {
   headless           = true
   output_directory   = "output-bootstrap"
   vm_name            = local.vm_name
+
+  root_ssh_keys = var.ssh_authorized_keys
+  root_password = var.root_password
+  users         = local.users
+  cloud_init    = var.cloud_init
 
   ssh_username     = "root"
   # The first boot makes the SSH host keys; under TCG on a busy host that alone can take minutes.

@@ -16,7 +16,9 @@ DEFAULT_SECTIONS=(
   apt_update clean_packages clean_libraries preconfig_udev_ifnames preconfig_initramfs preconfig_grub
   preconfig_fstab preconfig_hosts apt_dist_upgrade clean_apt clean_history
 )
-ON_REQUEST_SECTIONS=(zero_freespace clean_root_ssh clean_network clean_identity clean_self clean_shutdown)
+ON_REQUEST_SECTIONS=(
+  zero_freespace clean_root_ssh clean_cloud_init clean_network clean_identity clean_self clean_shutdown
+)
 
 declare -A SECTION_HELP=(
   [apt_update]="refresh the package lists"
@@ -31,17 +33,18 @@ declare -A SECTION_HELP=(
   [clean_apt]="empty apt's package cache and lists"
   [clean_history]="remove logs and shell histories"
   [zero_freespace]="discard (fstrim) or zero the free space of ext filesystems and swap, so the image compacts"
-  [clean_root_ssh]="remove root's ~/.ssh (the build's key)"
+  [clean_root_ssh]="remove the build's key from root's authorized_keys (keys the user gave stay)"
+  [clean_cloud_init]="if cloud-init is installed, remove its instance data and logs, so it runs at next boot"
   [clean_network]="remove DHCP leases and persistent interface rules"
   [clean_identity]="reset machine-id, random seed and SSH host keys; new ones are made at next boot"
   [clean_self]="remove this script"
-  [clean_shutdown]="clean_apt, clean_history, clean_root_ssh, clean_network, clean_identity, clean_self, power off"
+  [clean_shutdown]="clean_apt, clean_history, clean_root_ssh, clean_cloud_init, clean_network, clean_identity, clean_self, power off"
 )
 
 # Sections that another one needs first; each still runs at most once per invocation.
 declare -A SECTION_NEEDS=(
   [apt_dist_upgrade]="apt_update"
-  [clean_shutdown]="clean_apt clean_history clean_root_ssh clean_network clean_identity clean_self"
+  [clean_shutdown]="clean_apt clean_history clean_root_ssh clean_cloud_init clean_network clean_identity clean_self"
 )
 
 # Installed by d-i's standard tasks or by hardware detection; a headless VM has no use for them.
@@ -409,8 +412,27 @@ section_zero_freespace() {
   done < <(tail -n +2 /proc/swaps)
 }
 
+# vmbake installs its temporary key with this comment; every other line of authorized_keys is the user's.
+BUILD_KEY_COMMENT=vmbake-build-key
+
 section_clean_root_ssh() {
-  rm -rfv -- /root/.ssh
+  local keys=/root/.ssh/authorized_keys
+  [[ -f "$keys" ]] || return 0
+  if grep -qv -e " $BUILD_KEY_COMMENT\$" -e "^[[:space:]]*\$" "$keys"; then
+    # In place (not a new file), so the file keeps its owner, mode and SELinux label.
+    sed -i "/ $BUILD_KEY_COMMENT\$/d" "$keys"
+    echo "clean_root_ssh: no build key left in $keys; $(grep -c . "$keys") key(s) given by the user stay"
+  else
+    rm -rfv -- /root/.ssh
+  fi
+}
+
+# cloud-init, when the image has it: forget this boot, so that it runs again on the image's first boot.
+section_clean_cloud_init() {
+  if command -v cloud-init >/dev/null 2>&1; then
+    cloud-init clean --logs
+    echo "cloud-init: instance data and logs removed"
+  fi
 }
 
 section_clean_network() {

@@ -4,7 +4,8 @@
 - `-only=installer` runs as far as this machine allows. Debian's CD server is out of reach, so the ISO is
   a netinst-like one made from the d-i netboot package (tests/helpers/netinst_iso.py), given to the
   template through its own variables, with a SHA256SUMS beside it as on the CD server. The test checks
-  that the ISO boots, that the boot command is typed, and that the installer fetches both preseed files.
+  that the ISO boots, that the boot command is typed, and that the installer fetches the preseed files
+  (vmbake's login.cfg among them).
   Then it stops the build with Ctrl-C: this machine's archive lacks most of the installer's .udebs, so the
   installation itself cannot finish here.
 """
@@ -73,6 +74,7 @@ def test_installer_build_boots_the_iso_and_fetches_the_preseed(tmp_path: Path, n
                 r"Typing the boot command over VNC\.\.\.",
                 r"http: GET /virtual-host\.cfg 200",
                 r"http: GET /baseline\.cfg 200",
+                r"http: GET /login\.cfg 200",  # vmbake's {{ .LoginPreseed }}, included after baseline.cfg
             ],
             child,
             timeout=900,

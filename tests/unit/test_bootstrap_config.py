@@ -100,7 +100,9 @@ def test_small_root_beside_a_big_var_counts_both() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("root_password", "hunter2", "must be a crypt(3) hash"),
+        ("root_ssh_keys", ["/nonexistent/id.pub"], "neither a public key line nor an existing file"),
+        ("users", [{"name": "Bad Name"}], "is not a valid login name"),
+        ("users", [{"name": "root"}], "is a system account"),
         ("hostname", "bad_name!", "is not a valid host name"),
         ("dpkg_excludes", ["manpages"], "is neither a set nor a path glob"),
         ("exclude", ["openssh-server"], "'openssh-server' cannot be excluded"),

@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
-RELEASES = ("buster", "bullseye", "bookworm", "trixie")
+RELEASES = ("buster", "bullseye", "bookworm", "trixie", "forky")
 SCRIPT = TEMPLATES / "bookworm" / "provision.sh"
 RULER = "=" * 76
 
@@ -28,6 +28,7 @@ DEFAULT = [
 ON_REQUEST = [
     "zero_freespace",
     "clean_root_ssh",
+    "clean_cloud_init",
     "clean_network",
     "clean_identity",
     "clean_self",
@@ -129,6 +130,7 @@ def test_clean_shutdown_runs_its_cleanups_first_and_each_once() -> None:
         "clean_apt",
         "clean_history",
         "clean_root_ssh",
+        "clean_cloud_init",
         "clean_network",
         "clean_identity",
         "clean_self",
@@ -143,7 +145,7 @@ def test_exclude_skips_a_section_even_when_another_needs_it() -> None:
         name for name in DEFAULT if name not in ("apt_dist_upgrade", "clean_libraries")
     ]
     assert plan("-S", "clean_shutdown", "--exclude=clean_self", "-X", "clean_root_ssh") == [
-        "clean_apt", "clean_history", "clean_network", "clean_identity", "clean_shutdown",
+        "clean_apt", "clean_history", "clean_cloud_init", "clean_network", "clean_identity", "clean_shutdown",
     ]  # fmt: skip
     assert plan("-S", "apt_dist_upgrade", "-X", "apt_update") == ["apt_dist_upgrade"]
     assert plan("-X", "default") == []
@@ -224,3 +226,36 @@ def test_a_failing_command_ends_the_section_and_the_run(tmp_path: Path) -> None:
     assert "BEGIN{clean_self}" not in result.stdout  # the run stopped: the script is still there
     assert script.exists()
     assert "section apt_update failed" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+@pytest.mark.parametrize(
+    ("lines", "left"),
+    [
+        (
+            ["ssh-ed25519 AAAAuser me@host", "ssh-ed25519 AAAAbuild vmbake-build-key", ""],
+            ["ssh-ed25519 AAAAuser me@host"],
+        ),
+        (["ssh-ed25519 AAAAbuild vmbake-build-key", ""], None),
+    ],
+)
+def test_clean_root_ssh_removes_the_build_key_alone(
+    tmp_path: Path, lines: list[str], left: list[str] | None
+) -> None:
+    """The section runs for real, on a tmpfs mounted over /root in a mount namespace of its own (the host's
+    /root is not touched); the user's keys stay, and a file with only the build's key goes with ~/.ssh."""
+    out = tmp_path / "after"
+    body = "\n".join(lines)
+    script = (
+        "set -e; mount -t tmpfs none /root; mkdir -m 700 /root/.ssh; "
+        f"printf '%s\\n' {' '.join(repr(x) for x in lines)} > /root/.ssh/authorized_keys; "
+        f"{SCRIPT} --batch --section clean_root_ssh; "
+        f"if [ -e /root/.ssh ]; then cat /root/.ssh/authorized_keys > {out}; fi"
+    )
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr + body
+    if left is None:
+        assert not out.exists(), out.read_text()
+    else:
+        assert [line for line in out.read_text().splitlines() if line] == left

@@ -20,7 +20,7 @@ from vmbake.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
-RELEASES = ("buster", "bullseye", "bookworm", "trixie")
+RELEASES = ("buster", "bullseye", "bookworm", "trixie", "forky")
 BUILDS = ("installer", "bootstrap")
 SEED_BOOT_COMMAND = (
     "<esc><wait5>expert<spacebar>ipv6.disable=1<spacebar>net.ifnames=0<spacebar>auto=true<spacebar>"
@@ -82,13 +82,18 @@ def test_installer_build(release: str) -> None:
     assert config.headless and config.accelerator == ""
     assert config.ssh_username == "root" and not config.ssh_private_key_file and not config.ssh_password
     assert Path(config.http_directory) == TEMPLATES / release / "htdocs"
-    assert config.http_content == {"/authorized_keys": "{{ .SSHPublicKey }}"}
+    assert config.http_content == {"/login.cfg": "{{ .LoginPreseed }}"}
     # The checksum comes from the SHA256SUMS beside the ISO, so a point release needs one edit, not two.
     iso = re.fullmatch(
-        r"(https://cdimage\.debian\.org/.+)/debian-([0-9.]+)-amd64-netinst\.iso", config.iso_url
+        r"(https://cdimage\.debian\.org/.+)/debian-([0-9.]+|testing)-amd64-netinst\.iso", config.iso_url
     )
     assert iso, config.iso_url
     assert config.iso_checksum == f"file:{iso.group(1)}/SHA256SUMS"
+    if release == "forky":  # testing: no point release yet; the ISO follows d-i's daily images
+        assert iso.group(2) == "testing" and "/daily-builds/" in iso.group(1)
+        assert "daily images" in template_file(release).read_text()
+        assert "follows d-i's daily images" in (TEMPLATES / release / "README.md").read_text()
+        return
     major = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13"}[release]
     assert iso.group(2).startswith(major + ".")
 
@@ -159,7 +164,7 @@ def test_baseline_preseed(release: str) -> None:
 def test_virtual_host_preseed(release: str) -> None:
     text = preseed(release, "virtual-host.cfg")
     got = answers(text)
-    assert got["d-i preseed/include"] == "baseline.cfg"
+    assert got["d-i preseed/include"] == "baseline.cfg login.cfg"
     assert got["d-i partman-auto/method"] == "lvm"
     assert got["d-i partman-auto-lvm/new_vg_name"] == "vg.local"
     assert "net.ifnames=0" in got["d-i debian-installer/add-kernel-opts"].split()
@@ -177,8 +182,8 @@ def test_virtual_host_preseed(release: str) -> None:
     assert volumes["lv.var"] == ["1024", "1024", "1024", "ext4"]
     assert volumes["lv.tmp"] == ["512", "512", "512", "ext4"]
     assert volumes["lv.swap"][2:] == ["-1", "linux-swap"]  # takes the rest
-    late = got["d-i preseed/late_command"]
-    assert "/authorized_keys" in late and "/target/root/.ssh/authorized_keys" in late
+    # login.cfg (vmbake's) owns the late_command that installs the keys.
+    assert "d-i preseed/late_command" not in got
 
 
 def test_no_private_key_is_shipped() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from vmbake import procs
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
+from vmbake.config.login import active_users
+from vmbake.login import CLOUD_INIT_CFG, CLOUD_INIT_CFG_PATH, crypted, user_commands
 
 # dpkg path-exclude sets; copyright files stay because the licences require them.
 EXCLUDE_SETS: dict[str, tuple[str, ...]] = {
@@ -54,6 +56,10 @@ def packages(config: BootstrapConfig) -> list[str]:
         wanted.append("tzdata")
     if config.keyboard != "us":
         wanted.append("console-setup")
+    if any(u.sudo for u in active_users(config)):
+        wanted.append("sudo")
+    if config.cloud_init:
+        wanted.append("cloud-init")
     wanted += config.include
     seen: list[str] = []
     for name in wanted:
@@ -169,7 +175,13 @@ def customize_script(config: BootstrapConfig, authorized_keys: list[str]) -> str
     parts.append(_heredoc("/etc/systemd/system/vmbake-ssh-host-keys.service", SSH_HOST_KEYS_UNIT))
     parts.append('chroot "$root" systemctl enable vmbake-ssh-host-keys.service\n')
     if config.root_password:
-        parts.append(f'chroot "$root" usermod -p {shlex.quote(config.root_password)} root\n')
+        parts.append(f'chroot "$root" usermod -p {shlex.quote(crypted(config.root_password))} root\n')
+    for user in active_users(config):
+        parts += [line + "\n" for line in user_commands(user, '"$root"', 'chroot "$root"')]
+    if config.cloud_init:
+        # Clean, so that it runs on the image's first boot: no instance data, no logs.
+        parts.append(_heredoc(CLOUD_INIT_CFG_PATH, CLOUD_INIT_CFG))
+        parts.append('rm -rf "$root"/var/lib/cloud/* "$root"/var/log/cloud-init*.log\n')
     if config.locale not in ("C.UTF-8", "C", "POSIX"):
         charset = config.locale.split(".", 1)[1] if "." in config.locale else "UTF-8"
         parts.append(f'echo {shlex.quote(config.locale + " " + charset)} >> "$root/etc/locale.gen"\n')

@@ -21,6 +21,7 @@ from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.steps.bootstrap_clean_cloud_init import StepBootstrapCleanCloudInit
 from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.bootstrap_disk import StepBootstrapDisk
 from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
@@ -66,6 +67,7 @@ def steps(ctx: BuildContext) -> list[Step]:
             optional_step("connect", "StepConnect"),
             optional_step("provision", "StepProvision"),
             optional_step("collect_report", "StepCollectReport"),
+            StepBootstrapCleanCloudInit(config),
             StepBootstrapClearKey(config),
         ]
     plan += [

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vmbake.config.fields import Decoder, opt
+from vmbake.config.login import LoginConfig, validate_login
 from vmbake.config.qemu import CommConfig, HTTPConfig, MachineConfig, ShutdownConfig
 from vmbake.errors import Problem
 from vmbake.units import format_size, parse_size
@@ -20,7 +21,7 @@ from vmbake.units import format_size, parse_size
 MiB = 1 << 20
 GiB = 1 << 30
 
-SUITES = ("buster", "bullseye", "bookworm", "trixie", "sid")
+SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid")
 KERNELS = ("linux-image-amd64", "linux-image-cloud-amd64")
 FIRMWARES = ("bios", "efi", "hybrid")
 VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
@@ -38,6 +39,7 @@ _BASE_ESTIMATE = {
     "bullseye": 750 * MiB,
     "bookworm": 768 * MiB,
     "trixie": 832 * MiB,
+    "forky": 864 * MiB,
     "sid": 896 * MiB,
 }
 _GENERIC_KERNEL_EXTRA = 256 * MiB  # the generic kernel's modules and its larger initramfs
@@ -62,12 +64,12 @@ class Partition:
 
 
 @dataclass(frozen=True)
-class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig):
+class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, LoginConfig):
     """Every key of a `debian-bootstrap` builder block."""
 
     # -- what goes into the root filesystem --------------------------------------------------------------
     suite: str = opt(
-        "bookworm", "Debian suite to install: buster, bullseye, bookworm, trixie or sid", vmbake=True
+        "bookworm", "Debian suite to install: buster, bullseye, bookworm, trixie, forky or sid", vmbake=True
     )
     mirror: str = opt(
         "", "Debian mirror (default: deb.debian.org; archive.debian.org for buster)", vmbake=True
@@ -98,17 +100,6 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig):
     timezone: str = opt("Etc/UTC", "Time zone (Area/City); anything but Etc/UTC installs tzdata", vmbake=True)
     keyboard: str = opt(
         "us", "Console keyboard layout (XKB name); anything but us installs console-setup", vmbake=True
-    )
-    root_password: str = opt(
-        "",
-        "Hashed root password (crypt(3), for example from 'mkpasswd -m yescrypt'); empty locks it",
-        sensitive=True,
-        vmbake=True,
-    )
-    root_ssh_keys: list[str] = opt(
-        factory=list,
-        doc="Public keys (OpenSSH lines) that may log in as root, besides the build's key",
-        vmbake=True,
     )
     keep_build_key: bool = opt(
         False, "Leave the build's temporary key in root's authorized_keys", vmbake=True
@@ -190,7 +181,6 @@ def boot_overhead(firmware: str) -> int:
     return size
 
 
-_CRYPT = re.compile(r"^(\$[0-9a-z]+\$.+|!.*|\*)$")
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
@@ -212,12 +202,7 @@ def validate_bootstrap(
             f"{config.hostname!r} is not a valid host name",
             "use letters, digits and '-' (63 at most)",
         )
-    if config.root_password and not _CRYPT.match(config.root_password):
-        report(
-            "root_password",
-            "root_password must be a crypt(3) hash, not a clear-text password",
-            "make one with: mkpasswd -m yescrypt (package whois), or openssl passwd -6",
-        )
+    validate_login(config, report)
     for i, item in enumerate(config.dpkg_excludes):
         if item not in DPKG_EXCLUDE_SETS and not item.startswith("/"):
             report(f"dpkg_excludes[{i}]", f"{item!r} is neither a set nor a path glob",

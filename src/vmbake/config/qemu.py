@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vmbake.config.fields import opt
+from vmbake.config.login import LoginConfig
 
 DISK_INTERFACES = ("virtio", "virtio-scsi", "scsi", "ide", "sata", "floppy", "pflash", "sd", "mtd")
 NET_DEVICES = (
@@ -37,7 +38,7 @@ class HTTPConfig:
     http_directory: str = opt("", "Directory served over HTTP to the guest (preseed files)")
     http_content: dict[str, str] = opt(
         factory=dict,
-        doc="Map of URL path to content served over HTTP; may use {{ .SSHPublicKey }}",
+        doc="Map of URL path to content served over HTTP; may use {{ .SSHPublicKey }} and {{ .LoginPreseed }}",
         runtime=True,
     )
     http_port_min: int = opt(8000, "Lowest port for the HTTP server", minimum=0, maximum=65535)
@@ -289,5 +290,6 @@ class QemuConfig(
     CommConfig,
     MachineConfig,
     InstallerConfig,
+    LoginConfig,
 ):
     """Every key of a `qemu` builder block."""

@@ -14,17 +14,19 @@ from pathlib import Path
 
 from vmbake.bootstrap.pipeline import make_rootfs
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
-from vmbake.errors import StepError
+from vmbake.config.login import gives_a_way_in
+from vmbake.errors import StepError, VmbakeError
+from vmbake.login import NO_WAY_IN, build_key_line, read_keys
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.units import format_duration
 
 
 def authorized_keys(config: BootstrapConfig, build_key: str) -> list[str]:
-    """Root's authorized_keys during the build: the user's keys, then the build's temporary key."""
-    keys = [k.strip() for k in config.root_ssh_keys if k.strip()]
-    if build_key and build_key.strip() not in keys:
-        keys.append(build_key.strip())
+    """Root's authorized_keys during the build: the user's keys (lines or files), then the build's key."""
+    keys = read_keys(config.root_ssh_keys)
+    if build_key.strip():
+        keys.append(build_key_line(build_key))
     return keys
 
 
@@ -40,7 +42,10 @@ class StepBootstrapRootfs(Step):
         work = ctx.state.work_dir
         if work is None:
             work = self._scratch = Path(tempfile.mkdtemp(prefix="vmbake-bootstrap-"))
-        keys = authorized_keys(config, ctx.state.ssh_public_key)
+        try:
+            keys = authorized_keys(config, ctx.state.ssh_public_key)
+        except VmbakeError as exc:
+            raise StepError(self.name, f"root_ssh_keys: {exc.message}", exc.hint) from None
         if config.communicator == "ssh" and not keys and not config.root_password:
             raise StepError(
                 self.name,
@@ -48,6 +53,8 @@ class StepBootstrapRootfs(Step):
                 hint="let vmbake make its temporary key (leave ssh_password empty) or set root_ssh_keys",
             )
         ctx.ui.add_secret(config.root_password)
+        if not gives_a_way_in(config) and not config.keep_build_key:
+            ctx.ui.warn(NO_WAY_IN)
         ctx.ui.say(
             f"Bootstrapping Debian {config.suite} with mmdebstrap ({config.variant} variant, {config.kernel}, "
             f"from {effective_mirror(config)})..."

@@ -1,25 +1,29 @@
 """StepHTTPServer: serve http_directory and http_content to the guest.
 
 Reads: config.http_directory, http_content, http_port_min/max, http_bind_address; state.http_ip,
-ssh_public_key (when a request arrives, so a key made by a later step is still filled in).
+ssh_public_key (when a request arrives, so a key made by a later step is still filled in); with
+{{ .LoginPreseed }} in http_content, the login keys (root_password, root_ssh_keys, users, cloud_init).
 Writes: state.http_port, state.http_server (a vmbake.httpserver.HttpServer). Cleanup stops the server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from vmbake.config.login import LoginConfig, gives_a_way_in
 from vmbake.config.qemu import HTTPConfig
 from vmbake.errors import StepError, VmbakeError
 from vmbake.httpserver import Content, HttpServer, Request
+from vmbake.login import NO_WAY_IN, crypted, preseed_fragment, read_keys
 from vmbake.ports import bind_in_range
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.template.gotemplate import render_runtime
 
 
-def runtime_values(ctx: BuildContext) -> dict[str, str]:
+def runtime_values(ctx: BuildContext, login: LoginConfig | None = None) -> dict[str, str]:
     state = ctx.state
     return {
         "HTTPIP": state.http_ip,
@@ -28,7 +32,26 @@ def runtime_values(ctx: BuildContext) -> dict[str, str]:
         "BuildName": ctx.name,
         "BuilderType": ctx.builder_type,
         "SSHPublicKey": state.ssh_public_key,
+        # The build's key is read when the installer asks, like SSHPublicKey.
+        "LoginPreseed": preseed_fragment(login, state.ssh_public_key) if login is not None else "",
     }
+
+
+def login_config(ctx: BuildContext) -> LoginConfig:
+    """The login keys with root's password hashed once per build (a fresh salt at each request would
+    serve a different hash each time), after a warning when they give no way in."""
+    config = ctx.config
+    if not gives_a_way_in(config):
+        ctx.ui.warn(NO_WAY_IN)
+    ctx.ui.add_secret(config.root_password)
+    try:
+        hashed = crypted(config.root_password)
+        read_keys(config.root_ssh_keys)  # an unreadable key file fails now, not when the installer asks
+        for user in config.users:
+            read_keys(user.ssh_authorized_keys)
+    except VmbakeError as exc:
+        raise StepError(StepHTTPServer.name, f"{{{{ .LoginPreseed }}}}: {exc.message}", exc.hint) from None
+    return dataclasses.replace(config, root_password=hashed)
 
 
 class StepHTTPServer(Step):
@@ -38,9 +61,12 @@ class StepHTTPServer(Step):
         config = ctx.config
         if not isinstance(config, HTTPConfig) or not (config.http_directory or config.http_content):
             return
+        login = None
+        if any("LoginPreseed" in text for text in config.http_content.values()):
+            login = login_config(ctx)
         for key, text in config.http_content.items():
             try:  # fail now, not when the installer asks
-                render_runtime(text, runtime_values(ctx))
+                render_runtime(text, runtime_values(ctx, login))
             except VmbakeError as exc:
                 raise StepError(self.name, f"http_content[{key!r}]: {exc}", exc.hint) from None
         directory: Path | None = None
@@ -60,7 +86,7 @@ class StepHTTPServer(Step):
         except VmbakeError as exc:
             raise StepError(self.name, exc.message, exc.hint) from None
         content: dict[str, Content] = {
-            key: self._renderer(ctx, text) for key, text in config.http_content.items()
+            key: self._renderer(ctx, text, login) for key, text in config.http_content.items()
         }
         server = HttpServer(sock, directory=directory, content=content, on_request=self._reporter(ctx))
         ctx.state.http_port = server.port
@@ -75,8 +101,8 @@ class StepHTTPServer(Step):
         ctx.state.http_server = None
 
     @staticmethod
-    def _renderer(ctx: BuildContext, text: str) -> Callable[[], str]:
-        return lambda: render_runtime(text, runtime_values(ctx))
+    def _renderer(ctx: BuildContext, text: str, login: LoginConfig | None) -> Callable[[], str]:
+        return lambda: render_runtime(text, runtime_values(ctx, login))
 
     @staticmethod
     def _reporter(ctx: BuildContext) -> Callable[[Request], None]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from vmbake.checksums import parse_checksum
 from vmbake.config.fields import Decoder
+from vmbake.config.login import validate_login
 from vmbake.config.postprocessors import CHECKSUM_TYPES, ChecksumConfig
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.config.qemu import QemuConfig
@@ -185,6 +186,7 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
         report("preseed_file", f"file {config.preseed_file!r} does not exist", "")
     _hostile(config, report)
     _common_machine(config, report)
+    validate_login(config, report)
 
 
 def _hostile(config: QemuConfig, report: Report) -> None:

@@ -1,0 +1,148 @@
+# Debian 14 (forky, the current testing): a minimal qcow2 VM image, baked two ways.
+#   vmbake build -only=installer forky   the Debian installer from the daily netinst ISO, driven by a preseed
+#   vmbake build -only=bootstrap forky   mmdebstrap onto a partitioned disk, no installer
+# The installer build follows d-i's daily images: the ISO is rebuilt every day from the installer of that
+# day, so a build can break when d-i or testing does (see README.md).
+# Both builds end with the same provisioning (provision.sh). See README.md.
+
+variable "iso_directory" {
+  type        = string
+  description = "Where Debian's CD server keeps the netinst ISO of iso_version, with its SHA256SUMS (the daily builds: d-i's daily images)"
+  default     = "https://cdimage.debian.org/cdimage/daily-builds/daily/arch-latest/amd64/iso-cd"
+}
+
+variable "iso_version" {
+  type        = string
+  description = "The netinst ISO's version in its file name: 'testing' for the daily and weekly builds"
+  default     = "testing"
+}
+
+# The way in to the finished image (both builds). With none of them set, the image has none: the build says so.
+variable "ssh_authorized_keys" {
+  type        = list(string)
+  description = "Public keys (OpenSSH lines) or paths of authorized_keys/.pub files for root and for user"
+  default     = []
+}
+
+variable "root_password" {
+  type        = string
+  description = "Root's password: clear text (vmbake hashes it with yescrypt) or a crypt hash; empty locks it"
+  default     = ""
+  sensitive   = true
+}
+
+variable "user" {
+  type        = string
+  description = "An unprivileged user with password-less sudo who gets ssh_authorized_keys; empty: none"
+  default     = ""
+}
+
+variable "cloud_init" {
+  type        = bool
+  description = "Install cloud-init (NoCloud and ConfigDrive data sources), clean so that it runs on the first boot"
+  default     = false
+}
+
+locals {
+  # An empty name makes no user.
+  users = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
+  vm_name = "forky.qcow2"
+  # Sections run while provisioning: the default ones, then the free space is wiped so the image compacts.
+  provision = "/tmp/provision.sh --batch --section default --section zero_freespace"
+  # Run at the end of the build, instead of a plain poweroff: clean up (keys, logs, identity) then power off.
+  shutdown = "/tmp/provision.sh --batch --section clean_shutdown"
+}
+
+source "qemu" "installer" {
+  iso_url      = "${var.iso_directory}/debian-${var.iso_version}-amd64-netinst.iso"
+  iso_checksum = "file:${var.iso_directory}/SHA256SUMS"
+
+  # The preseed files, plus login.cfg, which vmbake writes from the login keys below and the build's
+  # temporary key: passwd/ answers, and the late_command that installs the keys.
+  http_directory = "${path.root}/htdocs"
+  http_content = {
+    "/login.cfg" = "{{ .LoginPreseed }}"
+  }
+
+  boot_wait = "5s"
+  boot_command = [
+    "<esc><wait5>expert<spacebar>ipv6.disable=1<spacebar>net.ifnames=0<spacebar>auto=true<spacebar>priority=critical<spacebar>url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg<wait5><enter>"
+  ]
+
+  memory            = 1024
+  disk_size         = "5120M"
+  format            = "qcow2"
+  disk_compression  = true
+  disk_interface    = "virtio"
+  disk_discard      = "unmap"
+  disk_detect_zeroes = "unmap"
+  accelerator       = ""
+  headless          = true
+  output_directory  = "output-installer"
+  vm_name           = local.vm_name
+
+  root_ssh_keys = var.ssh_authorized_keys
+  root_password = var.root_password
+  users         = local.users
+  cloud_init    = var.cloud_init
+
+  communicator     = "ssh"
+  ssh_username     = "root"
+  ssh_timeout      = "60m"
+  shutdown_command = local.shutdown
+  shutdown_timeout = "15m"
+}
+
+source "debian-bootstrap" "bootstrap" {
+  suite    = "forky"
+  kernel   = "linux-image-amd64"
+  firmware = "bios"
+  hostname = "debian"
+  domain   = "localdomain"
+  # The closest to the installer's layout that plain partitions allow (no LVM).
+  partitions = [
+    { mountpoint = "/boot", size = "512M", fs = "ext4" },
+    { mountpoint = "/", size = "2G", fs = "ext4" },
+    { mountpoint = "/var", size = "1G", fs = "ext4" },
+    { mountpoint = "/tmp", size = "512M", fs = "ext4" },
+    { mountpoint = "swap", fs = "swap" },
+  ]
+
+  memory             = 1024
+  disk_size          = "5120M"
+  format             = "qcow2"
+  disk_compression   = true
+  disk_discard       = "unmap"
+  disk_detect_zeroes = "unmap"
+  accelerator        = ""
+  headless           = true
+  output_directory   = "output-bootstrap"
+  vm_name            = local.vm_name
+
+  root_ssh_keys = var.ssh_authorized_keys
+  root_password = var.root_password
+  users         = local.users
+  cloud_init    = var.cloud_init
+
+  ssh_username     = "root"
+  # The first boot makes the SSH host keys; under TCG on a busy host that alone can take minutes.
+  ssh_timeout      = "30m"
+  shutdown_command = local.shutdown
+  shutdown_timeout = "15m"
+}
+
+build {
+  sources = ["source.qemu.installer", "source.debian-bootstrap.bootstrap"]
+
+  provisioner "file" {
+    source      = "${path.root}/provision.sh"
+    destination = "/tmp/"
+  }
+
+  provisioner "shell" {
+    inline = [
+      "chmod 0755 /tmp/provision.sh",
+      local.provision,
+    ]
+  }
+}
