@@ -58,6 +58,17 @@ def no_qemu_left() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_secrets() -> Iterator[None]:
+    """Each test starts with no registered secrets, as each vmbake command does: a value one test's
+    template marked sensitive must not be masked in another test's output."""
+    from vmbake.ui import forget_secrets
+
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+@pytest.fixture(autouse=True)
 def no_thread_left() -> Iterator[None]:
     """Fails the test if a non-daemon thread started during it is still alive at its end.
 

@@ -72,6 +72,28 @@ def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def register_secret(value: object) -> None:
+    """Never print `value` (and each string in it, for a list or map), from now on, in any output of this
+    process: every Ui and the debug log mask it. The template loaders call this as soon as a sensitive
+    value, or one built from it, is known, so that even an error about the template masks it."""
+    if isinstance(value, dict):
+        for item in value.values():
+            register_secret(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            register_secret(item)
+    elif isinstance(value, str | int | float) and not isinstance(value, bool) and len(str(value)) >= 3:
+        forms = secret_forms(str(value))
+        with _log_secrets_lock:
+            _log_secrets.update(forms)
+
+
+def forget_secrets() -> None:
+    """Start a new command with no secrets registered (the tests run many commands in one process)."""
+    with _log_secrets_lock:
+        _log_secrets.clear()
+
+
 def mask_logged_secrets(text: str) -> str:
     """`text` masked with every secret registered in this process (for output that has no Ui)."""
     with _log_secrets_lock:
@@ -163,6 +185,8 @@ class Ui:
     def mask(self, text: str) -> str:
         with self._lock:
             secrets = set(self._secrets)
+        with _log_secrets_lock:
+            secrets |= _log_secrets
         return mask_secrets(text, secrets)
 
     # -- lines -----------------------------------------------------------------

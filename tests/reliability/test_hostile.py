@@ -32,6 +32,7 @@ from vmbake.fetch import DownloadError, fetch_bytes, url_problem
 from vmbake.files import read_regular_text
 from vmbake.httpserver import HttpServer
 from vmbake.ports import bind_in_range
+from vmbake.template import load_template
 from vmbake.ui import mask_secrets, secret_forms
 from vmbake.units import parse_duration, parse_size
 
@@ -463,3 +464,79 @@ def test_shell_local_env_var_file_keeps_secrets_off_the_command_line(tmp_path: P
     assert said.strip() == "hunter2-secret"  # the script still gets the value
     assert ("hunter2-secret" in cmdline) is not use_file, cmdline
     assert not list(Path(tempfile.gettempdir()).glob("vmbake-shell-local-vars-*"))  # the file is gone
+
+
+# 1. A secret and what is built on it never leave in clear ------------------------------------------------
+SECRET = "Hunter2-Secret"
+
+
+@pytest.mark.parametrize("fmt", ["hcl2", "json"])
+def test_a_secret_never_leaves_in_clear(tmp_path: Path, fmt: str) -> None:
+    """The secret is used as is, URL-encoded, base64-encoded and inside a derived local or variable; every
+    output channel (terminal, -machine-readable, PACKER_LOG_PATH, validation errors, hints) is checked."""
+    log = tmp_path / "packer.log"
+    if fmt == "hcl2":
+        template = tmp_path / "t.pkr.hcl"
+        template.write_text(f"""
+variable "pw" {{
+  type      = string
+  default   = "{SECRET}"
+  sensitive = true
+}}
+locals {{
+  url     = "http://user:${{urlencode(var.pw)}}@127.0.0.1:1/x.iso"
+  token   = base64encode(var.pw)
+  derived = "prefix-${{local.token}}-suffix"
+}}
+source "qemu" "a" {{
+  iso_url      = local.url
+  iso_checksum = "none"
+  memory       = var.pw
+  vm_name      = local.derived
+  communicator = "none"
+}}
+build {{
+  sources = ["source.qemu.a"]
+}}
+""")
+    else:
+        template = tmp_path / "t.json"
+        template.write_text(json.dumps({
+            "variables": {"pw": SECRET, "derived": "x-{{user `pw`}}-y"},
+            "sensitive-variables": ["pw"],
+            "builders": [{"type": "qemu", "iso_url": "x.iso", "iso_checksum": "none", "communicator": "none",
+                          "memory": "{{user `pw`}}", "vm_name": "{{user `derived`}}"}]}))  # fmt: skip
+    env = {"PACKER_LOG": "1", "PACKER_LOG_PATH": str(log)}
+    outputs = []
+    for args in (["validate", str(template)], ["inspect", str(template)], ["-machine-readable", "inspect", str(template)],
+                 ["validate", "-machine-readable", str(template)]):  # fmt: skip
+        _code, out = vmbake(*args, cwd=tmp_path, env=env)
+        outputs.append(out)
+    assert any("memory" in out for out in outputs)  # the validation error about memory was printed
+    text = "\n".join(outputs) + log.read_text()
+    for form in (SECRET, urllib.parse.quote(SECRET), base64.b64encode(SECRET.encode()).decode()):
+        assert form not in text, f"{form!r} leaked:\n{text}"
+    assert "<sensitive>" in text
+
+
+# 2. Resolving is linear in the number of locals and variables ---------------------------------------------
+@pytest.mark.parametrize("fmt", ["hcl2", "json"])
+def test_two_thousand_chained_locals_resolve_quickly(tmp_path: Path, fmt: str) -> None:
+    n = 2000
+    if fmt == "hcl2":
+        chain = "\n".join(f'  l{i} = "${{local.l{i + 1}}}x"' for i in range(n - 1))
+        template = tmp_path / "t.pkr.hcl"
+        template.write_text(f'locals {{\n{chain}\n  l{n - 1} = "end"\n}}\n'
+                            'source "qemu" "a" {\n  iso_url = "x.iso"\n  iso_checksum = "none"\n'
+                            '  communicator = "none"\n  vm_name = local.l0\n}\n'
+                            'build {\n  sources = ["source.qemu.a"]\n}\n')  # fmt: skip
+    else:
+        variables = {f"v{i}": "{{user `v" + str(i + 1) + "`}}x" for i in range(n - 1)} | {f"v{n - 1}": "end"}
+        template = tmp_path / "t.json"
+        template.write_text(json.dumps({"variables": variables, "builders": [{
+            "type": "qemu", "iso_url": "x.iso", "iso_checksum": "none", "communicator": "none",
+            "vm_name": "{{user `v0`}}"}]}))  # fmt: skip
+    started = time.process_time()
+    loaded = load_template(template)
+    assert time.process_time() - started < 5  # CPU time: the rounds took minutes for this chain
+    assert loaded.builds[0].config.vm_name == "end" + "x" * (n - 1)

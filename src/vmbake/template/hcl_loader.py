@@ -163,7 +163,10 @@ def _scope(
         line = lines.locate(ref)
         return f"{data_files[ref]}:{line}" if line else data_files[ref]
 
-    scope["local"], scope["data"] = resolve_locals(blocks.locals, blocks.data, scope, asm, data_place)
+    sensitive = frozenset(f"var.{name}" for name, var in variables.items() if var.sensitive)
+    scope["local"], scope["data"] = resolve_locals(
+        blocks.locals, blocks.data, scope, asm, data_place, sensitive
+    )
     return variables, scope
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,11 @@ from vmbake.errors import Problem
 from vmbake.template import hcl_data
 from vmbake.template.assemble import Assembler
 from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
-from vmbake.template.hcl_values import Expr, convert_input, evaluate, reporter
+from vmbake.template.hcl_values import Expr, Tpl, convert_input, evaluate, reporter
 from vmbake.template.model import Variable
+from vmbake.template.order import dependencies_first
 from vmbake.template.variables import Inputs, env_values, undeclared_cli_var
+from vmbake.ui import register_secret
 
 VARIABLE_KEYS = ("type", "default", "sensitive", "description", "validation", "nullable")
 Declared = list[tuple[str, Any, str]]  # (name, body or expression, file)
@@ -89,6 +92,9 @@ def resolve_variables(
                     f"pass -var '{name}=VALUE', a -var-file, or PKR_VAR_{name}",
                 )
             )
+    for name, var in variables.items():
+        if var.sensitive and name in values:
+            register_secret(values[name])  # before any message about the template can quote it
     for name, block, file in checks:
         if name in values:
             _validate(name, block, values[name], file, asm)
@@ -117,13 +123,43 @@ def _validate(name: str, block: Any, value: Any, file: str, asm: Assembler) -> N
 
 DataBlock = tuple[str, str, Any, str]  # (type, name, body, file)
 
+_SENSITIVE_REF = re.compile(r"\b((?:var|local)\.[A-Za-z_][\w-]*|data\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*)")
+_REF = re.compile(r"\b(local\.[A-Za-z_][\w-]*|data\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*)")
+
+
+def _text_of(node: Any) -> str:
+    """Every expression and template text in a value, for finding what it refers to."""
+    if isinstance(node, Expr):
+        return node.text
+    if isinstance(node, Tpl):
+        return node.body
+    if isinstance(node, dict):
+        return " ".join(_text_of(k) + " " + _text_of(v) for k, v in node.items())
+    if isinstance(node, list | tuple):
+        return " ".join(_text_of(v) for v in node)
+    return node if isinstance(node, str) else ""
+
+
+def _dependencies_first(todo: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
+    """`todo` with each local or data source after those it refers to: one round then resolves them
+    all, in time linear in their number (the rounds below still report a loop)."""
+    return dependencies_first(todo, {ref: _REF.findall(_text_of(expr)) for ref, (expr, _f) in todo.items()})
+
 
 def resolve_locals(
-    declared: Declared, data: list[DataBlock], scope: dict[str, Any], asm: Assembler, where: Any
+    declared: Declared,
+    data: list[DataBlock],
+    scope: dict[str, Any],
+    asm: Assembler,
+    where: Any,
+    sensitive: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Locals and data sources, in rounds: each may use the others, in any order, without a loop.
 
-    `where(path)` gives "file:line" for a data block, to name it in warnings."""
+    `where(path)` gives "file:line" for a data block, to name it in warnings. A local or data source
+    built on a `sensitive` variable (names as "var.x") is sensitive too, as Packer marks it: its value is
+    registered as a secret, so no output shows it."""
+    tainted = set(sensitive)
     done: dict[str, Any] = {}
     sources: dict[str, dict[str, Any]] = {}
     todo: dict[str, tuple[Any, str]] = {f"local.{name}": (expr, file) for name, expr, file in declared}
@@ -148,6 +184,7 @@ def resolve_locals(
                     "",
                 )
             )
+    todo = _dependencies_first(todo)
     failures: list[Problem] = []
     while todo:
         progress = False
@@ -164,6 +201,9 @@ def resolve_locals(
                 continue
             del todo[ref]
             progress = True
+            if tainted.intersection(_SENSITIVE_REF.findall(_text_of(expr))):
+                tainted.add(ref)
+                register_secret(value)
             if ref.startswith("local."):
                 done[ref.removeprefix("local.")] = value
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
 from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
 from vmbake.template.model import Template, Variable
+from vmbake.template.order import dependencies_first
 from vmbake.template.variables import Inputs, as_text
+from vmbake.ui import register_secret
 
 TOP_LEVEL = (
     "variables",
@@ -206,13 +209,25 @@ def _variables(
             asm.problem(
                 f"variables.{name}", f"required variable {name!r} is not set", f"pass -var '{name}=VALUE'"
             )
-    return variables, _resolve(pending, asm, directory)
+    values = _resolve(pending, asm, directory)
+    # A sensitive variable, and any variable whose value is built on one ({{user `pw`}}), is never shown.
+    tainted = {name for name, var in variables.items() if var.sensitive}
+    for name in dependencies_first(pending, {k: _USER_REF.findall(v) for k, v in pending.items()}):
+        if name in tainted or tainted.intersection(_USER_REF.findall(pending[name])):
+            tainted.add(name)
+            register_secret(values.get(name))
+    return variables, values
+
+
+# {{ user `name` }} or {{ user "name" }}: the variables a value refers to, to resolve them in order.
+_USER_REF = re.compile(r"""\buser\s+[`"]([^`"]+)[`"]""")
 
 
 def _resolve(pending: dict[str, str], asm: Assembler, directory: str) -> dict[str, Any]:
     """Render variable values that use {{env}} or {{user}}, in rounds, as later ones may use earlier ones."""
     done: dict[str, Any] = {k: v for k, v in pending.items() if "{{" not in v}
     todo = {k: v for k, v in pending.items() if k not in done}
+    todo = dependencies_first(todo, {k: _USER_REF.findall(v) for k, v in todo.items()})
     while todo:
         progress = False
         for name, text in list(todo.items()):
