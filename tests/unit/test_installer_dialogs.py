@@ -93,6 +93,7 @@ def test_a_titled_dialog_and_a_progress_window() -> None:
         ("Download installer components", "", "mirror/http/proxy"),
         ("No root file system is defined.", "Partition disks", "partman-auto/method"),
         ("Installation step failed", "Debian installer main menu", "console log"),
+        ("Installation complete", "Finish the installation", "finish-install/reboot_in_progress"),
         ("Some unknown question", "", "DEBCONF_DEBUG"),
     ],
 )

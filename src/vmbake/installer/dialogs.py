@@ -151,6 +151,11 @@ def read_console(data: bytes) -> Dialog | Progress | None:
 # (words in the dialog, the likely fix): the first whose words are all in the dialog's text names the fix.
 _ADVICE: tuple[tuple[tuple[str, ...], str], ...] = (
     (
+        ("installation complete",),
+        "the install finished but waits to be told to reboot: add 'd-i finish-install/reboot_in_progress"
+        " note' (and 'd-i debian-installer/exit/poweroff boolean true') to the preseed",
+    ),
+    (
         ("failed to run preseeded command",),
         "fix the command the dialog quotes: it is the preseed's preseed/early_command,"
         " partman/early_command or preseed/late_command, and it must exit 0",
