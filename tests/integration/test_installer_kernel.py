@@ -163,6 +163,7 @@ def test_failed_early_command_fails_the_build_at_the_dialog(tmp_path: Path, di_n
     assert "exit code 7" in error.message
     assert "early_command" in (error.hint or "")
     assert run.dialog_at is not None, run.output
+    print(f"dialog on the console after {run.dialog_at:.1f}s, build failed after {run.seconds:.1f}s")
     assert run.seconds - run.dialog_at < 60, f"failed {run.seconds - run.dialog_at:.0f}s after the dialog"
     assert "The installer shows a dialog: [!!] Failed to run preseeded command" in run.output
     assert run.qemu_pids, "the build never started QEMU"
