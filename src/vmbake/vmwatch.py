@@ -1,10 +1,14 @@
-"""Notice a VM that QEMU stopped by itself, and fail the build with QEMU's reason.
+"""Notice a VM that QEMU stopped by itself, or an installer stuck at a dialog, and fail the build.
 
 QEMU pauses a guest whose disk write fails with ENOSPC (its default `werror=enospc`): the guest, and
 every step waiting on it, would then wait until a timeout, or for ever. While QEMU runs, `VmWatch` asks
 it for the run state once a second. When the state is `io-error`, it names the disk and QEMU's reason
 (for example "No space left on device") through `BuildContext.fail_from_watcher`, which ends the
 running step the way a cancellation would, but as a failure.
+
+While the Debian installer runs, the same thread also follows its serial console
+(vmbake.installer.console_watch): it prints the installer's progress titles and dialogs, and fails the
+build at the first dialog, quoting it, since an unattended installer that shows one waits for ever.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from vmbake.installer.console_watch import ConsoleWatch, failure
+from vmbake.installer.dialogs import Dialog
 from vmbake.qmp import Qmp, QmpError
 from vmbake.state import BuildContext
 from vmbake.units import format_size
@@ -66,9 +72,17 @@ def describe_io_error(qmp: Qmp) -> tuple[str, str]:
 class VmWatch:
     """A thread that queries QEMU's run state while QEMU runs; see the module docstring."""
 
-    def __init__(self, ctx: BuildContext, qmp: Qmp, *, interval: float = INTERVAL) -> None:
+    def __init__(
+        self,
+        ctx: BuildContext,
+        qmp: Qmp,
+        *,
+        interval: float = INTERVAL,
+        installer_console: Path | None = None,
+    ) -> None:
         self._ctx = ctx
         self._qmp = qmp
+        self._console = ConsoleWatch(installer_console) if installer_console is not None else None
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vm-watch", daemon=True)
@@ -80,6 +94,8 @@ class VmWatch:
             if child is not None and not child.running():
                 return
             try:
+                if self._console is not None and self._installer_stuck(self._console):
+                    return
                 if self._qmp.query_status() == "io-error":
                     self._ctx.fail_from_watcher(*describe_io_error(self._qmp))
                     return
@@ -88,6 +104,15 @@ class VmWatch:
             except Exception:  # a watcher's bug must not end the build, nor print a traceback
                 log.debug("the VM watch stopped", exc_info=True)
                 return
+
+    def _installer_stuck(self, console: ConsoleWatch) -> bool:
+        for seen in console.poll():
+            if isinstance(seen, Dialog):
+                self._ctx.ui.error(f"The installer shows a dialog: [{seen.marker}] {seen.quote()}")
+                self._ctx.fail_from_watcher(*failure(seen, console.path))
+                return True
+            self._ctx.ui.say(f"Installer: {seen.title}")
+        return False
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,5 +1,6 @@
-# Debian 12 (bookworm): a minimal qcow2 VM image, baked two ways.
+# Debian 12 (bookworm): a minimal qcow2 VM image, baked three ways.
 #   vmbake build -only=installer bookworm   the Debian installer from the netinst ISO, driven by a preseed
+#   vmbake build -only=installer-netboot bookworm   the same installer and preseed, fetched from the archive
 #   vmbake build -only=bootstrap bookworm   mmdebstrap onto a partitioned disk, no installer
 # Both builds end with the same provisioning (provision.sh). See README.md.
 
@@ -91,6 +92,43 @@ source "qemu" "installer" {
   shutdown_timeout = "15m"
 }
 
+# The installer build without the CD server: d-i's netboot kernel and initrd come from the Debian
+# archive (mirror), checked through its signed Release files, and boot directly with the same preseed.
+# Its console is on the serial port, where vmbake reads the installer's progress and dialogs.
+source "qemu" "installer-netboot" {
+  iso_source  = "debian-netboot"
+  suite       = "bookworm"
+  kernel_args = "auto=true priority=critical ipv6.disable=1 net.ifnames=0 console=ttyS0 url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg"
+
+  http_directory = "${path.root}/htdocs"
+  http_content = {
+    "/login.cfg" = "{{ .LoginPreseed }}"
+  }
+
+  memory             = 1024
+  disk_size          = "5120M"
+  format             = "qcow2"
+  disk_compression   = true
+  disk_interface     = "virtio"
+  disk_discard       = "unmap"
+  disk_detect_zeroes = "unmap"
+  accelerator        = ""
+  headless           = true
+  output_directory   = "output-installer-netboot"
+  vm_name            = local.vm_name
+
+  root_ssh_keys = var.ssh_authorized_keys
+  root_password = var.root_password
+  users         = local.users
+  cloud_init    = var.cloud_init
+
+  communicator     = "ssh"
+  ssh_username     = "root"
+  ssh_timeout      = "60m"
+  shutdown_command = local.shutdown
+  shutdown_timeout = "15m"
+}
+
 source "debian-bootstrap" "bootstrap" {
   suite    = "bookworm"
   kernel   = "linux-image-amd64"
@@ -130,7 +168,7 @@ source "debian-bootstrap" "bootstrap" {
 }
 
 build {
-  sources = ["source.qemu.installer", "source.debian-bootstrap.bootstrap"]
+  sources = ["source.qemu.installer", "source.qemu.installer-netboot", "source.debian-bootstrap.bootstrap"]
 
   provisioner "file" {
     source      = "${path.root}/provision.sh"

@@ -480,3 +480,97 @@ def _console_tail(path: Path | None, size: int = 4000) -> str:
     text = re.sub(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][0-9A-Za-z]|[=>])", "", text)
     lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
     return "\n".join(line for line in lines if line)
+
+
+@dataclass
+class FailedInstall:
+    """How a build through the installer steps ended by itself: its error, what it printed, and when."""
+
+    outcome: BaseException | None
+    output: str
+    seconds: float  # from the start to the end of the build
+    dialog_at: float | None  # when `dialog_text` first reached the console log, from the start
+    qemu_pids: list[int] = field(default_factory=list)
+
+
+def run_installer_until_it_ends(tmp: Path, iso_path: Path, dialog_text: str, **config: Any) -> FailedInstall:
+    """Run the installer steps for a qemu build with `config` (StepRun, then StepInstallerReboot waiting
+    for the installer) until the build ends by itself, and note when `dialog_text` reached the console."""
+    import io as _io
+
+    from vmbake.config.qemu import QemuConfig
+    from vmbake.state import BuildContext, Options
+    from vmbake.steps import Step, run_steps
+    from vmbake.steps.create_disk import StepCreateDisk
+    from vmbake.steps.http_server import StepHTTPServer
+    from vmbake.steps.installer_extract_kernel import StepExtractInstallerKernel
+    from vmbake.steps.installer_inject_preseed import StepInjectPreseed
+    from vmbake.steps.installer_reboot import StepInstallerReboot
+    from vmbake.steps.prepare_output_dir import StepPrepareOutputDir
+    from vmbake.steps.run_qemu import StepRun
+    from vmbake.ui import BuildUi, Ui
+
+    class _Given(Step):
+        name = "testSetup"
+
+        def run(self, ctx: BuildContext) -> None:
+            ctx.state.work_dir = tmp / "work"
+            ctx.state.work_dir.mkdir(mode=0o700)
+            ctx.state.iso_path = iso_path
+
+    out = _io.StringIO()
+    defaults: dict[str, Any] = {
+        "accelerator": "tcg",
+        "headless": True,
+        "memory": 1024,
+        "disk_size": "64M",
+        "communicator": "none",
+        "output_directory": str(tmp / "output"),
+        "ssh_timeout": "20m",
+    }
+    ctx = BuildContext(
+        name="qemu",
+        builder_type="qemu",
+        config=QemuConfig(**{**defaults, **config}),
+        template=None,  # type: ignore[arg-type]
+        ui=BuildUi(Ui(out=out, err=out), "qemu"),
+        options=Options(),
+    )
+    started = time.monotonic()
+    seen: dict[str, float] = {}
+    pids: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.2):
+            state = ctx.state
+            if state.qemu is not None and state.qemu.pid not in pids:
+                pids.append(state.qemu.pid)
+            log = state.console_log
+            found = "at" not in seen and log is not None and log.is_file()
+            if found and log is not None and dialog_text.encode() in log.read_bytes():
+                seen["at"] = time.monotonic() - started
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    outcome: BaseException | None = None
+    try:
+        run_steps(
+            ctx,
+            [
+                _Given(),
+                StepExtractInstallerKernel(),
+                StepInjectPreseed(),
+                StepPrepareOutputDir(),
+                StepCreateDisk(),
+                StepHTTPServer(),
+                StepRun(),
+                StepInstallerReboot(),
+            ],
+        )
+    except BaseException as err:  # the failure is what the test looks at
+        outcome = err
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+    return FailedInstall(outcome, out.getvalue(), time.monotonic() - started, seen.get("at"), pids)

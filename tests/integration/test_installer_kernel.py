@@ -35,10 +35,11 @@ from tests.helpers.installer import (
     make_deb,
     make_gpg_key,
     make_netinst_iso,
+    run_installer_until_it_ends,
     serve_directory,
 )
 from vmbake import procs
-from vmbake.errors import BuildCancelled
+from vmbake.errors import BuildCancelled, StepError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -134,3 +135,38 @@ def test_netboot_from_signed_archive_with_http_preseed(
     assert "/preseed.cfg" in run.requests
     assert not any("media=cdrom" in arg for arg in argv)  # no ISO at all
     _assert_clean_teardown(run, tmp_path)
+
+
+def test_failed_early_command_fails_the_build_at_the_dialog(tmp_path: Path, di_netboot: Path) -> None:
+    """A preseed whose early_command exits non-zero: d-i shows "Failed to run preseeded command" and
+    waits; the build must fail at once (not after ssh_timeout), quoting the dialog and the command."""
+    iso = make_netinst_iso(tmp_path / "netinst.iso", di_netboot / "linux", di_netboot / "initrd.gz")
+    preseed = tmp_path / "preseed.cfg"
+    preseed.write_text(
+        "d-i debian-installer/locale string en_US\n"
+        "d-i keyboard-configuration/xkb-keymap select us\n"
+        "d-i preseed/early_command string echo vmbake-broken-early; exit 7\n"
+    )
+    run = run_installer_until_it_ends(
+        tmp_path,
+        iso,
+        "Failed to run preseeded command",
+        installer_boot="kernel",
+        kernel_args="auto=true priority=critical console=ttyS0",
+        preseed_file=str(preseed),
+    )
+    error = run.outcome
+    assert isinstance(error, StepError), f"{error!r}\n{run.output}"
+    assert error.step == "StepInstallerReboot"
+    assert "Failed to run preseeded command" in error.message
+    assert "echo vmbake-broken-early; exit 7" in error.message
+    assert "exit code 7" in error.message
+    assert "early_command" in (error.hint or "")
+    assert run.dialog_at is not None, run.output
+    print(f"dialog on the console after {run.dialog_at:.1f}s, build failed after {run.seconds:.1f}s")
+    assert run.seconds - run.dialog_at < 60, f"failed {run.seconds - run.dialog_at:.0f}s after the dialog"
+    assert "The installer shows a dialog: [!!] Failed to run preseeded command" in run.output
+    assert run.qemu_pids, "the build never started QEMU"
+    for pid in run.qemu_pids:
+        assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} is still running"
+    assert not procs.live_children(), "vmbake left a child process running"

@@ -142,10 +142,12 @@ def test_bash_completion(tmp_path: Path) -> None:
     assert _complete(script, ["vmbake", "build", "book"], 2) == ["bookworm"]
     # bash splits "-only=" at "=": the builds of the template named on the line, shipped or a file
     assert _complete(script, ["vmbake", "build", "-only", "=", "", "bookworm"], 4) == [
-        "debian-bootstrap.bootstrap", "qemu.installer",
+        "debian-bootstrap.bootstrap", "qemu.installer", "qemu.installer-netboot",
     ]  # fmt: skip
     seed = str((SEED / "build.pkr.hcl").relative_to(ROOT))
     assert _complete(script, ["vmbake", "validate", "-except", "=", "q", seed], 4) == ["qemu.buster"]
-    assert _complete(script, ["vmbake", "build", "-only=qemu", "bookworm"], 2) == ["-only=qemu.installer"]
+    assert _complete(script, ["vmbake", "build", "-only=qemu", "bookworm"], 2) == [
+        "-only=qemu.installer", "-only=qemu.installer-netboot",
+    ]  # fmt: skip
     assert _complete(script, ["vmbake", "completion", ""], 2) == ["bash"]
     assert _complete(script, ["vmbake", "help", "keys", "s"], 3) == ["shell", "shell-local"]

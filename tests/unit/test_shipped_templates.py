@@ -190,3 +190,22 @@ def test_no_private_key_is_shipped() -> None:
     for path in TEMPLATES.rglob("*"):
         if path.is_file():
             assert "PRIVATE KEY" not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("release", ("bookworm", "trixie"))
+def test_installer_netboot_build(release: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The installer build that needs no CD server: netboot from the archive, the same preseed, the
+    console on the serial port (so validate has no warning about it)."""
+    template = load_template(TEMPLATES / release, only=["installer-netboot"])
+    (build,) = template.builds
+    config = build.config
+    assert isinstance(config, QemuConfig)
+    assert (config.iso_source, config.suite, config.boot_command) == ("debian-netboot", release, [])
+    args = config.kernel_args.split()
+    assert "console=ttyS0" in args and "auto=true" in args and "priority=critical" in args
+    assert config.kernel_args.endswith(" url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg")
+    assert config.http_directory.endswith(f"{release}/htdocs")
+    assert config.output_directory == "output-installer-netboot"
+    assert cli.main(["validate", "-only=installer-netboot", str(TEMPLATES / release)]) == 0
+    out, err = capsys.readouterr()
+    assert "Warning" not in out + err, out + err

@@ -3,7 +3,8 @@
 Reads the whole config and state.disk_paths, iso_path, cd_path, floppy_path, efivars_path, kernel_path,
 initrd_path, http_ip/http_port, ssh_host_port, vnc_port/vnc_password, output_dir, work_dir.
 Writes state.accelerator, qmp_path, console_log, qemu_argv, qemu (the Child), qmp (a vmbake.qmp.Qmp) and
-vm_watch (a vmbake.vmwatch.VmWatch, which fails the build when QEMU stops the VM on a disk error).
+vm_watch (a vmbake.vmwatch.VmWatch, which fails the build when QEMU stops the VM on a disk error, or
+when the installer, booted directly or by a typed boot command, stops at a dialog).
 When QEMU exits early its own error is reported; when it finds a chosen port taken, new ports are chosen
 and QEMU is started again. The cleanup stops QEMU: QMP quit, then SIGTERM, then SIGKILL.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from vmbake import accel, procs
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError
+from vmbake.installer.console_watch import installer_console
 from vmbake.ports import PortReservation
 from vmbake.qemu_argv import RunFacts, host_cpus, qemu_argv
 from vmbake.qmp import Qmp, QmpError
@@ -183,7 +185,10 @@ class StepRun(Step):
         if state.vnc_password and isinstance(state.qmp, Qmp):
             state.qmp.change_vnc_password(state.vnc_password)
         if isinstance(state.qmp, Qmp):
-            state.vm_watch = VmWatch(ctx, state.qmp)
+            installer = installer_console(config, state.kernel_path, state.iso_path)
+            state.vm_watch = VmWatch(
+                ctx, state.qmp, installer_console=state.console_log if installer else None
+            )
         if ctx.ui.ui.debug and state.console_log is not None:
             self._tail = ConsoleTail(ctx, state.console_log)
 

@@ -228,6 +228,7 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
         )
     if isinstance(config, QemuConfig):
         check_qemu(config, report)
+        _installer_console(config, decoder, path)
         return
     _common_machine(config, report)
     if type_name == "debian-bootstrap":
@@ -238,6 +239,24 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
         check = getattr(module, "validate_bootstrap", None)
         if callable(check):
             check(config, decoder, path, decoder.file)
+
+
+def _installer_console(config: QemuConfig, decoder: Decoder, path: str) -> None:
+    """Warn when an installer's console is not on the serial port: vmbake reads the installer's dialogs
+    there (vmbake.installer.console_watch), and without it a stuck install waits for ssh_timeout."""
+    typed = "".join(config.boot_command) + "".join(step[0] for step in config.boot_steps if step)
+    direct = config.installer_boot == "kernel" or config.iso_source == "debian-netboot"
+    if config.communicator != "ssh" or config.disk_image or not (typed or direct or config.kernel_args):
+        return
+    if "console=ttyS0" in typed or "console=ttyS0" in config.kernel_args:
+        return
+    key = "kernel_args" if direct or not typed else ("boot_command" if config.boot_command else "boot_steps")
+    decoder.warning(
+        f"{path}.{key}",
+        "the installer's console is not on the serial port (no console=ttyS0), so vmbake cannot see its"
+        " dialogs: a failed install will wait for ssh_timeout",
+        f"add console=ttyS0 to the installer's kernel command line in {key}",
+    )
 
 
 def _exists(report: Report, key: str, value: str) -> None:
