@@ -3,7 +3,8 @@
 `image_tree()` attaches the raw disk, mounts its filesystems as the image's fstab will, and adds what
 commands in a chroot need: a private /dev with the disk's nodes and /dev/pts, /proc and /sys, an empty
 /run (a tmpfs, so nothing written there reaches the image), DNS for apt through the image's own
-resolv.conf link, and a policy-rc.d that keeps package scripts from starting daemons. It yields the
+resolv.conf link, a policy-rc.d that keeps package scripts from starting daemons, and dpkg's
+force-unsafe-io (no fsync per file). It yields the
 chroot communicator for that tree. On the way out it stops whatever a command left running in the tree,
 takes back what it added, and unmounts everything, even on failure or Ctrl-C.
 
@@ -71,6 +72,12 @@ def image_tree(disk: RawDisk, mount_dir: Path) -> Iterator[ChrootCommunicator]:
             (mount_dir / "dev" / "ptmx").symlink_to("pts/ptmx")
             mounts.mount("tmpfs", "/run", "-t", "tmpfs", "-o", "mode=755,size=64M")
             undo += _resolv_conf(mounts)
+            unsafe_io = mount_dir / "etc" / "dpkg" / "dpkg.cfg.d" / "vmbake-tree-unsafe-io"
+            if unsafe_io.parent.is_dir() and not unsafe_io.exists():
+                # dpkg's fsync of every file would go through the loop device to the host's disk; a build
+                # that stops half way throws the disk away anyway.
+                unsafe_io.write_text("force-unsafe-io\n")
+                undo.append(unsafe_io)
             policy = mount_dir / "usr" / "sbin" / "policy-rc.d"
             if not policy.exists() and not policy.is_symlink():
                 policy.write_text(POLICY_RC_D)
