@@ -46,7 +46,7 @@ def names(tmp_path: Path, **keys: object) -> list[str]:
 def test_tree_plan_provisions_before_the_only_boot_and_finishes_after_it(tmp_path: Path) -> None:
     steps = names(tmp_path, provision_stage="tree")
     order = ["stepBootstrapRootfs", "stepBootstrapDisk", "StepTreeProvision", "stepRun", "StepConnect",
-             "StepCollectReport", "StepStopCheckVm", "StepTreeFinish", "StepWriteReport",
+             "StepCollectReport", "StepCheckBoot", "StepTreeFinish", "StepWriteReport",
              "StepCheckSizeBudget", "StepVerifyImage"]  # fmt: skip
     assert [n for n in steps if n in order] == order
     # No provisioning, shutdown or second conversion in the guest.
@@ -90,3 +90,20 @@ def test_validation_accepts_the_tree_stage() -> None:
     problems: list = []
     validate_bootstrap(dataclasses.replace(BootstrapConfig(), provision_stage="tree"), problems)
     assert problems == []
+
+
+def test_trim_covers_every_ext_filesystem_of_the_tree_and_nothing_else() -> None:
+    from vmbake.bootstrap.tree import trim_argvs
+
+    config = BootstrapConfig(
+        firmware="hybrid",
+        disk_size="6G",
+        partitions=[
+            Partition("/boot", "512M"),
+            Partition("/", "3G"),
+            Partition("/var", "1G"),
+            Partition("swap", "", "swap"),
+        ],
+    )
+    argvs = trim_argvs(Path("/w/tree"), plan_layout(config))
+    assert argvs == [["fstrim", "--verbose", m] for m in ("/w/tree", "/w/tree/boot", "/w/tree/var")]

@@ -34,7 +34,7 @@ from vmbake.steps.prepare_efivars import StepPrepareEfivars
 from vmbake.steps.prepare_output_dir import StepPrepareOutputDir
 from vmbake.steps.run_qemu import StepRun
 from vmbake.steps.ssh_key_pair import StepSSHKeyPair
-from vmbake.steps.tree_finish import StepStopCheckVm, StepTreeFinish
+from vmbake.steps.tree_finish import StepCheckBoot, StepTreeFinish
 from vmbake.steps.tree_provision import StepTreeProvision
 from vmbake.steps.verify_image import StepVerifyImage
 from vmbake.steps.write_report import StepWriteReport
@@ -102,7 +102,8 @@ def steps(ctx: BuildContext) -> list[Step]:
 
 def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:
     """provision_stage "tree": the provisioners run in a chroot of the disk before it ever boots; then one
-    boot on a snapshot, for the report; then the shutdown_command in the chroot, and the artifact.
+    boot on a snapshot, for the report and verify's checks; then the shutdown_command in the chroot, and
+    the artifact.
     Without a communicator there is nothing to log in to, so there is no boot at all."""
     ctx.config = qemu_view(config, check_boot=True)
     plan: list[Step] = [
@@ -120,7 +121,7 @@ def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:
             StepRun(),
             StepConnect(),
             StepCollectReport(),
-            StepStopCheckVm(),
+            StepCheckBoot(),
         ]
     plan += [
         StepTreeFinish(config, qemu_view(config)),

@@ -1,12 +1,15 @@
-"""StepStopCheckVm and StepTreeFinish: the end of a debian-bootstrap build with provision_stage "tree".
+"""StepCheckBoot and StepTreeFinish: the end of a debian-bootstrap build with provision_stage "tree".
 
-StepStopCheckVm ends the check boot: the guest ran on a throw-away snapshot (only to be reached over SSH
-and to give the image report), so QEMU is stopped at once rather than shut down. Reads state.comm,
-state.qemu; leaves state.comm None and QEMU stopped.
+StepCheckBoot ends the check boot. The guest ran on a throw-away snapshot, booted from the provisioned
+tree; this step checks it as `vmbake verify` does (systemd's state, the root filesystem read-write,
+fstab against the disk's partitions) and fails the build when a check fails. QEMU is then stopped at
+once rather than shut down: its writes are discarded anyway. Reads state.comm, state.qemu; leaves
+state.comm None and QEMU stopped.
 
 StepTreeFinish mounts the tree once more and, in the chroot, takes the build's key out (as
 stepBootstrapClearKey does in a guest) and runs shutdown_command (which cleans up instead of powering
-off there); then it unmounts and writes the artifact: the raw disk converted to OUTPUT/VM_NAME in
+off there), discards the free space of the tree's filesystems (fstrim: holes in the raw file where
+provisioning deleted files); then it unmounts and writes the artifact: the raw disk converted to OUTPUT/VM_NAME in
 `format`, compressed with disk_compression (the QEMU builder's compaction, in the same pass). Reads the
 BootstrapConfig and its QEMU view given at construction, state.raw_disk, state.ssh_public_key, state.output_dir,
 state.work_dir. Writes state.disk_paths (the artifact), removes the raw disk and sets ctx.config back to
@@ -15,12 +18,13 @@ the view of the artifact's format for the steps after it (report, budget, verify
 
 from __future__ import annotations
 
-from vmbake import qemu_img
-from vmbake.bootstrap.tree import image_tree
+from vmbake import procs, qemu_img
+from vmbake.bootstrap.tree import image_tree, trim_argvs
 from vmbake.comm import DISCONNECTED
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError
+from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir
@@ -28,17 +32,27 @@ from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.run_qemu import stop_vm
 
 
-class StepStopCheckVm(Step):
-    name = "StepStopCheckVm"
+class StepCheckBoot(Step):
+    name = "StepCheckBoot"
 
     def run(self, ctx: BuildContext) -> None:
         comm = ctx.state.comm
-        if comm is not None:
-            comm.close()
-            ctx.state.comm = None
+        if comm is None:
+            raise StepError(self.name, "no connection to the check VM", hint="this is a vmbake bug")
+        ctx.ui.say("Checking the booted image (as vmbake verify does)...")
+        checks = check_guest(comm, say=ctx.ui.message)
+        comm.close()
+        ctx.state.comm = None
         ctx.ui.say("Stopping the check VM (its writes went to a snapshot)...")
         stop_vm(ctx)
         ctx.state.shutdown_done = True
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            raise StepError(
+                self.name,
+                "the provisioned image failed its check boot: " + "; ".join(c.detail for c in failed),
+                hint="the guest's console is in the output directory (*.console.log)",
+            )
 
 
 class StepTreeFinish(Step):
@@ -54,26 +68,27 @@ class StepTreeFinish(Step):
         if disk is None or work is None:
             raise StepError(self.name, "no image tree to finish", hint="this is a vmbake bug")
         clear_key = config.communicator != "none"
-        if clear_key or config.shutdown_command:
-            with image_tree(disk, work / "tree") as comm:
-                comm.cancel = ctx.cancel
-                state.comm = comm
-                try:
-                    if clear_key:
-                        StepBootstrapClearKey(config).run(ctx)
-                    if config.shutdown_command:
-                        ctx.ui.say("Running shutdown_command in the image tree...")
-                        status = comm.run(
-                            config.shutdown_command, on_stdout=ctx.ui.message, on_stderr=ctx.ui.message
+        with image_tree(disk, work / "tree") as comm:
+            comm.cancel = ctx.cancel
+            state.comm = comm
+            try:
+                if clear_key:
+                    StepBootstrapClearKey(config).run(ctx)
+                if config.shutdown_command:
+                    ctx.ui.say("Running shutdown_command in the image tree...")
+                    status = comm.run(
+                        config.shutdown_command, on_stdout=ctx.ui.message, on_stderr=ctx.ui.message
+                    )
+                    if status not in (0, DISCONNECTED):
+                        raise StepError(
+                            self.name,
+                            f"shutdown_command exited with status {status} in the image tree",
+                            hint="see its output above; in the tree it runs in a chroot (VMBAKE_STAGE=tree)",
                         )
-                        if status not in (0, DISCONNECTED):
-                            raise StepError(
-                                self.name,
-                                f"shutdown_command exited with status {status} in the image tree",
-                                hint="see its output above; in the tree it runs in a chroot (VMBAKE_STAGE=tree)",
-                            )
-                finally:
-                    state.comm = None
+            finally:
+                state.comm = None
+            for argv in trim_argvs(comm.root, disk.plan):
+                procs.run(argv, what="fstrim", on_line=ctx.ui.debug)
         view = self.view
         target = output_dir(ctx) / (config.vm_name or f"packer-{ctx.name}")
         compress = view.format == "qcow2" and view.disk_compression
