@@ -27,7 +27,7 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import output_dir
+from vmbake.steps._qemu import output_dir, seconds
 from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.run_qemu import stop_vm
 
@@ -77,7 +77,10 @@ class StepTreeFinish(Step):
                 if config.shutdown_command:
                     ctx.ui.say("Running shutdown_command in the image tree...")
                     status = comm.run(
-                        config.shutdown_command, on_stdout=ctx.ui.message, on_stderr=ctx.ui.message
+                        config.shutdown_command,
+                        on_stdout=ctx.ui.message,
+                        on_stderr=ctx.ui.message,
+                        timeout=seconds(config.shutdown_timeout, 300.0),
                     )
                     if status not in (0, DISCONNECTED):
                         raise StepError(
