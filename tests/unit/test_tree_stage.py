@@ -76,7 +76,7 @@ def test_tree_env_names_the_stage_the_root_and_the_guest_disk() -> None:
 def test_shipped_bootstrap_builds_use_the_tree_stage() -> None:
     from vmbake.template import load_template
 
-    for name in ("bookworm", "trixie", "bullseye", "buster"):
+    for name in ("bookworm", "trixie", "forky", "bullseye", "buster"):
         template = load_template(name)
         stages = [
             b.config.provision_stage
