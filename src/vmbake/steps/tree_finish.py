@@ -6,14 +6,15 @@ fstab against the disk's partitions) and fails the build when a check fails. QEM
 once rather than shut down: its writes are discarded anyway. Reads state.comm, state.qemu; leaves
 state.comm None and QEMU stopped.
 
-StepTreeFinish mounts the tree once more and, in the chroot, takes the build's key out (as
-stepBootstrapClearKey does in a guest) and runs shutdown_command (which cleans up instead of powering
-off there), discards the free space of the tree's filesystems (fstrim: holes in the raw file where
-provisioning deleted files); then it unmounts and writes the artifact: the raw disk converted to OUTPUT/VM_NAME in
-`format`, compressed with disk_compression (the QEMU builder's compaction, in the same pass). Reads the
-BootstrapConfig and its QEMU view given at construction, state.raw_disk, state.ssh_public_key, state.output_dir,
-state.work_dir. Writes state.disk_paths (the artifact), removes the raw disk and sets ctx.config back to
-the view of the artifact's format for the steps after it (report, budget, verify).
+StepTreeFinish mounts the tree once more and, in the chroot, cleans cloud-init's state and takes the
+build's key out (as stepBootstrapCleanCloudInit and stepBootstrapClearKey do in a guest) and runs
+shutdown_command (which cleans up instead of powering off there), discards the free space of the tree's
+filesystems (fstrim: holes in the raw file where provisioning deleted files); then it unmounts and writes
+the artifact: the raw disk converted to OUTPUT/VM_NAME in `format`, compressed with disk_compression (the
+QEMU builder's compaction, in the same pass). Reads the BootstrapConfig and its QEMU view given at
+construction, state.raw_disk, state.ssh_public_key, state.output_dir, state.work_dir. Writes
+state.disk_paths (the artifact), removes the raw disk and sets ctx.config back to the view of the
+artifact's format for the steps after it (report, budget, verify).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, seconds
+from vmbake.steps.bootstrap_clean_cloud_init import StepBootstrapCleanCloudInit
 from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.run_qemu import stop_vm
 
@@ -72,6 +74,7 @@ class StepTreeFinish(Step):
             comm.cancel = ctx.cancel
             state.comm = comm
             try:
+                StepBootstrapCleanCloudInit(config).run(ctx)  # nothing ran it yet; `clean` is cheap insurance
                 if clear_key:
                     StepBootstrapClearKey(config).run(ctx)
                 if config.shutdown_command:
