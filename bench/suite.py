@@ -6,6 +6,8 @@ Rows (each the median of the per-run ratios over --runs runs, A and B alternatin
   vmbake vs Packer   the same disk-image template built by both (bench/compare_packer.py)
   cold vs warm       the debian-bootstrap build with an empty .deb cache, then with the filled one
   vmbake vs debvm    the debian-bootstrap build (cold and warm) against debvm-create (bench/bootstrap.py)
+  main job           `vmbake build -only=bootstrap trixie`, provision_stage tree vs vm, each against
+                     debvm-create, with each build's step timings (bench/mainjob.py)
 Writes bench/results.md and bench/results.svg after every section, so a cut-short run keeps what it
 measured. Timings are reported, never asserted.
 """
@@ -198,6 +200,42 @@ def bootstrap(runs: int, work: Path, key: Path | None = None) -> tuple[Row, Row,
     return cold_warm, versus_cold, versus_warm
 
 
+def mainjob(runs: int, work: Path) -> list[Row]:
+    """The README's main job (trixie, cold cache), provisioned as a tree and in the guest, and debvm-create;
+    the note gives each build's step medians."""
+    import mainjob as mj  # bench/mainjob.py
+
+    tree_vm = Row("main job (trixie, cold): provision_stage tree vs vm", "tree", "vm")
+    tree_debvm = Row("main job (tree) vs debvm-create", "vmbake tree", "debvm-create")
+    vm_debvm = Row("main job (vm) vs debvm-create", "vmbake vm", "debvm-create")
+    trees: list[mj.Build] = []
+    vms: list[mj.Build] = []
+    last = 600.0
+    for i in range(runs):
+        if out_of_time(tree_vm, i, last):
+            tree_debvm.error = vm_debvm.error = tree_vm.error
+            break
+        started = time.monotonic()
+        tree, vm = mj.build(work, "tree"), mj.build(work, "vm")
+        trees.append(tree)
+        vms.append(vm)
+        tree_vm.a_times.append(tree.seconds)
+        tree_vm.b_times.append(vm.seconds)
+        print(f"  run {i + 1}: tree {tree.seconds:8.2f} s, vm {vm.seconds:8.2f} s", flush=True)
+        if shutil.which("debvm-create"):
+            debvm_s = mj.debvm(work)
+            for row, took in ((tree_debvm, tree.seconds), (vm_debvm, vm.seconds)):
+                row.a_times.append(took)
+                row.b_times.append(debvm_s)
+            print(f"  run {i + 1}: debvm-create {debvm_s:8.2f} s", flush=True)
+        last = time.monotonic() - started
+    if not shutil.which("debvm-create") and not tree_vm.error:
+        tree_debvm.error = vm_debvm.error = "debvm-create is not installed (apt-get install debvm)"
+    steps = "; ".join(line.strip() for line in mj.step_table({"vm": vms, "tree": trees})[1:])
+    tree_vm.note = f"median seconds by step (vm, tree): {steps}"
+    return [tree_vm, tree_debvm, vm_debvm]
+
+
 # -- output ------------------------------------------------------------------------------------------
 def chart(rows: list[Row]) -> str:
     """Horizontal bars of each ratio on a log scale, a line at 1.0."""
@@ -284,7 +322,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per row (at least 3)")
-    parser.add_argument("--only", default="compression,bootcmd,packer,bootstrap")
+    parser.add_argument("--only", default="compression,bootcmd,packer,bootstrap,mainjob")
     parser.add_argument("--image", type=Path, help="a bootable disk for the Packer row (made when absent)")
     parser.add_argument("--key", type=Path, help="root's private key for --image")
     parser.add_argument("--mib", type=int, default=256, help="MiB of data for the compression row")
@@ -314,6 +352,7 @@ def main() -> int:
         ("bootcmd", lambda: [boot_command(runs)]),
         ("bootstrap", lambda: list(bootstrap(runs, base / "bootstrap", key))),
         ("packer", lambda: [packer(runs, base / "packer", *disk(args, base, key))]),
+        ("mainjob", lambda: mainjob(runs, base / "mainjob")),
     ]
     try:
         for name, section in sections:
@@ -322,6 +361,7 @@ def main() -> int:
             print(f"== {name}", flush=True)
             (base / "packer").mkdir(exist_ok=True)
             (base / "bootstrap").mkdir(exist_ok=True)
+            (base / "mainjob").mkdir(exist_ok=True)
             t0 = time.monotonic()
             try:
                 rows += section()

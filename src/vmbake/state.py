@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vmbake.ui import BuildUi
 
 if TYPE_CHECKING:
+    from vmbake.bootstrap.tree import RawDisk
     from vmbake.comm import Communicator
     from vmbake.config.bootstrap import BootstrapConfig
     from vmbake.config.qemu import QemuConfig
@@ -74,6 +75,7 @@ class BuildState:
     step_times: list[tuple[str, float]] = field(default_factory=list)
     report: dict[str, Any] | None = None  # facts gathered for the image report
     rootfs_tarball: Path | None = None  # debian-bootstrap: the mmdebstrap output
+    raw_disk: RawDisk | None = None  # debian-bootstrap, provision_stage "tree": the disk being provisioned
     shutdown_done: bool = False
 
 

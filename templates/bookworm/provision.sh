@@ -4,6 +4,11 @@
 # vmbake uploads it to /tmp and runs it as root inside the guest, once to provision and once more, as the
 # shutdown command, to clean up and power off. It works on installer-built systems (LVM, ifupdown) and on
 # debian-bootstrap ones (plain partitions, systemd-networkd). Run "provision.sh --help" for the sections.
+#
+# With VMBAKE_STAGE=tree (debian-bootstrap's provision_stage "tree"), it runs in a chroot of the image
+# before its first boot: nothing is running there, so the sections that would read the running system
+# take the layout from the builder instead (its /etc/fstab, VMBAKE_ROOT), a fresh filesystem is not
+# zeroed, and clean_shutdown cleans up without powering anything off.
 
 set -o errexit -o nounset -o pipefail
 shopt -s nullglob
@@ -38,7 +43,7 @@ declare -A SECTION_HELP=(
   [clean_network]="remove DHCP leases and persistent interface rules"
   [clean_identity]="reset machine-id, random seed and SSH host keys; new ones are made at next boot"
   [clean_self]="remove this script"
-  [clean_shutdown]="clean_apt, clean_history, clean_root_ssh, clean_cloud_init, clean_network, clean_identity, clean_self, power off"
+  [clean_shutdown]="clean_apt, clean_history, clean_root_ssh, clean_cloud_init, clean_network, clean_identity, clean_self, power off (not in a tree)"
 )
 
 # Sections that another one needs first; each still runs at most once per invocation.
@@ -123,6 +128,11 @@ apt_get() {
 
 has_systemd() {
   [[ -d /run/systemd/system ]]
+}
+
+# True in a chroot of the image before its first boot (set by vmbake's debian-bootstrap builder).
+in_tree() {
+  [[ "${VMBAKE_STAGE:-}" == tree ]]
 }
 
 # True when the block device $1 accepts discard requests (TRIM).
@@ -289,7 +299,22 @@ EOF
   update-grub
 }
 
+# In the tree no filesystem of the image is mounted as it will be and no swap is active: the builder
+# wrote /etc/fstab from its partition layout (every filesystem by UUID). Keep it once it names the root.
+tree_fstab() {
+  local root="${VMBAKE_ROOT:-}"
+  if [[ -z "$root" ]] || ! awk -v r="$root" '$1 == r && $2 == "/" { found = 1 } END { exit !found }' /etc/fstab; then
+    echo "/etc/fstab does not mount the builder's root filesystem (${root:-VMBAKE_ROOT unset}) on /" >&2
+    return 1
+  fi
+  echo "kept '/etc/fstab': the builder wrote it from its layout (root $root)"
+}
+
 section_preconfig_fstab() {
+  if in_tree; then
+    tree_fstab
+    return
+  fi
   local source target fstype opts pass src old_opts fstab=/etc/fstab new
   new="$(mktemp /etc/fstab.vmbake.XXXXXX)"
   {
@@ -381,6 +406,11 @@ zero_fill() {
 }
 
 section_zero_freespace() {
+  if in_tree; then
+    # The builder made these filesystems moments ago and has never booted them: no deleted data to zero.
+    echo "zero_freespace: fresh filesystems in the image tree: nothing to zero"
+    return 0
+  fi
   local source target fstype name type uuid label
   while read -r source target fstype; do
     case "$fstype" in ext2 | ext3 | ext4) ;; *) continue ;; esac
@@ -474,6 +504,10 @@ section_clean_self() {
 
 section_clean_shutdown() {
   sync
+  if in_tree; then
+    echo "image tree: nothing to power off (the builder unmounts it)"
+    return 0
+  fi
   # Power off in the background so that this command (and the SSH session running it) can return first.
   if has_systemd; then
     systemctl --no-block poweroff

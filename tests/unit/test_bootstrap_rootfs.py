@@ -43,6 +43,7 @@ def test_argv_is_exact() -> None:
         "--dpkgopt=path-exclude=/usr/lib/udev/hwdb.d/*",
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+        "--dpkgopt=force-unsafe-io",
         '--aptopt=Acquire::http::Proxy "http://proxy:3142"',
         "--hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr",
         "--skip=download/empty",
@@ -62,7 +63,8 @@ def test_argv_is_exact() -> None:
 def test_argv_without_cache_and_for_buster() -> None:
     config = BootstrapConfig(suite="buster", dpkg_excludes=[], initramfs="most")
     argv = mmdebstrap_argv(config, Path("/t.tar"), Path("/h.sh"), None, verbose=True)
-    assert not any(a.startswith(("--skip", "--setup-hook", "--dpkgopt", "--essential-hook")) for a in argv)
+    assert not any(a.startswith(("--skip", "--setup-hook", "--essential-hook")) for a in argv)
+    assert [a for a in argv if a.startswith("--dpkgopt")] == ["--dpkgopt=force-unsafe-io"]
     assert argv[-5:] == [
         "--customize-hook=/h.sh",
         "--verbose",

@@ -259,3 +259,54 @@ def test_clean_root_ssh_removes_the_build_key_alone(
         assert not out.exists(), out.read_text()
     else:
         assert [line for line in out.read_text().splitlines() if line] == left
+
+
+def tree_stage(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """VMBAKE_STAGE=tree, and a PATH whose systemctl, shutdown and fstrim only record that they ran
+    (stand-ins: the real ones would act on this machine if the script did not honour the stage)."""
+    if os.geteuid() != 0:
+        pytest.skip("the sections refuse to run without root")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("systemctl", "shutdown", "fstrim", "swapoff", "blkdiscard", "dd"):
+        stub = bindir / tool
+        stub.write_text(f'#!/bin/sh\necho "CALLED {tool} $*"\n')
+        stub.chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "VMBAKE_STAGE": "tree", **extra}
+
+
+def test_in_the_tree_zero_freespace_has_nothing_to_do(tmp_path: Path) -> None:
+    result = run("-B", "-S", "zero_freespace", env=tree_stage(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "fresh filesystems in the image tree: nothing to zero" in result.stdout
+    assert "CALLED" not in result.stdout
+
+
+def test_in_the_tree_clean_shutdown_powers_nothing_off(tmp_path: Path) -> None:
+    needs = [
+        "clean_apt",
+        "clean_history",
+        "clean_root_ssh",
+        "clean_cloud_init",
+        "clean_network",
+        "clean_identity",
+        "clean_self",
+    ]
+    excluded = [arg for name in needs for arg in ("-X", name)]
+    assert plan("-S", "clean_shutdown", *excluded) == ["clean_shutdown"]  # nothing else runs on this host
+    result = run("-B", "-S", "clean_shutdown", *excluded, env=tree_stage(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "image tree: nothing to power off" in result.stdout
+    assert "CALLED" not in result.stdout and "power off requested" not in result.stdout
+
+
+def test_in_the_tree_fstab_comes_from_the_builder_and_must_name_its_root(tmp_path: Path) -> None:
+    """Without the builder's root in /etc/fstab the section fails and says why; it never rewrites it."""
+    before = Path("/etc/fstab").read_bytes() if Path("/etc/fstab").exists() else None
+    env = tree_stage(tmp_path, VMBAKE_ROOT="UUID=00000000-vmbake-test-not-there")
+    result = run("-B", "-S", "preconfig_fstab", env=env)
+    assert result.returncode == 1
+    assert (
+        "does not mount the builder's root filesystem (UUID=00000000-vmbake-test-not-there)" in result.stdout
+    )
+    assert (Path("/etc/fstab").read_bytes() if Path("/etc/fstab").exists() else None) == before

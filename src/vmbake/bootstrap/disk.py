@@ -81,7 +81,8 @@ class Mounts:
 
     def mount(self, source: str, target: str, *options: str) -> None:
         path = self.root / target.lstrip("/")
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.mkdir(parents=True)
         procs.run(["mount", *options, source, str(path)], what=f"mount {target}", hint=ROOT_HINT)
         self.made.append(path)
 
@@ -121,6 +122,10 @@ def populate_dev(dev: Path, loop: str, plan: list[Planned]) -> None:
     for node in nodes:
         st = os.stat(node)
         os.mknod(dev / os.path.basename(node), st.st_mode, st.st_rdev)
+    # Bash's process substitution and scripts that read /dev/stdin need these (udev makes them in a guest).
+    (dev / "fd").symlink_to("/proc/self/fd")
+    for number, name in enumerate(("stdin", "stdout", "stderr")):
+        (dev / name).symlink_to(f"/proc/self/fd/{number}")
     by_uuid = dev / "disk" / "by-uuid"
     by_uuid.mkdir(parents=True)
     for p in plan:
@@ -128,6 +133,14 @@ def populate_dev(dev: Path, loop: str, plan: list[Planned]) -> None:
             (by_uuid / p.fs_uuid.lower()).symlink_to(
                 "../../" + os.path.basename(partition_device(loop, p.number))
             )
+
+
+def mount_system(mounts: Mounts, loop: str, plan: list[Planned]) -> None:
+    """What commands in the chroot of `mounts.root` need: a private /dev (see populate_dev), /proc, /sys."""
+    mounts.mount("tmpfs", "/dev", "-t", "tmpfs", "-o", "mode=755,size=1M")
+    populate_dev(mounts.root / "dev", loop, plan)
+    for special in ("/proc", "/sys"):
+        mounts.mount(special, special, "--bind")
 
 
 def grub_install_argvs(firmware: str, loop: str) -> list[list[str]]:
@@ -204,10 +217,7 @@ def lay_disk(
                 what="tar",
             )
             (mount_dir / "etc" / "fstab").write_text(fstab_text(plan))
-            mounts.mount("tmpfs", "/dev", "-t", "tmpfs", "-o", "mode=755,size=1M")
-            populate_dev(mount_dir / "dev", loop, plan)
-            for special in ("/proc", "/sys"):
-                mounts.mount(special, special, "--bind")
+            mount_system(mounts, loop, plan)
             say(f"Installing grub ({firmware})...")
             for argv in grub_install_argvs(firmware, loop):
                 chroot_run(mount_dir, argv, "grub-install", on_line=debug)

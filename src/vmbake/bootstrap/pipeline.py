@@ -14,7 +14,7 @@ from pathlib import Path
 from vmbake import procs
 from vmbake.bootstrap import cache as debcache
 from vmbake.bootstrap.disk import lay_disk, require_root
-from vmbake.bootstrap.layout import plan_layout
+from vmbake.bootstrap.layout import Planned, plan_layout
 from vmbake.bootstrap.rootfs import (
     CacheHooks,
     customize_script,
@@ -82,12 +82,9 @@ def make_disk(
     debug: Say | None = None,
 ) -> Path:
     """The bootable disk at `output` in config.format (qcow2 or raw), laid from `tarball`."""
-    plan = plan_layout(config)
     raw = output if config.format == "raw" else work_dir / "disk.raw"
     try:
-        lay_disk(
-            raw, parse_size(config.disk_size), plan, tarball, config.firmware, work_dir / "mnt", say, debug
-        )
+        lay_raw(config, tarball, raw, work_dir, say, debug=debug)
         if config.format != "raw":
             output.parent.mkdir(parents=True, exist_ok=True)
             procs.run(["qemu-img", "convert", "-f", "raw", "-O", config.format, str(raw), str(output)],
@@ -96,3 +93,18 @@ def make_disk(
         if raw != output:
             raw.unlink(missing_ok=True)
     return output
+
+
+def lay_raw(
+    config: BootstrapConfig,
+    tarball: Path,
+    raw: Path,
+    work_dir: Path,
+    say: Say,
+    *,
+    debug: Say | None = None,
+) -> list[Planned]:
+    """The bootable raw disk `raw`, laid from `tarball`; the partitions it was laid out with."""
+    plan = plan_layout(config)
+    lay_disk(raw, parse_size(config.disk_size), plan, tarball, config.firmware, work_dir / "mnt", say, debug)
+    return plan

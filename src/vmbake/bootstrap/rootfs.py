@@ -235,6 +235,9 @@ def mmdebstrap_argv(
     if names:
         argv.append(f"--include={','.join(names)}")
     argv += [f"--dpkgopt={line}" for line in dpkg_options(config.dpkg_excludes)]
+    # No fsync after every unpacked file: the tree is thrown away if the build fails. The option lives in
+    # the build-only dpkg.cfg.d/99mmdebstrap, which the customize hook removes.
+    argv.append("--dpkgopt=force-unsafe-io")
     if config.apt_proxy:
         argv.append(f'--aptopt=Acquire::http::Proxy "{config.apt_proxy}"')
     argv.append(f"--hook-dir={MERGED_USR_HOOKS}")

@@ -25,6 +25,19 @@ from vmbake.steps.bootstrap_clean_cloud_init import StepBootstrapCleanCloudInit
 from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.bootstrap_disk import StepBootstrapDisk
 from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
+from vmbake.steps.check_size_budget import StepCheckSizeBudget
+from vmbake.steps.collect_report import StepCollectReport
+from vmbake.steps.connect import StepConnect
+from vmbake.steps.forward_port import StepPortForward
+from vmbake.steps.http_server import StepHTTPServer
+from vmbake.steps.prepare_efivars import StepPrepareEfivars
+from vmbake.steps.prepare_output_dir import StepPrepareOutputDir
+from vmbake.steps.run_qemu import StepRun
+from vmbake.steps.ssh_key_pair import StepSSHKeyPair
+from vmbake.steps.tree_finish import StepCheckBoot, StepTreeFinish
+from vmbake.steps.tree_provision import StepTreeProvision
+from vmbake.steps.verify_image import StepVerifyImage
+from vmbake.steps.write_report import StepWriteReport
 
 BUILDER_ID = "vmbake.debian-bootstrap"
 # Keys both configs have but that mean different things: `firmware` is bios/efi/hybrid here and a -bios
@@ -32,8 +45,11 @@ BUILDER_ID = "vmbake.debian-bootstrap"
 _NOT_SHARED = frozenset({"firmware", "suite", "mirror"})
 
 
-def qemu_view(config: BootstrapConfig) -> QemuConfig:
-    """The QEMU builder's config for booting the made disk: the shared keys, booting a disk image."""
+def qemu_view(config: BootstrapConfig, *, check_boot: bool = False) -> QemuConfig:
+    """The QEMU builder's config for booting the made disk: the shared keys, booting a disk image.
+
+    With `check_boot`, the view of provision_stage "tree"'s one boot: the raw work disk, every write to a
+    throw-away snapshot (the tree was provisioned already; the boot only reaches SSH for the report)."""
     names = {f.name for f in dataclasses.fields(QemuConfig) if f.init}
     values = {
         f.name: getattr(config, f.name)
@@ -43,6 +59,8 @@ def qemu_view(config: BootstrapConfig) -> QemuConfig:
     values.update(
         disk_image=True, skip_resize_disk=True, efi_boot=config.efi_boot or config.firmware == "efi"
     )
+    if check_boot:
+        values.update(format="raw", qemuargs=[*config.qemuargs, ["-snapshot"]])
     return QemuConfig(**values)
 
 
@@ -51,6 +69,8 @@ def steps(ctx: BuildContext) -> list[Step]:
     config = ctx.config
     if not isinstance(config, BootstrapConfig):
         raise VmbakeError(f"build {ctx.name!r} is not a debian-bootstrap build", hint="this is a vmbake bug")
+    if config.provision_stage == "tree":
+        return tree_steps(ctx, config)
     ctx.config = qemu_view(config)
     plan: list[Step | None] = [
         optional_step("prepare_output_dir", "StepPrepareOutputDir"),
@@ -78,3 +98,35 @@ def steps(ctx: BuildContext) -> list[Step]:
         optional_step("verify_image", "StepVerifyImage"),
     ]
     return [step for step in plan if step is not None]
+
+
+def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:
+    """provision_stage "tree": the provisioners run in a chroot of the disk before it ever boots; then one
+    boot on a snapshot, for the report and verify's checks; then the shutdown_command in the chroot, and
+    the artifact.
+    Without a communicator there is nothing to log in to, so there is no boot at all."""
+    ctx.config = qemu_view(config, check_boot=True)
+    plan: list[Step] = [
+        StepPrepareOutputDir(),
+        StepSSHKeyPair(),
+        StepBootstrapRootfs(config),
+        StepBootstrapDisk(config),
+        StepTreeProvision(),
+    ]
+    if config.communicator != "none":
+        plan += [
+            StepHTTPServer(),
+            StepPortForward(),
+            StepPrepareEfivars(),
+            StepRun(),
+            StepConnect(),
+            StepCollectReport(),
+            StepCheckBoot(),
+        ]
+    plan += [
+        StepTreeFinish(config, qemu_view(config)),
+        StepWriteReport(),
+        StepCheckSizeBudget(),
+        StepVerifyImage(),
+    ]
+    return plan

@@ -27,6 +27,7 @@ FIRMWARES = ("bios", "efi", "hybrid")
 VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
 FILESYSTEMS = ("ext4", "ext3", "ext2", "swap")
 MOUNTPOINTS = ("/", "/boot", "/var", "/tmp", "swap")
+PROVISION_STAGES = ("vm", "tree")
 DPKG_EXCLUDE_SETS = ("docs", "man", "info", "locales", "hwdb")
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -139,6 +140,14 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
         "Seconds grub shows its menu before booting (0: boots at once, about 2 s sooner under TCG)",
         minimum=0,
         maximum=600,
+        vmbake=True,
+    )
+    provision_stage: str = opt(
+        "vm",
+        "Where the provisioners and shutdown_command run: 'vm' (in the booted guest, over the communicator) "
+        "or 'tree' (in a chroot of the image before its first boot, at the host's speed; the guest then "
+        "boots once, on a throw-away snapshot, for the report)",
+        choices=PROVISION_STAGES,
         vmbake=True,
     )
     mmdebstrap_args: list[str] = opt(

@@ -2,14 +2,18 @@
 
 Reads the BootstrapConfig given at construction (disk_size, firmware, partitions, format, vm_name),
 state.rootfs_tarball, state.output_dir and state.work_dir. Writes state.disk_paths (OUTPUT/VM_NAME, in
-`format`) and removes the tarball once it is on the disk. Needs root: loop devices, mount, chroot.
+`format`) and removes the tarball once it is on the disk. With provision_stage "tree" the disk stays a
+raw file in the work directory, and state.raw_disk says where and with which partitions, for the steps
+that provision it as a tree and then make the artifact (StepTreeFinish). Needs root: loop devices,
+mount, chroot.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vmbake.bootstrap.pipeline import make_disk
+from vmbake.bootstrap.pipeline import lay_raw, make_disk
+from vmbake.bootstrap.tree import RawDisk
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.errors import StepError
 from vmbake.state import BuildContext
@@ -37,14 +41,24 @@ class StepBootstrapDisk(Step):
         ctx.ui.say(f"Creating partitioned disk ({config.disk_size}, {config.firmware}; {layout})...")
         self._made = disk
         debug = ctx.ui.message if ctx.ui.ui.debug else None
-        make_disk(
-            config, state.rootfs_tarball, disk, state.work_dir / "bootstrap", ctx.ui.message, debug=debug
-        )
+        work = state.work_dir / "bootstrap"
+        if config.provision_stage == "tree":
+            raw = self._made = work / "disk.raw"
+            plan = lay_raw(config, state.rootfs_tarball, raw, work, ctx.ui.message, debug=debug)
+            guest_disk = "/dev/vda" if config.disk_interface == "virtio" else "/dev/sda"
+            state.raw_disk = RawDisk(raw, plan, guest_disk)
+            disk = raw
+        else:
+            make_disk(config, state.rootfs_tarball, disk, work, ctx.ui.message, debug=debug)
         state.disk_paths = [disk]
         state.rootfs_tarball.unlink(missing_ok=True)
         state.rootfs_tarball = None
 
     def cleanup(self, ctx: BuildContext) -> None:
+        raw = ctx.state.raw_disk
+        if raw is not None:  # the tree's raw disk is scratch, whatever happened
+            raw.path.unlink(missing_ok=True)
+            ctx.state.raw_disk = None
         if ctx.halted and self._made is not None:
             self._made.unlink(missing_ok=True)
         self._made = None

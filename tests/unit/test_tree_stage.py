@@ -1,0 +1,109 @@
+"""provision_stage "tree": the key, the builder's step list, the check boot's view, the tree's variables.
+
+The tree itself (mounts, chroot, provision.sh there) runs for real in tests/integration/test_tree_stage.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from vmbake.bootstrap.layout import plan_layout
+from vmbake.bootstrap.tree import RawDisk, tree_env
+from vmbake.builders.bootstrap import qemu_view
+from vmbake.config.bootstrap import BootstrapConfig, Partition, validate_bootstrap
+from vmbake.config.fields import Decoder
+
+from .test_report import context
+
+
+def test_the_key_defaults_to_vm_and_refuses_other_values() -> None:
+    assert BootstrapConfig().provision_stage == "vm"
+    decoder = Decoder("t.json")
+    decoder.decode(BootstrapConfig, {"provision_stage": "host"}, "builders[0]")
+    problems = [str(p) for p in decoder.problems]
+    assert any("provision_stage" in p and "tree" in p for p in problems), problems
+
+
+def test_check_boot_view_boots_the_raw_work_disk_on_a_snapshot() -> None:
+    config = BootstrapConfig(provision_stage="tree", format="qcow2", qemuargs=[["-smp", "2"]])
+    check = qemu_view(config, check_boot=True)
+    assert check.format == "raw"
+    assert check.qemuargs == [["-smp", "2"], ["-snapshot"]]
+    final = qemu_view(config)
+    assert final.format == "qcow2" and final.qemuargs == [["-smp", "2"]]
+
+
+def names(tmp_path: Path, **keys: object) -> list[str]:
+    from vmbake.build import builder_steps
+
+    ctx, _ = context(tmp_path)
+    ctx.builder_type = "debian-bootstrap"
+    ctx.config = BootstrapConfig(**keys)  # type: ignore[arg-type]
+    return [step.name for step in builder_steps(ctx)]
+
+
+def test_tree_plan_provisions_before_the_only_boot_and_finishes_after_it(tmp_path: Path) -> None:
+    steps = names(tmp_path, provision_stage="tree")
+    order = ["stepBootstrapRootfs", "stepBootstrapDisk", "StepTreeProvision", "stepRun", "StepConnect",
+             "StepCollectReport", "StepCheckBoot", "StepTreeFinish", "StepWriteReport",
+             "StepCheckSizeBudget", "StepVerifyImage"]  # fmt: skip
+    assert [n for n in steps if n in order] == order
+    # No provisioning, shutdown or second conversion in the guest.
+    for absent in ("StepProvision", "stepShutdown", "stepConvertDisk", "stepBootstrapClearKey"):
+        assert absent not in steps
+
+
+def test_tree_plan_without_a_communicator_never_boots(tmp_path: Path) -> None:
+    steps = names(tmp_path, provision_stage="tree", communicator="none")
+    assert "StepTreeProvision" in steps and "StepTreeFinish" in steps
+    assert not {"stepRun", "StepConnect", "StepCollectReport"} & set(steps)
+
+
+def test_vm_plan_is_unchanged(tmp_path: Path) -> None:
+    steps = names(tmp_path)
+    assert "StepTreeProvision" not in steps and "StepProvision" in steps and "stepShutdown" in steps
+
+
+def test_tree_env_names_the_stage_the_root_and_the_guest_disk() -> None:
+    config = BootstrapConfig(partitions=[Partition("/boot", "512M"), Partition("/", "")], disk_size="4G")
+    plan = plan_layout(config)
+    root = next(p for p in plan if p.mountpoint == "/")
+    env = tree_env(RawDisk(Path("disk.raw"), plan, "/dev/vda"))
+    assert env == {"VMBAKE_STAGE": "tree", "VMBAKE_DISK": "/dev/vda", "VMBAKE_ROOT": f"UUID={root.fs_uuid}"}
+
+
+def test_shipped_bootstrap_builds_use_the_tree_stage() -> None:
+    from vmbake.template import load_template
+
+    for name in ("bookworm", "trixie", "forky", "bullseye", "buster"):
+        template = load_template(name)
+        stages = [
+            b.config.provision_stage
+            for b in template.builds
+            if isinstance(getattr(b, "config", None), BootstrapConfig)
+        ]
+        assert stages == ["tree"], (name, stages)
+
+
+def test_validation_accepts_the_tree_stage() -> None:
+    problems: list = []
+    validate_bootstrap(dataclasses.replace(BootstrapConfig(), provision_stage="tree"), problems)
+    assert problems == []
+
+
+def test_trim_covers_every_ext_filesystem_of_the_tree_and_nothing_else() -> None:
+    from vmbake.bootstrap.tree import trim_argvs
+
+    config = BootstrapConfig(
+        firmware="hybrid",
+        disk_size="6G",
+        partitions=[
+            Partition("/boot", "512M"),
+            Partition("/", "3G"),
+            Partition("/var", "1G"),
+            Partition("swap", "", "swap"),
+        ],
+    )
+    argvs = trim_argvs(Path("/w/tree"), plan_layout(config))
+    assert argvs == [["fstrim", "--verbose", m] for m in ("/w/tree", "/w/tree/boot", "/w/tree/var")]
