@@ -317,3 +317,19 @@ def test_validate_names_other_providers_and_vagrant_cloud(
     )
     code, out = _validate(capsys, template, "-except=vagrant-cloud")
     assert code == 0, out
+
+
+# -- communicator none in the VM builders (issue 17 §6) --------------------------------------------------
+def test_vm_builders_with_communicator_none_still_run_the_provisioners(tmp_path: Path) -> None:
+    from tests.helpers.sshd import make_ctx
+    from vmbake.builders import bootstrap, qemu
+    from vmbake.config.bootstrap import BootstrapConfig
+
+    ctx, _out, _err = make_ctx(tmp_path / "w", communicator="none")
+    names = [s.name for s in qemu.steps(cast(Any, ctx))]
+    assert "StepProvision" in names and "StepConnect" not in names
+    assert names.index("StepProvision") < names.index("stepShutdown")  # Packer's spelling
+    boot = cast(Any, ctx)
+    boot.config, boot.builder_type = BootstrapConfig(communicator="none"), "debian-bootstrap"
+    names = [s.name for s in bootstrap.steps(boot)]
+    assert "StepProvision" in names and "StepConnect" not in names
