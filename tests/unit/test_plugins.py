@@ -170,11 +170,12 @@ def test_breakpoint_waits_for_enter_on_a_terminal() -> None:
     assert "Press enter to continue." in text and inp.tell() == 1  # the line was read
 
 
-def test_breakpoint_without_a_terminal_goes_on() -> None:
+def test_breakpoint_without_a_terminal_fails_as_packer_does() -> None:
     inp = io.StringIO("not for the breakpoint\n")
-    ctx, out = _ctx(inp)
-    breakpoint(Run(ctx, "breakpoint"), BreakpointConfig())
-    assert "stdin is not a tty" in out.getvalue() and inp.tell() == 0
+    ctx, _out = _ctx(inp)
+    with pytest.raises(VmbakeError, match="stdin is not a tty") as caught:
+        breakpoint(Run(ctx, "breakpoint"), BreakpointConfig())
+    assert "disable = true" in str(caught.value.hint) and inp.tell() == 0
 
 
 # -- shell-local and artifice ---------------------------------------------------------------------------

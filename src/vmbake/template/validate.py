@@ -239,6 +239,7 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
     if isinstance(config, NullConfig):
         for key, message, hint in validate_null(config):
             report(key, message, hint)
+        _exists(report, "ssh_private_key_file", config.ssh_private_key_file)
         return
     _common_machine(config, report)
     if type_name == "debian-bootstrap":
