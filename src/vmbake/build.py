@@ -28,7 +28,11 @@ from vmbake.ui import BuildUi, Ui
 log = logging.getLogger("vmbake.build")
 
 # Builder type -> module with `steps(ctx) -> list[Step]`.
-BUILDERS = {"qemu": "vmbake.builders.qemu", "debian-bootstrap": "vmbake.builders.bootstrap"}
+BUILDERS = {
+    "qemu": "vmbake.builders.qemu",
+    "debian-bootstrap": "vmbake.builders.bootstrap",
+    "null": "vmbake.builders.null",
+}
 INCOMPLETE_MARKER = "INCOMPLETE"
 EXIT_CANCELLED = 130  # as a shell reports a command ended by Ctrl-C
 TIMING_THRESHOLD = 0.1  # the timing table leaves out steps quicker than this (seconds)
@@ -53,7 +57,7 @@ def runnable_builds(template: Template, ui: Ui) -> list[BuildSpec]:
         raise VmbakeError(
             "no build to run",
             hint="check -only/-except (the warnings above name the template's builds); "
-            "vmbake runs qemu and debian-bootstrap builds",
+            "vmbake runs qemu, debian-bootstrap and null builds",
         )
     return selected
 
@@ -73,7 +77,7 @@ def builder_steps(ctx: BuildContext) -> list[Step]:
     module_name = BUILDERS.get(ctx.builder_type)
     if module_name is None:
         raise VmbakeError(
-            f"unknown builder type {ctx.builder_type!r}", hint="use 'qemu' or 'debian-bootstrap'"
+            f"unknown builder type {ctx.builder_type!r}", hint="use 'qemu', 'debian-bootstrap' or 'null'"
         )
     try:
         module = importlib.import_module(module_name)
@@ -84,7 +88,7 @@ def builder_steps(ctx: BuildContext) -> list[Step]:
 
 
 def default_artifacts(ctx: BuildContext) -> list[Artifact]:
-    """Packer's artifact for a QEMU build: the output directory."""
+    """Packer's artifact for a QEMU build: the output directory. A null build has none."""
     if ctx.state.artifacts:
         return list(ctx.state.artifacts)
     out = ctx.state.output_dir

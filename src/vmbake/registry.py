@@ -8,8 +8,15 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from vmbake.config.postprocessors import ChecksumConfig, CompressConfig, ManifestConfig
-from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
+from vmbake.config.postprocessors import (
+    ArtificeConfig,
+    ChecksumConfig,
+    CompressConfig,
+    ManifestConfig,
+    ShellLocalPostConfig,
+    VagrantConfig,
+)
+from vmbake.config.provisioners import BreakpointConfig, FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.config.qemu import QemuConfig
 
 # Builder configs are looked up by module and class name so a builder that is not written yet does not
@@ -17,18 +24,34 @@ from vmbake.config.qemu import QemuConfig
 _BUILDERS: dict[str, tuple[str, str]] = {
     "qemu": ("vmbake.config.qemu", "QemuConfig"),
     "debian-bootstrap": ("vmbake.config.bootstrap", "BootstrapConfig"),
+    "null": ("vmbake.config.null", "NullConfig"),
 }
 
 PROVISIONERS: dict[str, type] = {
     "shell": ShellConfig,
     "file": FileConfig,
     "shell-local": ShellLocalConfig,
+    "breakpoint": BreakpointConfig,
 }
+
+# Provisioners that work through the build's communicator: a build with communicator "none" cannot run them.
+NEEDS_GUEST = frozenset({"shell", "file"})
 
 POST_PROCESSORS: dict[str, type] = {
     "checksum": ChecksumConfig,
     "manifest": ManifestConfig,
     "compress": CompressConfig,
+    "shell-local": ShellLocalPostConfig,
+    "artifice": ArtificeConfig,
+    "vagrant": VagrantConfig,
+}
+
+# Post-processors of Packer's plugins that vmbake names rather than runs, with the reason.
+NOT_RUN_POST_PROCESSORS = {
+    "vagrant-cloud": "it uploads the box to HashiCorp's Vagrant Cloud (HCP), which needs the network and an "
+    "account; vmbake does not upload",
+    "vagrant-registry": "it uploads the box to HCP Vagrant Registry, which needs the network and an "
+    "account; vmbake does not upload",
 }
 
 

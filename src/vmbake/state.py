@@ -84,7 +84,7 @@ class BuildContext:
     """Everything a step sees: the build's name and config, the template, the options, the state."""
 
     name: str  # the build's name, as in "==> qemu: ..."
-    builder_type: str  # "qemu" or "debian-bootstrap"
+    builder_type: str  # "qemu", "debian-bootstrap" or "null" (a null build's config is a NullConfig)
     config: QemuConfig | BootstrapConfig
     template: Template
     ui: BuildUi

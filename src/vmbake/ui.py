@@ -234,6 +234,11 @@ class Ui:
         self._emit(target, "say", text, "yellow")
 
     # -- questions -------------------------------------------------------------
+    def interactive(self) -> bool:
+        """True when someone can answer ask(): input is a terminal and output is not machine-readable."""
+        isatty = getattr(self.inp, "isatty", None)
+        return not self.machine_readable and callable(isatty) and bool(isatty())
+
     def ask(self, prompt: str) -> str:
         """Print `prompt` and read one line; an empty string when input is closed."""
         with self._lock:
@@ -282,6 +287,9 @@ class BuildUi:
     def debug(self, text: str) -> None:
         if self.ui.debug:
             self.ui.message(f"    {self.name}: [debug] {text}", self.name)
+
+    def interactive(self) -> bool:
+        return self.ui.interactive()
 
     def ask(self, prompt: str) -> str:
         return self.ui.ask(f"==> {self.name}: {prompt}")

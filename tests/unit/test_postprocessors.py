@@ -183,6 +183,6 @@ def test_compress_errors(work: Path) -> None:
         run_chain(ctx, [PostProcessorSpec("compress", CompressConfig(output="x.gz"))], [_vm(work)])
     with pytest.raises(VmbakeError, match="cannot make a lz4 archive"):
         run_chain(ctx, [PostProcessorSpec("compress", CompressConfig(output="x.lz4"))], [_vm(work)])
-    with pytest.raises(VmbakeError, match="'vagrant' is not supported"):
-        run_chain(ctx, [PostProcessorSpec("vagrant", None)], [_vm(work)])
+    with pytest.raises(VmbakeError, match="'vagrant-cloud' is not supported"):
+        run_chain(ctx, [PostProcessorSpec("vagrant-cloud", None)], [_vm(work)])
     assert sorted(os.listdir(work)) == ["output-qemu"]

@@ -65,7 +65,7 @@ CASES: list[tuple[str, Edit, str, str]] = [
     ("shell without body", p(inline=[]), "provisioners[0]", "one of inline, script, scripts is required"),
     ("only names no build", p(only=["vbox"]), "provisioners[0].only[0]", "no build named 'vbox'"),
     ("bad pause_before", p(pause_before="5 minutes"), "provisioners[0].pause_before", "invalid duration"),
-    ("unknown post-processor", lambda t: t.update({"post-processors": ["vagrant"]}), "post-processors[0].type",
+    ("unknown post-processor", lambda t: t.update({"post-processors": ["docker-push"]}), "post-processors[0].type",
      "supported: checksum, manifest, compress"),
     ("required variable", lambda t: t.update(variables={"pw": None}), "variables.pw", "required variable 'pw'"),
     ("duplicate builds", lambda t: t["builders"].append(copy.deepcopy(t["builders"][0])), "builders[1]", "duplicate"),

@@ -82,7 +82,10 @@ def steps(ctx: BuildContext) -> list[Step]:
         optional_step("prepare_efivars", "StepPrepareEfivars"),
         optional_step("run_qemu", "StepRun"),
     ]
-    if config.communicator != "none":
+    if config.communicator == "none":
+        # Only the provisioners that need no guest (shell-local, breakpoint); validate refuses the others.
+        plan += [optional_step("provision", "StepProvision")]
+    else:
         plan += [
             optional_step("connect", "StepConnect"),
             optional_step("provision", "StepProvision"),

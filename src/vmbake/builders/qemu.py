@@ -77,11 +77,11 @@ def steps(ctx: BuildContext) -> list[Step]:
         optional_step("installer_reboot", "StepInstallerReboot"),
     ]
     if config.communicator != "none":
-        plan += [
-            optional_step("connect", "StepConnect"),
-            optional_step("provision", "StepProvision"),
-            optional_step("collect_report", "StepCollectReport"),
-        ]
+        plan += [optional_step("connect", "StepConnect")]
+    # With communicator "none" the provisioners that need no guest (shell-local, breakpoint) still run.
+    plan += [optional_step("provision", "StepProvision")]
+    if config.communicator != "none":
+        plan += [optional_step("collect_report", "StepCollectReport")]
     plan += [
         StepShutdown(),
         StepConvertDisk(),

@@ -30,7 +30,9 @@ def bash_script() -> str:
     shipped = _shipped_builds()
     build_cases = [f"        {n}) echo '{' '.join(b)}' ;;" for n, b in shipped.items()]
     templates = " ".join(shipped)
-    key_types = " ".join([*registry.builder_types(), *registry.PROVISIONERS, *registry.POST_PROCESSORS])
+    key_types = " ".join(
+        dict.fromkeys([*registry.builder_types(), *registry.PROVISIONERS, *registry.POST_PROCESSORS])
+    )
     return f"""# bash completion for vmbake; made by 'vmbake completion bash'.
 # Load it with: source <(vmbake completion bash)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vmbake.config.fields import opt
+from vmbake.config.provisioners import ShellLocalConfig
 
 CHECKSUM_TYPES = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
 COMPRESS_FORMATS = ("", "tar.gz", "tgz", "gz", "zip", "lz4", "tar.lz4", "bgzf", "xz", "tar.xz", "tar")
@@ -54,3 +55,57 @@ class CompressConfig:
     compression_level: int = opt(
         6, "Compression level from 1 (fast) to 9 (small); -1 is the format's default", minimum=-1, maximum=9
     )
+
+
+@dataclass(frozen=True)
+class ShellLocalPostConfig(ShellLocalConfig):
+    """A `shell-local` post-processor: runs a command on the host after the build; the artifact passes
+    through unchanged (use `artifice` to make the command's files the artifact)."""
+
+
+@dataclass(frozen=True)
+class ArtificeConfig:
+    """An `artifice` post-processor: the listed files become the build's artifact."""
+
+    files: list[str] = opt(
+        factory=list, doc="Paths of the files that make the new artifact (each must exist; no globs)"
+    )
+
+
+VAGRANT_PROVIDERS = ("libvirt",)
+
+
+def unsupported_provider(provider: str) -> str:
+    """Why vmbake makes no box for `provider` (an empty string for libvirt)."""
+    if provider in VAGRANT_PROVIDERS:
+        return ""
+    return (
+        f"vmbake makes Vagrant boxes for the libvirt provider only, not {provider}: a {provider} box holds "
+        "that platform's own disk and machine files, which a QEMU build does not make"
+    )
+
+
+@dataclass(frozen=True)
+class VagrantConfig:
+    """A `vagrant` post-processor: packs a qcow2 artifact into a Vagrant box for the libvirt provider."""
+
+    output: str = opt(
+        "packer_{{.BuildName}}_{{.Provider}}.box",
+        "Box path; {{.BuildName}}, {{.BuilderType}}, {{.Provider}} and {{.ArtifactId}} are filled in",
+        runtime=True,
+    )
+    compression_level: int = opt(
+        6, "gzip level of the box, 0 (none) to 9 (small); -1 is gzip's default (6)", minimum=-1, maximum=9
+    )
+    include: list[str] = opt(factory=list, doc="Extra files put at the top of the box")
+    vagrantfile_template: str = opt("", "File whose text is added to the box's Vagrantfile")
+    vagrantfile_template_generated: bool = opt(
+        False, "The Vagrantfile template is made during the build: do not check it at validate time"
+    )
+    provider_override: str = opt(
+        "", "Make a box for this provider whatever the artifact (only libvirt is supported)"
+    )
+    override: dict[str, Any] = opt(
+        factory=dict, doc="Keys per provider name, used when the box is for that provider"
+    )
+    architecture: str = opt("", "Box architecture (Vagrant 2.4+ metadata)", supported=False)

@@ -99,3 +99,11 @@ class ShellLocalConfig:
     )
     valid_exit_codes: list[int] = opt(factory=lambda: [0], doc="Exit statuses that count as success")
     tempfile_extension: str = opt("", "Extension of the temporary script file")
+
+
+@dataclass(frozen=True)
+class BreakpointConfig:
+    """A `breakpoint` provisioner: pauses the build until enter is pressed, to look at the guest."""
+
+    disable: bool = opt(False, "Do not pause; only say that the breakpoint was passed")
+    note: str = opt("", "Text shown when the build pauses here")

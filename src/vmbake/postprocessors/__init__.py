@@ -55,11 +55,21 @@ def render_output(ctx: BuildContext, template: str, **extra: str) -> Path:
 
 
 def _runners() -> dict[str, Runner]:
+    from vmbake.postprocessors.artifice import run as artifice
     from vmbake.postprocessors.checksum import run as checksum
     from vmbake.postprocessors.compress import run as compress
     from vmbake.postprocessors.manifest import run as manifest
+    from vmbake.postprocessors.shell_local import run as shell_local
+    from vmbake.postprocessors.vagrant import run as vagrant
 
-    return {"checksum": checksum, "manifest": manifest, "compress": compress}
+    return {
+        "checksum": checksum,
+        "manifest": manifest,
+        "compress": compress,
+        "shell-local": shell_local,
+        "artifice": artifice,
+        "vagrant": vagrant,
+    }
 
 
 def destroy(artifact: Artifact) -> None:
@@ -92,7 +102,7 @@ def _run_chain(
         if runner is None:
             raise VmbakeError(
                 f"post-processor {spec.type!r} is not supported by vmbake",
-                hint="use checksum, manifest or compress, or remove it from the template",
+                hint="use " + ", ".join(runners) + ", or remove it from the template",
             )
         ctx.ui.say(f"Running post-processor: {spec.type}")
         try:

@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
+from vmbake.config.provisioners import BreakpointConfig, FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.provisioners import Run
+from vmbake.provisioners import breakpoint as breakpoint_provisioner
 from vmbake.provisioners import file as file_provisioner
 from vmbake.provisioners import shell as shell_provisioner
 from vmbake.provisioners import shell_local as shell_local_provisioner
@@ -27,6 +28,7 @@ KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
     "shell": (ShellConfig, shell_provisioner.provision),
     "file": (FileConfig, file_provisioner.provision),
     "shell-local": (ShellLocalConfig, shell_local_provisioner.provision),
+    "breakpoint": (BreakpointConfig, breakpoint_provisioner.provision),
 }
 
 
@@ -47,7 +49,7 @@ def run_provisioner(ctx: BuildContext, spec: ProvisionerSpec) -> None:
         raise StepError(
             StepProvision.name,
             f"provisioner {spec.type!r} is not supported",
-            hint="vmbake runs shell, file and shell-local provisioners",
+            hint="vmbake runs " + ", ".join(KINDS) + " provisioners",
         )
     cls, provision = KINDS[spec.type]
     if not isinstance(spec.config, cls):

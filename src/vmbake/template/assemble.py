@@ -344,11 +344,15 @@ class Assembler:
             cleanup = next(
                 (self._provisioner(c, t, check) for c in self.cleanups if self._applies(c, t)), None
             )
+            config = self._builder(build, check)
+            if getattr(config, "communicator", "") == "none":
+                blocks = [b for b in [*self.provisioners, *self.cleanups] if self._applies(b, t)]
+                self._no_guest(blocks, t.name)
             specs.append(
                 BuildSpec(
                     t.name,
                     t.type,
-                    self._builder(build, check),
+                    config,
                     t.source_name,
                     provisioners,
                     cleanup,
@@ -377,6 +381,18 @@ class Assembler:
         check_builder(build.target.type, config, decoder, build.path)
         self._flush(decoder)
         return config
+
+    def _no_guest(self, blocks: Sequence[GatheredBlock], build: str) -> None:
+        """A build with communicator "none" has no guest to run shell or file provisioners in."""
+        for block in blocks:
+            if block.type in registry.NEEDS_GUEST:
+                self._problem_in(
+                    block.file,
+                    block.type_path or f"{block.path}.type",
+                    f'the {block.type} provisioner needs a guest, but build {build!r} has communicator "none"',
+                    'set the build\'s communicator to "ssh", or bind the provisioner to other builds with '
+                    'only/except (with "none" only shell-local and breakpoint run)',
+                )
 
     def _provisioner(self, block: GatheredBlock, target: Target, check: bool) -> ProvisionerSpec | None:
         spec = ProvisionerSpec(block.type, None, block.pause_before, block.max_retries, block.timeout)
@@ -420,6 +436,15 @@ class Assembler:
         if not check:
             return PostProcessorSpec(block.type, None, block.keep_input_artifact)
         cls = registry.POST_PROCESSORS.get(block.type)
+        reason = registry.NOT_RUN_POST_PROCESSORS.get(block.type)
+        if reason is not None:
+            self._problem_in(
+                block.file,
+                block.type_path,
+                f"post-processor {block.type!r} is not supported: {reason}",
+                f"skip it with -except={block.name or block.type}, or remove it from the template",
+            )
+            return None
         if cls is None:
             hint = suggest(block.type, list(registry.POST_PROCESSORS))
             self._problem_in(

@@ -11,7 +11,14 @@ from typing import Any
 from vmbake.checksums import parse_checksum
 from vmbake.config.fields import Decoder
 from vmbake.config.login import validate_login
-from vmbake.config.postprocessors import CHECKSUM_TYPES, ChecksumConfig
+from vmbake.config.null import NullConfig, validate_null
+from vmbake.config.postprocessors import (
+    CHECKSUM_TYPES,
+    ArtificeConfig,
+    ChecksumConfig,
+    VagrantConfig,
+    unsupported_provider,
+)
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.config.qemu import QemuConfig
 from vmbake.fetch import url_problem
@@ -230,6 +237,11 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
         check_qemu(config, report)
         _installer_console(config, decoder, path)
         return
+    if isinstance(config, NullConfig):
+        for key, message, hint in validate_null(config):
+            report(key, message, hint)
+        _exists(report, "ssh_private_key_file", config.ssh_private_key_file)
+        return
     _common_machine(config, report)
     if type_name == "debian-bootstrap":
         try:
@@ -309,6 +321,14 @@ def _env_vars(report: Report, items: list[str]) -> None:
 
 def check_post_processor(config: Any, decoder: Decoder, path: str) -> None:
     report = _reporter(decoder, path)
+    if isinstance(config, ShellLocalConfig):  # the shell-local post-processor
+        _one_of(report, config, ("command", "inline", "script", "scripts"))
+        _exists(report, "script", config.script)
+        _env_vars(report, config.environment_vars)
+    elif isinstance(config, ArtificeConfig) and not config.files:
+        report("files", "artifice needs files", 'list the new artifact\'s files: files = ["out/disk.img"]')
+    elif isinstance(config, VagrantConfig):
+        _check_vagrant(config, report)
     if isinstance(config, ChecksumConfig):
         for i, kind in enumerate(config.checksum_types):
             if kind not in CHECKSUM_TYPES:
@@ -317,3 +337,14 @@ def check_post_processor(config: Any, decoder: Decoder, path: str) -> None:
                     f"unknown checksum type {kind!r}",
                     "valid: " + ", ".join(CHECKSUM_TYPES),
                 )
+
+
+def _check_vagrant(config: VagrantConfig, report: Report) -> None:
+    if config.provider_override:
+        reason = unsupported_provider(config.provider_override)
+        if reason:
+            report("provider_override", reason, 'use "libvirt", or remove the vagrant post-processor')
+    if not config.vagrantfile_template_generated:
+        _exists(report, "vagrantfile_template", config.vagrantfile_template)
+    for i, item in enumerate(config.include):
+        _exists(report, f"include[{i}]", item)
