@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from vmbake import __version__
 from vmbake.cancel import cancel_on_signals
-from vmbake.errors import BuildCancelled, Problem, TemplateError, VmbakeError
+from vmbake.errors import BuildCancelled, Problem, TemplateError, UsageError, VmbakeError
 from vmbake.state import Options
 from vmbake.template import load_template
 from vmbake.template.inspect import inspect_lines
@@ -126,10 +126,6 @@ _COMMAND_ARGS = {
     "init": " [TEMPLATE]",
     "completion": " bash",
 }
-
-
-class UsageError(VmbakeError):
-    pass
 
 
 @dataclass

@@ -28,7 +28,7 @@ from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, qemu_config, vm_name
 from vmbake.steps.configure_vnc import reserve_vnc_port
-from vmbake.steps.forward_port import reserve_forward_ports
+from vmbake.vm import reserve_forward_ports
 from vmbake.vmwatch import VmWatch
 
 QMP_TIMEOUT = 30.0
