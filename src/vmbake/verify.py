@@ -13,7 +13,6 @@ Usage: vmbake verify [-ssh-key K] [-user root] [-password P] [-timeout 5m] [-efi
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmbake import procs
+from vmbake import qemu_img
 from vmbake.comm.ssh import SshTarget
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import UsageError, VmbakeError
@@ -77,8 +76,7 @@ def boot_trouble(path: Path | None) -> list[str]:
 
 
 def image_format(image: Path) -> str:
-    out = procs.run(["qemu-img", "info", "--output=json", "-U", str(image)], what="qemu-img info").stdout
-    return str(json.loads(out).get("format", "raw"))
+    return qemu_img.image_info(image)[0]
 
 
 def boot_config(base: QemuConfig, image_fmt: str) -> QemuConfig:

@@ -204,6 +204,30 @@ class Vm:
         finally:
             probe.close()
 
+    def wait_for_sshd(self, timeout: float, cancel: threading.Event | None = None) -> str:
+        """ "" as soon as the guest's SSH server sends its version line (no login), else why not."""
+        if self.ssh_port is None:
+            return "the guest's SSH port is not forwarded"
+        deadline = time.monotonic() + timeout
+        probe = BannerProbe(FORWARD_HOST, self.ssh_port, net_probe_port=self.net_probe_port)
+        try:
+            while True:
+                if not self.running():
+                    return (
+                        f"QEMU exited (status {self.returncode}) before SSH answered; last seen: {probe.seen}"
+                    )
+                if cancel is not None and cancel.is_set():
+                    return "cancelled"
+                now = time.monotonic()
+                if now >= deadline:
+                    return f"SSH did not answer within {format_duration(timeout)}; last seen: {probe.seen}"
+                sock = probe.poll(until=min(deadline, now + 1.0))
+                if sock is not None:
+                    sock.close()
+                    return ""
+        finally:
+            probe.close()
+
     # -- ending it ------------------------------------------------------------------------------------------
     def command(self, name: str) -> None:
         """A QMP command without arguments (cont, system_powerdown, ...); QmpError when QEMU refuses it."""
