@@ -362,7 +362,8 @@ def _console(vm: Vm, options: RunOptions, paths: RunPaths, say: Callable[[str], 
             how = console_session(vm, console, stdin, stdout, options.persist)
     finally:
         console.close()
-    say("\nThe guest powered off." if how == "poweroff" else "\nCtrl-]: stopping the VM.")
+    sys.stdout.write("\r\n")  # the console's last line may have no end
+    say("The guest powered off." if how == "poweroff" else "Ctrl-]: stopping the VM.")
     return 0
 
 
