@@ -5,8 +5,9 @@ QEMU through procs and waits for its QMP socket; when QEMU finds a chosen port t
 yields a `Vm`, which waits for SSH, reads the console's tail, presses the ACPI power button and stops
 QEMU (QMP quit, then SIGTERM, then SIGKILL). Leaving the `with` block stops it, whatever happened.
 
-Used by `vmbake verify` and `vmbake run`; the build steps keep their own start (steps/run_qemu.py) but take
-the port reservation, the console tail and the stop from here.
+`vmbake verify` and `vmbake run` use `boot()`. The build's steps keep their typed state (state.qemu,
+state.qmp) and their Packer messages, and take from here QEMU's start (`Vm.start`), the port reservation,
+the console tail and the stop (`stop_qemu`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ def check_socket_path(path: Path, key: str = "qmp_socket_path") -> None:
         )
 
 
+def stop_qemu(child: procs.Child | None, qmp: Qmp | None, quit_timeout: float = 5.0) -> None:
+    """Stop QEMU if it runs: ask it to quit over QMP, then SIGTERM, then SIGKILL; reaps its process group
+    and closes QMP. Safe to call again."""
+    if child is not None and child.running() and qmp is not None:
+        qmp.quit()
+        child.wait(quit_timeout)
+    if child is not None:
+        child.stop(grace=5.0)  # also reaps anything left in QEMU's process group
+    if qmp is not None:
+        qmp.close()
+
+
 class VmStartError(VmbakeError):
     """QEMU exited (or never answered on QMP) while starting; `output` is the end of what it printed."""
 
@@ -128,7 +141,7 @@ class Vm:
         try:
             qmp = Qmp.connect(qmp_path, timeout=qmp_timeout, alive=lambda: child.running() and alive())
         except QmpError as err:
-            child.wait(2.0)
+            child.wait(2.0 if alive() else 0.0)  # an exiting QEMU's last words; none when cancelled
             child.stop()
             lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
             raise VmStartError("\n".join(lines[-12:]) or str(err)) from err
@@ -244,12 +257,7 @@ class Vm:
         if self._stopped:
             return
         self._stopped = True
-        if self.child.running() and self.qmp is not None:
-            self.qmp.quit()
-            self.child.wait(quit_timeout)
-        self.child.stop(grace=5.0)
-        if self.qmp is not None:
-            self.qmp.close()
+        stop_qemu(self.child, self.qmp, quit_timeout)
 
 
 @contextlib.contextmanager
