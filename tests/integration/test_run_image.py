@@ -2,7 +2,8 @@
 
 The disk has no root password, so a copy of it gets one in /etc/shadow (debugfs, no boot): that copy is
 the IMAGE. One test logs in on the serial console, runs `uname -a` and powers off; another presses Ctrl-C
-(which must reach the guest, not end vmbake) and then Ctrl-] before the login prompt. Each asserts that
+(which must reach the guest, not end vmbake) and then Ctrl-] before the login prompt; a third opens a shell
+with -ssh-key (the disk's key) and ends it, which powers the VM off. Each asserts that
 tmux's command ended with status 0, that the image's checksum is unchanged, and that no QEMU is left.
 One boot each, one vCPU.
 """
@@ -105,11 +106,18 @@ class Tmux:
             time.sleep(0.5)
 
     def dead(self) -> int | None:
-        """The command's exit status once it ended, else None."""
-        dead, _, status = self.tmux(
-            "display-message", "-p", "-t", "run", "#{pane_dead} #{pane_dead_status}"
-        ).partition(" ")
-        return int(status) if dead == "1" else None
+        """The command's exit status once it ended (minus the signal that killed it), else None.
+        tmux marks the pane dead when its terminal closes, and learns the status a moment later."""
+        dead, status, signal = (
+            self.tmux(
+                "display-message", "-p", "-t", "run", "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}"
+            )
+            .strip()
+            .split(":")
+        )
+        if dead != "1" or not (status or signal):
+            return None
+        return int(status) if status else -int(signal)
 
     def wait_dead(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -180,3 +188,20 @@ def test_ctrl_c_goes_to_the_guest_and_ctrl_bracket_ends_the_vm(
     assert not list(Path(tempfile.gettempdir()).glob("vmbake-run-*/overlay.qcow2")), (
         "an overlay was left behind"
     )
+
+
+def test_ssh_key_opens_a_shell_and_its_end_powers_off(
+    login_image: LoginImage, bootstrapped_disk: BootstrappedDisk, run_in_tmux: type[Tmux]
+) -> None:
+    before = qemu_pids()
+    key = str(bootstrapped_disk.private_key)
+    tmux = run_in_tmux([*vmbake_run(login_image.path)[:-1], "-ssh-key", key, str(login_image.path)])
+    tmux.wait_for(r"root@vmbake-test:~# *$")
+    tmux.send("echo logged-in-over-$(echo $SSH_CONNECTION | cut -d' ' -f3)", "Enter")
+    tmux.wait_for(r"^logged-in-over-10\.0\.2\.15\s*$", 60)  # the guest's SLIRP address: this is SSH
+    tmux.send("exit", "Enter")
+    status = tmux.wait_dead(180)
+    assert status == 0, tmux.screen()[-3000:]
+    assert "Powering off the VM..." in tmux.screen()
+    assert not (qemu_pids() - before), "vmbake run left a QEMU running"
+    assert sha256(login_image.path) == login_image.sha256, "the image was written"
