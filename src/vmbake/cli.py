@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vmbake import __version__
+from vmbake import __version__, run_image
 from vmbake.cancel import cancel_on_signals
-from vmbake.errors import BuildCancelled, Problem, TemplateError, VmbakeError
+from vmbake.errors import BuildCancelled, Problem, TemplateError, UsageError, VmbakeError
 from vmbake.state import Options
 from vmbake.template import load_template
 from vmbake.template.inspect import inspect_lines
 from vmbake.template.model import Template
 from vmbake.template.variables import parse_var_flag
-from vmbake.ui import MaskingFilter, Ui, mask_logged_secrets
+from vmbake.ui import BuildUi, MaskingFilter, Ui, mask_logged_secrets
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
 
@@ -114,6 +114,18 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
         [Flag("upgrade", "bool", "Accepted for Packer compatibility; nothing is installed")],
     ),
     "completion": ("Print a shell completion script: vmbake completion bash", []),
+    "run": (
+        "Boot an image on its serial console (or an SSH shell); the image is not changed",
+        [
+            Flag("persist", "bool", "Boot the image itself, so that the guest's writes are kept"),
+            Flag("ssh-key", "str", "Wait for SSH and open a shell with this private key (not the console)"),
+            Flag("user", "str", "The user the printed ssh line and -ssh-key log in as (default root)"),
+            Flag("firmware", "str", "bios or uefi (default: read from the image's partition table)"),
+            Flag("memory", "int", "Memory in MiB (default 1024)"),
+            Flag("cpus", "int", "Virtual CPUs (default: as builds, the host's CPUs, at most 4)"),
+            Flag("debug", "bool", "Show tracebacks"),
+        ],
+    ),
     "version": ("Print the vmbake version", []),
     "help": ("Show help for a command", []),
 }
@@ -126,10 +138,6 @@ _COMMAND_ARGS = {
     "init": " [TEMPLATE]",
     "completion": " bash",
 }
-
-
-class UsageError(VmbakeError):
-    pass
 
 
 @dataclass
@@ -222,7 +230,7 @@ def command_help(command: str) -> str:
         " TEMPLATE"
         if command in ("build", "validate", "inspect", "fix")
         else " IMAGE"
-        if command == "verify"
+        if command in ("verify", "run")
         else ""
     )
     lines = [f"Usage: vmbake {command} [options]{target}", "", f"  {desc}."]
@@ -237,6 +245,8 @@ def command_help(command: str) -> str:
         doc = importlib.import_module("vmbake.verify").__doc__ or ""
         if "Usage: " in doc:
             lines += ["", "  " + doc.split("Usage: ", 1)[1].strip().replace("\n", "\n  ")]
+    if command == "run":
+        lines += ["", "  Ctrl-] ends the VM (Ctrl-C goes to the guest); so does a poweroff in the guest."]
     if flags:
         lines += ["", "Options:", ""]
         for f in flags:
@@ -421,6 +431,11 @@ def cmd_verify(args: Sequence[str]) -> int:
     return result
 
 
+def cmd_run(parsed: Parsed) -> int:
+    options = run_image.options_from(parsed.values, parsed.args)
+    return run_image.run(options, BuildUi(_make_ui(parsed), "run").say)
+
+
 def _setup_logging() -> None:
     """PACKER_LOG=1 (or VMBAKE_LOG=1) sends debug logs to stderr, or to PACKER_LOG_PATH."""
     flag = os.environ.get("VMBAKE_LOG") or os.environ.get("PACKER_LOG") or ""
@@ -523,6 +538,7 @@ def _run_command(command: str, rest: list[str], out: IO[str], err: IO[str], debu
             "validate": cmd_validate,
             "inspect": cmd_inspect,
             "fix": cmd_fix,
+            "run": cmd_run,
             **handlers.HANDLERS,
         }[command]
         return handler(parsed)

@@ -17,6 +17,10 @@ class VmbakeError(Exception):
         return self.message
 
 
+class UsageError(VmbakeError):
+    """A command line that cannot be run as given: an unknown flag, a missing argument, a bad value."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem found in a template, located as precisely as the format allows."""

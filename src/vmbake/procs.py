@@ -289,6 +289,25 @@ def spawn(
     return child
 
 
+def interactive(argv: Sequence[str]) -> int:
+    """Run a program on the user's terminal (an interactive `ssh`) and return its exit status.
+
+    Unlike `run` and `spawn`, the child keeps vmbake's terminal and process group, so that it can read
+    the keyboard and own the terminal's modes; it still dies with vmbake, and is killed on any exception."""
+    argv = [str(a) for a in argv]
+    argv[0] = which(argv[0])
+    log.debug("interactive: %s", shlex.join(argv))
+    proc = subprocess.Popen(argv, preexec_fn=_child_setup(os.getpid()))
+    try:
+        return proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=10)
+        raise
+
+
 def live_children() -> list[Child]:
     with _live_lock:
         return [c for c in _live if c.running()]

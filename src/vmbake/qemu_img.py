@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import tempfile
@@ -88,6 +89,13 @@ def resolve_compression(choice: str) -> str:
             hint="set compression_type to 'zlib' or 'auto', or install a qemu-utils built with zstd (QEMU 5.1+)",
         )
     return choice
+
+
+def image_info(path: Path) -> tuple[str, int]:
+    """(format, virtual size in bytes) of an image, as qemu-img reads it; -U so a running VM's disk works."""
+    out = procs.run([QEMU_IMG, "info", "--output=json", "-U", str(path)], what="qemu-img info").stdout
+    data = json.loads(out)
+    return str(data.get("format", "raw")), int(data.get("virtual-size", 0))
 
 
 def run_qemu_img(argv: Sequence[str], *, what: str, on_line: Callable[[str], None] | None = None) -> None:

@@ -12,35 +12,27 @@ Usage: vmbake verify [-ssh-key K] [-user root] [-password P] [-timeout 5m] [-efi
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmbake import accel, procs
-from vmbake.comm.probe import BannerProbe
-from vmbake.comm.ssh import ConnectError, SshCommunicator, SshTarget, connect
+from vmbake import qemu_img
+from vmbake.comm.ssh import SshTarget
 from vmbake.config.qemu import QemuConfig
-from vmbake.errors import VmbakeError
-from vmbake.qemu_argv import RunFacts, qemu_argv
-from vmbake.qmp import Qmp, QmpError
+from vmbake.errors import UsageError, VmbakeError
 from vmbake.report.guestcheck import Check, check_guest
 from vmbake.sshkeys import load_private_key
 from vmbake.state import BuildState
-from vmbake.steps.forward_port import reserve_forward_ports
 from vmbake.ui import BuildUi, Ui
 from vmbake.units import format_duration, parse_duration
+from vmbake.vm import boot, console_tail
 
-CONSOLE_LINES = 20
-TRY_TIMEOUT = 5.0
-AUTH_TRIES = 3
 OVMF = "/usr/share/ovmf/OVMF.fd"
 # Console lines that explain a boot that never reached SSH.
 _BOOT_TROUBLE = re.compile(
@@ -48,10 +40,6 @@ _BOOT_TROUBLE = re.compile(
     r"Cannot open root device|ALERT!|Failed to mount|No bootable device|grub rescue|Read-only file system",
     re.IGNORECASE,
 )
-
-
-class UsageError(VmbakeError):
-    pass
 
 
 @dataclass
@@ -75,15 +63,6 @@ class VerifyResult:
     seconds: float = 0.0
 
 
-def console_tail(path: Path | None, lines: int = CONSOLE_LINES) -> str:
-    if path is None or not path.exists():
-        return ""
-    text = path.read_bytes()[-65536:].decode(errors="replace")
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # colour and cursor codes
-    kept = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
-
-
 def boot_trouble(path: Path | None) -> list[str]:
     """The first console lines that say why a boot went wrong (failed units, missing devices, panics):
     the earliest failure is most often the cause of the later ones."""
@@ -97,8 +76,7 @@ def boot_trouble(path: Path | None) -> list[str]:
 
 
 def image_format(image: Path) -> str:
-    out = procs.run(["qemu-img", "info", "--output=json", "-U", str(image)], what="qemu-img info").stdout
-    return str(json.loads(out).get("format", "raw"))
+    return qemu_img.image_info(image)[0]
 
 
 def boot_config(base: QemuConfig, image_fmt: str) -> QemuConfig:
@@ -111,89 +89,6 @@ def boot_config(base: QemuConfig, image_fmt: str) -> QemuConfig:
         communicator="ssh",
         qemuargs=[*base.qemuargs, ["-snapshot"]],
     )
-
-
-@contextlib.contextmanager
-def booted(config: QemuConfig, image: Path, work: Path, efivars: Path | None = None) -> Iterator[BuildState]:
-    """QEMU running `image` (snapshot), SSH forwarded to a free loopback port; stopped on the way out."""
-    reservations = reserve_forward_ports(config)
-    qmp_path = work / "verify-qmp.sock"
-    state = BuildState(
-        work_dir=work,
-        disk_paths=[image],
-        ssh_host_port=reservations[0].port,
-        net_probe_port=reservations[1].port,
-        qmp_path=qmp_path,
-        console_log=work / "console.log",
-        efivars_path=efivars,
-    )
-    if config.efi_boot and efivars is None:
-        state.efivars_path = work / "efivars.fd"
-        shutil.copyfile(config.efi_firmware_vars, state.efivars_path)
-    choice = accel.choose(config.accelerator, config.qemu_binary)
-    state.accelerator = choice.accelerator
-    argv = qemu_argv(config, state, RunFacts(vm_name="vmbake-verify", accelerator=choice.accelerator))
-    state.qemu_argv = argv
-    log_path = work / "qemu.log"
-    for reservation in reservations:
-        reservation.release()
-    with log_path.open("wb") as log:
-        child = procs.spawn(argv, stdout=log, stderr=log)
-    state.qemu = child
-    try:
-        try:
-            state.qmp = Qmp.connect(qmp_path, timeout=30.0, alive=child.running)
-        except QmpError as err:
-            child.wait(2.0)
-            lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-            raise VmbakeError(
-                "QEMU did not start: " + ("\n".join(lines[-8:]) or str(err)),
-                hint="check the image path and format, and the machine keys",
-            ) from err
-        yield state
-    finally:
-        if isinstance(state.qmp, Qmp):
-            with contextlib.suppress(Exception):
-                state.qmp.quit()
-            child.wait(5.0)
-            state.qmp.close()
-        child.stop(grace=5.0)
-
-
-def wait_for_login(
-    state: BuildState, target: SshTarget, timeout: float, cancel: threading.Event | None
-) -> tuple[SshCommunicator | None, str]:
-    """(a logged-in communicator, "") or (None, why not): polls until `timeout` seconds have passed."""
-    child = state.qemu
-    deadline = time.monotonic() + timeout
-    seen = "nothing yet"
-    auth_failures = 0
-    probe = BannerProbe(target.host, target.port, net_probe_port=state.net_probe_port)
-    try:
-        while True:
-            if child is not None and not child.running():
-                return None, f"QEMU exited (status {child.returncode}) before SSH answered; last seen: {seen}"
-            if cancel is not None and cancel.is_set():
-                return None, "cancelled"
-            now = time.monotonic()
-            if now >= deadline:
-                return None, f"SSH did not answer within {format_duration(timeout)}; last seen: {seen}"
-            sock = probe.poll(until=min(deadline, now + 1.0))
-            if sock is None:
-                seen = probe.seen
-                continue
-            try:
-                return connect(target, timeout=max(0.5, min(TRY_TIMEOUT, deadline - now)), sock=sock), ""
-            except ConnectError as exc:
-                seen = exc.seen
-                if exc.seen == "no credentials":
-                    return None, "no credentials"
-                if exc.seen == "authentication failure":
-                    auth_failures += 1
-                    if auth_failures >= AUTH_TRIES:
-                        return None, f"auth: {exc.message}"
-    finally:
-        probe.close()
 
 
 def verify_image(
@@ -217,12 +112,17 @@ def verify_image(
     with tempfile.TemporaryDirectory(prefix="vmbake-verify-") as tmp:
         work = Path(tmp)
         say(f"Booting {image} with -snapshot (the image is not changed)...")
-        with booted(config, image, work, efivars) as state:
-            assert state.ssh_host_port is not None
-            target = SshTarget("127.0.0.1", state.ssh_host_port, options.user, options.password, key)
-            say(f"Waiting for SSH on 127.0.0.1:{state.ssh_host_port} (accelerator {state.accelerator})...")
-            comm, why = wait_for_login(state, target, options.timeout, cancel)
-            tail = console_tail(state.console_log)
+        state = BuildState(work_dir=work, disk_paths=[image], console_log=work / "console.log")
+        state.efivars_path = efivars
+        if config.efi_boot and efivars is None:
+            state.efivars_path = work / "efivars.fd"
+            shutil.copyfile(config.efi_firmware_vars, state.efivars_path)
+        with boot(config, state, vm_name="vmbake-verify", work=work) as vm:
+            assert vm.ssh_port is not None
+            target = SshTarget("127.0.0.1", vm.ssh_port, options.user, options.password, key)
+            say(f"Waiting for SSH on 127.0.0.1:{vm.ssh_port} (accelerator {vm.accelerator})...")
+            comm, why = vm.wait_for_ssh(target, options.timeout, cancel)
+            tail = vm.console_tail()
             seconds = time.monotonic() - started
             if comm is None:
                 if why == "no credentials" or (why.startswith("auth:") and options.login_optional):
@@ -232,7 +132,7 @@ def verify_image(
                 if why.startswith("auth:"):
                     reason = f"SSH answers but the login failed: {why[5:].strip()}"
                 else:
-                    trouble = boot_trouble(state.console_log)
+                    trouble = boot_trouble(vm.console_log)
                     reason = why + ("; the console says: " + " | ".join(trouble) if trouble else "")
                 return VerifyResult(False, reason, [Check("ssh", False, reason)], tail, seconds)
             say(
@@ -243,7 +143,7 @@ def verify_image(
                 checks = [Check("ssh", True, "logged in"), *check_guest(comm, message)]
             finally:
                 comm.close()
-            tail = console_tail(state.console_log)
+            tail = vm.console_tail()
     failed = [c for c in checks if not c.ok]
     reason = "; ".join(f"{c.name}: {c.detail}" for c in failed) if failed else "all checks passed"
     return VerifyResult(not failed, reason, checks, tail, time.monotonic() - started)

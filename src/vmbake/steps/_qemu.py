@@ -1,4 +1,4 @@
-"""Helpers shared by the QEMU builder's steps: the typed config, the VM's name and its main disk."""
+"""Helpers shared by the QEMU builder's steps: the typed config, the VM's name, its main disk, its stop."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from pathlib import Path
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError
 from vmbake.qemu_argv import output_dir_of, vm_name_of
+from vmbake.qmp import Qmp
 from vmbake.state import BuildContext
 from vmbake.units import parse_duration
+from vmbake.vm import stop_qemu
+from vmbake.vmwatch import VmWatch
 
 
 def qemu_config(ctx: BuildContext, step: str) -> QemuConfig:
@@ -41,3 +44,13 @@ def seconds(text: str, default: float) -> float:
         return parse_duration(text)
     except ValueError:
         return default
+
+
+def stop_vm(ctx: BuildContext, *, quit_timeout: float = 5.0) -> None:
+    """Stop the build's QEMU if it runs (vm.stop_qemu: QMP quit, SIGTERM, SIGKILL). Idempotent."""
+    if isinstance(ctx.state.vm_watch, VmWatch):
+        ctx.state.vm_watch.stop()  # first: stopping QEMU is no failure of the VM
+        ctx.state.vm_watch = None
+    qmp = ctx.state.qmp
+    stop_qemu(ctx.state.qemu, qmp if isinstance(qmp, Qmp) else None, quit_timeout)
+    ctx.state.qmp = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 from vmbake.comm.probe import BannerProbe
 from vmbake.comm.ssh import ConnectError, SshCommunicator, SshTarget, connect
@@ -21,6 +20,7 @@ from vmbake.sshkeys import load_private_key
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.units import format_duration, parse_duration
+from vmbake.vm import console_tail
 
 log = logging.getLogger("vmbake.steps.connect")
 
@@ -79,19 +79,11 @@ def ssh_target(ctx: BuildContext) -> SshTarget:
     )
 
 
-def console_tail(path: Path | None, lines: int = 8) -> str:
-    if path is None or not path.exists():
-        return ""
-    text = path.read_bytes()[-16384:].decode(errors="replace")
-    kept = [line.rstrip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
-
-
 def _console_hint(ctx: BuildContext, advice: str) -> str:
     log = ctx.state.console_log
     if log is None:
         return advice
-    tail = console_tail(log)
+    tail = console_tail(log, 8)
     shown = f"; its last lines:\n{tail}" if tail else " (it is empty)"
     return f"{advice}; see the guest's console log {log}{shown}"
 

@@ -9,35 +9,12 @@ them itself, and stepRun chooses again if QEMU finds one taken after all.
 
 from __future__ import annotations
 
-from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError
-from vmbake.ports import PortReservation, reserve_port
+from vmbake.ports import PortReservation
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import qemu_config
-
-FORWARD_HOST = "127.0.0.1"
-
-
-def host_port_range(config: QemuConfig) -> tuple[int, int]:
-    low = config.ssh_host_port_min or config.host_port_min
-    high = config.ssh_host_port_max or config.host_port_max
-    return low, high
-
-
-def reserve_ssh_port(config: QemuConfig) -> PortReservation:
-    low, high = host_port_range(config)
-    return reserve_port(FORWARD_HOST, low, high, keys=("host_port_min", "host_port_max"))
-
-
-def reserve_forward_ports(config: QemuConfig) -> tuple[PortReservation, PortReservation]:
-    """The host ports of the SSH forward and of the network probe's forward (comm.probe), both reserved."""
-    ssh = reserve_ssh_port(config)
-    try:
-        return ssh, reserve_ssh_port(config)
-    except VmbakeError:
-        ssh.release()
-        raise
+from vmbake.vm import reserve_forward_ports
 
 
 class StepPortForward(Step):

@@ -16,8 +16,8 @@ from vmbake.errors import BuildCancelled, StepError
 from vmbake.installer import kernel_boot_enabled
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import seconds
-from vmbake.steps.run_qemu import StepRun, stop_vm
+from vmbake.steps._qemu import seconds, stop_vm
+from vmbake.steps.run_qemu import StepRun
 from vmbake.units import format_duration
 
 POLL = 0.5

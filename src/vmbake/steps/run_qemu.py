@@ -19,42 +19,23 @@ import shlex
 import threading
 from pathlib import Path
 
-from vmbake import accel, procs
+from vmbake import accel
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError
 from vmbake.installer.console_watch import installer_console
 from vmbake.ports import PortReservation
 from vmbake.qemu_argv import RunFacts, host_cpus, qemu_argv
-from vmbake.qmp import Qmp, QmpError
+from vmbake.qmp import Qmp
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import output_dir, qemu_config, vm_name
+from vmbake.steps._qemu import output_dir, qemu_config, stop_vm, vm_name
 from vmbake.steps.configure_vnc import reserve_vnc_port
-from vmbake.steps.forward_port import reserve_forward_ports
+from vmbake.vm import PORT_TAKEN, QMP_TIMEOUT, Vm, VmStartError, reserve_forward_ports
 from vmbake.vmwatch import VmWatch
 
-QMP_TIMEOUT = 30.0
 START_ATTEMPTS = 3
 _UNIX_PATH_MAX = 108  # sun_path's size on Linux, with its terminating NUL
 _NO_GTK = re.compile(r"Display 'gtk' is not available|gtk initialization failed")
-_PORT_TAKEN = re.compile(r"Address already in use|host forwarding rule|Failed to find an available port")
-
-
-def stop_vm(ctx: BuildContext, *, quit_timeout: float = 5.0) -> None:
-    """Stop QEMU if it runs: ask it to quit over QMP, then SIGTERM, then SIGKILL. Idempotent."""
-    child = ctx.state.qemu
-    qmp = ctx.state.qmp
-    if isinstance(ctx.state.vm_watch, VmWatch):
-        ctx.state.vm_watch.stop()  # first: stopping QEMU is no failure of the VM
-        ctx.state.vm_watch = None
-    if child is not None and child.running() and isinstance(qmp, Qmp):
-        qmp.quit()
-        child.wait(quit_timeout)
-    if child is not None:
-        child.stop(grace=5.0)  # also reaps anything left in QEMU's process group
-    if isinstance(qmp, Qmp):
-        qmp.close()
-    ctx.state.qmp = None
 
 
 class ConsoleTail:
@@ -161,7 +142,7 @@ class StepRun(Step):
             error = self._start(ctx, argv)
             if error is None:
                 break
-            if _PORT_TAKEN.search(error) and attempt < START_ATTEMPTS:
+            if PORT_TAKEN.search(error) and attempt < START_ATTEMPTS:
                 ctx.ui.message("A chosen port was taken before QEMU could bind it; choosing again")
                 self._choose_ports_again(ctx)
                 continue
@@ -196,27 +177,20 @@ class StepRun(Step):
         """Start QEMU; None when QMP answers, else QEMU's error output."""
         state = ctx.state
         assert state.qmp_path is not None and state.work_dir is not None
-        with contextlib.suppress(FileNotFoundError):
-            state.qmp_path.unlink()
-        log_path = state.work_dir / "qemu.log"
-        with log_path.open("wb") as log:
-            child = procs.spawn(argv, stdout=log, stderr=log)
-        state.qemu = child
         try:
-            state.qmp = Qmp.connect(
-                state.qmp_path, timeout=QMP_TIMEOUT, alive=lambda: child.running() and not ctx.cancel.is_set()
+            vm = Vm.start(
+                argv,
+                state.qmp_path,
+                state.work_dir / "qemu.log",
+                alive=lambda: not ctx.cancel.is_set(),
+                qmp_timeout=QMP_TIMEOUT,
             )
-            return None
-        except QmpError as err:
+        except VmStartError as err:
             if ctx.cancel.is_set():
-                child.stop()
                 raise BuildCancelled() from err
-            child.wait(2.0)
-            child.stop()
-            state.qemu = None
-            output = log_path.read_text(errors="replace").strip()
-            lines = [line for line in output.splitlines() if line.strip()]
-            return "\n".join(lines[-12:]) or str(err)
+            return err.output
+        state.qemu, state.qmp = vm.child, vm.qmp
+        return None
 
     def _choose_ports_again(self, ctx: BuildContext) -> None:
         config = qemu_config(ctx, self.name)

@@ -18,8 +18,7 @@ from vmbake.procs import Child
 from vmbake.qmp import Qmp, QmpError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import qemu_config, seconds
-from vmbake.steps.run_qemu import stop_vm
+from vmbake.steps._qemu import qemu_config, seconds, stop_vm
 from vmbake.units import format_duration
 
 ACPI_GRACE = 30.0  # seconds the guest gets to honour an ACPI power-down after shutdown_timeout

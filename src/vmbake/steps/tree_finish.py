@@ -28,10 +28,9 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import output_dir, seconds
+from vmbake.steps._qemu import output_dir, seconds, stop_vm
 from vmbake.steps.bootstrap_clean_cloud_init import StepBootstrapCleanCloudInit
 from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
-from vmbake.steps.run_qemu import stop_vm
 
 
 class StepCheckBoot(Step):
