@@ -1,7 +1,8 @@
 """The package proxy setting: where it comes from, the check before a build, and the downloads through it.
 
 The proxy here is a real HTTP server on 127.0.0.1 that answers absolute-form requests (as a caching proxy
-does) and records them; the dead proxy is a bound port that nobody listens on.
+does) and records them; the dead proxy is a bound port that nobody listens on. The bootstrap step's
+mmdebstrap is replaced by a recorder in one test, to show that it never starts.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any, cast
 import pytest
 
 from vmbake import aptproxy
-from vmbake.errors import VmbakeError
+from vmbake.config.bootstrap import BootstrapConfig
+from vmbake.errors import StepError, VmbakeError
 from vmbake.installer.netboot import download
 from vmbake.state import BuildContext, Options
+from vmbake.steps import bootstrap_rootfs
 from vmbake.steps.http_server import StepHTTPServer
 from vmbake.template import load_template
 from vmbake.ui import BuildUi, Ui
@@ -170,3 +173,22 @@ def test_the_installer_preseed_names_the_proxy(monkeypatch: pytest.MonkeyPatch) 
     assert _served_proxy_cfg({}, monkeypatch, {"APT_PROXY": "http://127.0.0.1:3142"}) == line.format(
         "http://10.0.2.2:3142"
     )
+
+
+def test_the_bootstrap_step_stops_before_mmdebstrap_on_a_dead_proxy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        monkeypatch.setenv("APT_PROXY", dead)
+        ran: list[object] = []
+        monkeypatch.setattr(bootstrap_rootfs, "make_rootfs", lambda *a, **k: ran.append(a))
+        config = BootstrapConfig(root_password="secret")
+        ui = Ui(out=io.StringIO(), err=io.StringIO(), color=False)
+        ctx = BuildContext("b", "debian-bootstrap", config, cast(Any, None), BuildUi(ui, "b"), Options())
+        ctx.state.work_dir = tmp_path
+        with pytest.raises(StepError) as caught:
+            bootstrap_rootfs.StepBootstrapRootfs(config).run(ctx)
+    assert dead in caught.value.message and "APT_PROXY in the environment" in caught.value.message
+    assert ran == []  # mmdebstrap never started
