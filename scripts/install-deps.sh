@@ -23,10 +23,11 @@ if [ "${1:-}" != "--no-tests" ]; then
   # To test: a real sshd, shellcheck for provision.sh, d-i's netboot files and isolinux for a
   # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report, groff and
   # man-db to check that the man page renders, openssl to check password hashes with a second
-  # implementation, vagrant and vagrant-libvirt to check that `vagrant box add` takes a made box.
+  # implementation, vagrant and vagrant-libvirt to check that `vagrant box add` takes a made box,
+  # apt-cacher-ng for the package proxy test (it runs its own daemon on a free port).
   packages+=(
     openssh-server shellcheck debian-installer-12-netboot-amd64 isolinux syslinux-common
-    gpg chromium groff-base man-db openssl vagrant vagrant-libvirt
+    gpg chromium groff-base man-db openssl vagrant vagrant-libvirt apt-cacher-ng
   )
 fi
 $SUDO apt-get update -q

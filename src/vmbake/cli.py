@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag("debug", "bool", "Show tracebacks"),
         ],
     ),
+    "matrix": (
+        "Print the selected builds of templates as JSON for a CI job matrix",
+        [f for f in COMMON_TEMPLATE if f.name in ("only", "except", "var", "var-file", "debug")],
+    ),
     "fix": (
         "Rewrite the deprecated keys of a JSON template and print it",
         [
@@ -137,6 +141,7 @@ _COMMAND_ARGS = {
     "console": " [TEMPLATE]",
     "init": " [TEMPLATE]",
     "completion": " bash",
+    "matrix": " TEMPLATE...",
 }
 
 
@@ -275,12 +280,7 @@ def key_reference(name: str = "") -> str:
     return text[start : min(ends)] + "\n" if ends else text[start:]
 
 
-def _template_from(parsed: Parsed, command: str, *, check: bool = True) -> Template:
-    if len(parsed.args) != 1:
-        raise UsageError(
-            f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
-            hint=f"run 'vmbake help {command}'",
-        )
+def _variables(parsed: Parsed) -> dict[str, str]:
     variables: dict[str, str] = {}
     for text in parsed.values.get("var", []):
         try:
@@ -288,6 +288,16 @@ def _template_from(parsed: Parsed, command: str, *, check: bool = True) -> Templ
         except ValueError as exc:
             raise UsageError(str(exc), hint="write -var 'name=value'") from None
         variables[key] = value
+    return variables
+
+
+def _template_from(parsed: Parsed, command: str, *, check: bool = True) -> Template:
+    if len(parsed.args) != 1:
+        raise UsageError(
+            f"'vmbake {command}' takes exactly one TEMPLATE argument, got {len(parsed.args)}",
+            hint=f"run 'vmbake help {command}'",
+        )
+    variables = _variables(parsed)
     return load_template(
         parsed.args[0],
         vars=variables,
@@ -366,6 +376,25 @@ def cmd_inspect(parsed: Parsed) -> int:
         ui.add_secret(secret)
     for line in inspect_lines(template):
         ui.message(line)
+    return 0
+
+
+def cmd_matrix(parsed: Parsed) -> int:
+    from vmbake.commands.matrix import build_matrix, render
+
+    if not parsed.args:
+        raise UsageError(
+            "'vmbake matrix' takes one or more TEMPLATE arguments", hint="run 'vmbake help matrix'"
+        )
+    variables = _variables(parsed)
+    matrix = build_matrix(
+        parsed.args,
+        vars=variables,
+        var_files=[Path(p) for p in parsed.values.get("var-file", [])],
+        only=_csv(parsed.values.get("only")),
+        except_=_csv(parsed.values.get("except")),
+    )
+    print(render(matrix))
     return 0
 
 
@@ -539,6 +568,7 @@ def _run_command(command: str, rest: list[str], out: IO[str], err: IO[str], debu
             "inspect": cmd_inspect,
             "fix": cmd_fix,
             "run": cmd_run,
+            "matrix": cmd_matrix,
             **handlers.HANDLERS,
         }[command]
         return handler(parsed)

@@ -381,6 +381,11 @@ section_apt_dist_upgrade() {
 
 section_clean_apt() {
   apt-get clean
+  # The build's package proxy (the installer writes mirror/http/proxy here) stays out of the image.
+  if [ -f /etc/apt/apt.conf ]; then
+    sed -i '/^Acquire::http::Proxy /d' /etc/apt/apt.conf
+    [ -s /etc/apt/apt.conf ] || rm -f /etc/apt/apt.conf
+  fi
   # The lists come back with 'apt-get update'; the image is smaller without them.
   find /var/lib/apt/lists -mindepth 1 -maxdepth 1 -type f ! -name lock -delete
   rm -f /var/cache/apt/*.bin

@@ -41,6 +41,12 @@ variable "cloud_init" {
   default     = false
 }
 
+variable "apt_proxy" {
+  type        = string
+  description = "An apt caching proxy (apt-cacher-ng: http://HOST:3142) for both builds; empty: APT_PROXY or http_proxy from the environment, else none"
+  default     = ""
+}
+
 locals {
   # An empty name makes no user.
   users = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
@@ -60,6 +66,9 @@ source "qemu" "installer" {
   http_directory = "${path.root}/htdocs"
   http_content = {
     "/login.cfg" = "{{ .LoginPreseed }}"
+    # The package proxy for the installer (apt_proxy below, or the environment's); provision.sh's
+    # clean_apt takes it out of the image again.
+    "/proxy.cfg" = "d-i mirror/http/proxy string {{ .AptProxy }}\n"
   }
 
   boot_wait = "5s"
@@ -83,6 +92,7 @@ source "qemu" "installer" {
   root_password = var.root_password
   users         = local.users
   cloud_init    = var.cloud_init
+  apt_proxy     = var.apt_proxy
 
   communicator     = "ssh"
   ssh_username     = "root"
@@ -124,6 +134,7 @@ source "debian-bootstrap" "bootstrap" {
   root_password = var.root_password
   users         = local.users
   cloud_init    = var.cloud_init
+  apt_proxy     = var.apt_proxy
 
   ssh_username     = "root"
   # The first boot makes the SSH host keys; under TCG on a busy host that alone can take minutes.

@@ -82,7 +82,10 @@ def test_installer_build(release: str) -> None:
     assert config.headless and config.accelerator == ""
     assert config.ssh_username == "root" and not config.ssh_private_key_file and not config.ssh_password
     assert Path(config.http_directory) == TEMPLATES / release / "htdocs"
-    assert config.http_content == {"/login.cfg": "{{ .LoginPreseed }}"}
+    assert config.http_content == {
+        "/login.cfg": "{{ .LoginPreseed }}",
+        "/proxy.cfg": "d-i mirror/http/proxy string {{ .AptProxy }}\n",
+    }
     # The checksum comes from the SHA256SUMS beside the ISO, so a point release needs one edit, not two.
     iso = re.fullmatch(
         r"(https://cdimage\.debian\.org/.+)/debian-([0-9.]+|testing)-amd64-netinst\.iso", config.iso_url
@@ -112,6 +115,19 @@ def test_bootstrap_build(release: str) -> None:
         ("/boot", "512M", "ext4"), ("/", "2G", "ext4"), ("/var", "1G", "ext4"), ("/tmp", "512M", "ext4"),
         ("swap", "", "swap"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_apt_proxy_variable_feeds_both_builds(release: str) -> None:
+    for build in BUILDS:
+        (default,) = load_template(TEMPLATES / release, only=[build]).builds
+        assert default.config.apt_proxy == "", build  # empty: the environment's APT_PROXY/http_proxy, or none
+        (spec,) = load_template(TEMPLATES / release, {"apt_proxy": "http://cache:3142"}, only=[build]).builds
+        assert spec.config.apt_proxy == "http://cache:3142", build
+    # The baseline leaves the proxy to proxy.cfg, and the image does not keep what the installer wrote.
+    assert "d-i mirror/http/proxy" not in answers(preseed(release, "baseline.cfg"))
+    clean_apt = (TEMPLATES / release / "provision.sh").read_text().split("section_clean_apt() {", 1)[1]
+    assert "sed -i '/^Acquire::http::Proxy /d' /etc/apt/apt.conf" in clean_apt.split("\n}", 1)[0]
 
 
 @pytest.mark.parametrize("release", RELEASES)
@@ -164,7 +180,7 @@ def test_baseline_preseed(release: str) -> None:
 def test_virtual_host_preseed(release: str) -> None:
     text = preseed(release, "virtual-host.cfg")
     got = answers(text)
-    assert got["d-i preseed/include"] == "baseline.cfg login.cfg"
+    assert got["d-i preseed/include"] == "baseline.cfg proxy.cfg login.cfg"
     assert got["d-i partman-auto/method"] == "lvm"
     assert got["d-i partman-auto-lvm/new_vg_name"] == "vg.local"
     assert "net.ifnames=0" in got["d-i debian-installer/add-kernel-opts"].split()

@@ -213,9 +213,20 @@ def customize_script(config: BootstrapConfig, authorized_keys: list[str]) -> str
             _heredoc("/etc/dpkg/dpkg.cfg.d/vmbake-excludes", "\n".join(dpkg_options(config.dpkg_excludes)))
         )
     # No litter: the build's apt options (proxy), a machine-id shared by every copy, the host's hostname.
-    parts.append('rm -f "$root/etc/apt/apt.conf.d/99mmdebstrap" "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"\n')
+    parts.append(FORGET_BUILD_OPTIONS + "\n")
     parts.append(': > "$root/etc/machine-id"\nrm -f "$root/var/lib/dbus/machine-id"\n')
     return "".join(parts)
+
+
+# mmdebstrap writes its --aptopt and --dpkgopt options into the image: the build's proxy must not stay there.
+FORGET_BUILD_OPTIONS = (
+    'rm -f "$root/etc/apt/apt.conf.d/99mmdebstrap" "$root/etc/dpkg/dpkg.cfg.d/99mmdebstrap"'
+)
+
+
+def proxy_aptopt(url: str) -> str:
+    """mmdebstrap's option sending apt through the package proxy `url` (for the build only)."""
+    return f'--aptopt=Acquire::http::Proxy "{url}"'
 
 
 @dataclass(frozen=True)
@@ -239,7 +250,7 @@ def mmdebstrap_argv(
     # the build-only dpkg.cfg.d/99mmdebstrap, which the customize hook removes.
     argv.append("--dpkgopt=force-unsafe-io")
     if config.apt_proxy:
-        argv.append(f'--aptopt=Acquire::http::Proxy "{config.apt_proxy}"')
+        argv.append(proxy_aptopt(config.apt_proxy))
     argv.append(f"--hook-dir={MERGED_USR_HOOKS}")
     if cache is not None:
         argv += [

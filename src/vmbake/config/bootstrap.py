@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmbake import aptproxy
 from vmbake.config.fields import Decoder, opt
 from vmbake.config.login import LoginConfig, validate_login
 from vmbake.config.qemu import CommConfig, HTTPConfig, MachineConfig, ShutdownConfig
@@ -122,7 +123,10 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
         vmbake=True,
     )
     apt_proxy: str = opt(
-        "", "HTTP proxy for apt during the build only (never left in the image)", vmbake=True
+        "",
+        "HTTP package proxy for mmdebstrap during the build only (never left in the image); "
+        "default: APT_PROXY or http_proxy from the environment",
+        vmbake=True,
     )
     initramfs: str = opt(
         "vm",
@@ -212,6 +216,11 @@ def validate_bootstrap(
             "use letters, digits and '-' (63 at most)",
         )
     validate_login(config, report)
+    proxy_problem = (
+        aptproxy.url_problem(config.apt_proxy) if config.apt_proxy and "{{" not in config.apt_proxy else ""
+    )
+    if proxy_problem:
+        report("apt_proxy", proxy_problem, "an apt caching proxy such as apt-cacher-ng: http://HOST:3142")
     for i, item in enumerate(config.dpkg_excludes):
         if item not in DPKG_EXCLUDE_SETS and not item.startswith("/"):
             report(f"dpkg_excludes[{i}]", f"{item!r} is neither a set nor a path glob",

@@ -38,7 +38,7 @@ class HTTPConfig:
     http_directory: str = opt("", "Directory served over HTTP to the guest (preseed files)")
     http_content: dict[str, str] = opt(
         factory=dict,
-        doc="Map of URL path to content served over HTTP; may use {{ .SSHPublicKey }} and {{ .LoginPreseed }}",
+        doc="Map of URL path to content served over HTTP; may use {{ .SSHPublicKey }}, {{ .LoginPreseed }} and {{ .AptProxy }}",
         runtime=True,
     )
     http_port_min: int = opt(8000, "Lowest port for the HTTP server", minimum=0, maximum=65535)
@@ -278,6 +278,12 @@ class InstallerConfig:
         "http://deb.debian.org/debian", "Debian mirror for iso_source 'debian-netboot'", vmbake=True
     )
     preseed_file: str = opt("", "Preseed appended to the installer initrd as /preseed.cfg", vmbake=True)
+    apt_proxy: str = opt(
+        "",
+        "HTTP package proxy for the netboot fetch and {{ .AptProxy }} (the preseed's mirror/http/proxy); "
+        "default: APT_PROXY or http_proxy from the environment",
+        vmbake=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmbake import aptproxy
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.installer import debarchive
 from vmbake.locks import FileLock
@@ -54,12 +55,17 @@ def package_name(suite: str, arch: str = "amd64") -> str:
 
 
 def download(
-    url: str, dest: Path, *, ui: BuildUi | None = None, cancel: threading.Event | None = None
+    url: str,
+    dest: Path,
+    *,
+    ui: BuildUi | None = None,
+    cancel: threading.Event | None = None,
+    proxy: aptproxy.AptProxy = aptproxy.NO_PROXY,
 ) -> Path:
-    """GET `url` into `dest` (atomically: a partial file never has the final name)."""
+    """GET `url` into `dest` (atomically: a partial file never has the final name), through `proxy` if set."""
     tmp = dest.with_name(dest.name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT) as response, tmp.open("wb") as out:
+        with aptproxy.opener(proxy).open(url, timeout=_TIMEOUT) as response, tmp.open("wb") as out:
             total = response.headers.get("Content-Length")
             size = int(total) if total and total.isdigit() else None
             context = ui.progress(dest.name, size) if ui is not None else contextlib.nullcontext(None)
@@ -79,7 +85,10 @@ def download(
     except (urllib.error.URLError, OSError) as err:
         tmp.unlink(missing_ok=True)
         reason = getattr(err, "reason", err)
-        raise VmbakeError(f"cannot download {url}: {reason}", hint="check mirror and your network") from err
+        via = f" through the package proxy {proxy.url} ({proxy.origin})" if proxy.url else ""
+        raise VmbakeError(
+            f"cannot download {url}{via}: {reason}", hint="check mirror and your network"
+        ) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -96,6 +105,7 @@ def fetch_netboot(
     keyrings: Sequence[Path] = (debarchive.DEBIAN_KEYRING,),
     ui: BuildUi | None = None,
     cancel: threading.Event | None = None,
+    proxy: aptproxy.AptProxy = aptproxy.NO_PROXY,
 ) -> NetbootFiles:
     """The netboot kernel and initrd of `suite` from `mirror`, checked and cached under `cache_dir`."""
     package = package_name(suite, arch)
@@ -107,12 +117,15 @@ def fetch_netboot(
     store = cache_dir / "debian-netboot"
     store.mkdir(parents=True, exist_ok=True)
     if ui is not None:
-        ui.say(f"Fetching the Debian installer for {suite} from {base} ...")
+        via = f" through {proxy.url}" if proxy.url else ""
+        ui.say(f"Fetching the Debian installer for {suite} from {base}{via} ...")
+    if urllib.parse.urlsplit(base).scheme == "http":
+        aptproxy.check(proxy, f"{base}/dists/{suite}/InRelease")
     with tempfile.TemporaryDirectory(prefix="vmbake-netboot-") as scratch:
         work = Path(scratch)
         work.chmod(0o700)
         release_url = f"{base}/dists/{suite}/InRelease"
-        inrelease = download(release_url, work / "InRelease", cancel=cancel)
+        inrelease = download(release_url, work / "InRelease", cancel=cancel, proxy=proxy)
         text = debarchive.verify_inrelease(inrelease, keyrings, work, release_url)
         release = debarchive.parse_release(text)
         debarchive.check_release(release, suite, release_url)
@@ -120,7 +133,7 @@ def fetch_netboot(
             ui.message(f"InRelease of {suite} ({release.date}) is signed by a key in the archive keyring")
         index = debarchive.pick_packages_index(release, "main", arch)
         index_url = f"{base}/dists/{suite}/{index.path}"
-        index_file = download(index_url, work / index.path.rsplit("/", 1)[-1], cancel=cancel)
+        index_file = download(index_url, work / index.path.rsplit("/", 1)[-1], cancel=cancel, proxy=proxy)
         debarchive.check_file(
             index_file, index.sha256, index.size, index_url, f"the signed InRelease of {suite}"
         )
@@ -136,7 +149,7 @@ def fetch_netboot(
         if not lock.acquire(cancel=cancel):
             raise BuildCancelled()
         try:
-            return _cached_or_fetched(entry, base, store, work, arch, ui, cancel)
+            return _cached_or_fetched(entry, base, store, work, arch, ui, cancel, proxy)
         finally:
             lock.release()
 
@@ -149,6 +162,7 @@ def _cached_or_fetched(
     arch: str,
     ui: BuildUi | None,
     cancel: threading.Event | None,
+    proxy: aptproxy.AptProxy,
 ) -> NetbootFiles:
     """The files of `entry` from the cache, else downloaded, checked and unpacked into it (lock held)."""
     target = store / entry.sha256
@@ -160,7 +174,7 @@ def _cached_or_fetched(
     deb_url = f"{base}/{entry.filename}"
     if ui is not None:
         ui.message(f"Downloading {deb_url}")
-    deb = download(deb_url, work / "netboot.deb", ui=ui, cancel=cancel)
+    deb = download(deb_url, work / "netboot.deb", ui=ui, cancel=cancel, proxy=proxy)
     debarchive.check_file(deb, entry.sha256, entry.size, deb_url, "its entry in the signed Packages index")
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=store))
     try:

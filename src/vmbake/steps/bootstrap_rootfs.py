@@ -1,6 +1,7 @@
 """stepBootstrapRootfs: build the root filesystem with mmdebstrap, as a tarball in the work directory.
 
-Reads the BootstrapConfig given at construction (suite, mirror, variant, packages, excludes, hooks),
+Reads the BootstrapConfig given at construction (suite, mirror, variant, packages, excludes, hooks, apt_proxy
+or the environment's APT_PROXY/http_proxy: checked to answer before mmdebstrap starts),
 state.work_dir and state.ssh_public_key (the build's key, set by StepSSHKeyPair, which runs before).
 Writes state.rootfs_tarball. Downloaded .debs go to the cache under the vmbake cache directory, and the
 step says how much came from it. Needs root (see vmbake.bootstrap.disk).
@@ -8,10 +9,12 @@ step says how much came from it. Needs root (see vmbake.bootstrap.disk).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
 
+from vmbake import aptproxy
 from vmbake.bootstrap.pipeline import make_rootfs
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
 from vmbake.config.login import gives_a_way_in
@@ -38,7 +41,8 @@ class StepBootstrapRootfs(Step):
         self._scratch: Path | None = None
 
     def run(self, ctx: BuildContext) -> None:
-        config = self.config
+        proxy = aptproxy.resolve(self.config.apt_proxy)
+        config = dataclasses.replace(self.config, apt_proxy=proxy.url)
         work = ctx.state.work_dir
         if work is None:
             work = self._scratch = Path(tempfile.mkdtemp(prefix="vmbake-bootstrap-"))
@@ -57,8 +61,12 @@ class StepBootstrapRootfs(Step):
             ctx.ui.warn(NO_WAY_IN)
         ctx.ui.say(
             f"Bootstrapping Debian {config.suite} with mmdebstrap ({config.variant} variant, {config.kernel}, "
-            f"from {effective_mirror(config)})..."
+            f"from {effective_mirror(config)}" + (f" through {proxy.url}" if proxy.url else "") + ")..."
         )
+        try:
+            aptproxy.check(proxy, effective_mirror(config) + "/")
+        except VmbakeError as exc:
+            raise StepError(self.name, exc.message, exc.hint) from None
         result = make_rootfs(config, work / "bootstrap", keys, ctx.ui.message, debug=ctx.ui.ui.debug)
         ctx.state.rootfs_tarball = result.tarball
         if result.cache is not None:

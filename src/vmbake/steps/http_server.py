@@ -2,7 +2,8 @@
 
 Reads: config.http_directory, http_content, http_port_min/max, http_bind_address; state.http_ip,
 ssh_public_key (when a request arrives, so a key made by a later step is still filled in); with
-{{ .LoginPreseed }} in http_content, the login keys (root_password, root_ssh_keys, users, cloud_init).
+{{ .LoginPreseed }} in http_content, the login keys (root_password, root_ssh_keys, users, cloud_init); with
+{{ .AptProxy }}, apt_proxy (or APT_PROXY/http_proxy from the environment).
 Writes: state.http_port, state.http_server (a vmbake.httpserver.HttpServer). Cleanup stops the server.
 """
 
@@ -12,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from vmbake import aptproxy
 from vmbake.config.login import LoginConfig, gives_a_way_in
 from vmbake.config.qemu import HTTPConfig
 from vmbake.errors import StepError, VmbakeError
@@ -34,6 +36,10 @@ def runtime_values(ctx: BuildContext, login: LoginConfig | None = None) -> dict[
         "SSHPublicKey": state.ssh_public_key,
         # The build's key is read when the installer asks, like SSHPublicKey.
         "LoginPreseed": preseed_fragment(login, state.ssh_public_key) if login is not None else "",
+        # The package proxy as the guest reaches it (a loopback proxy is the host's, at HTTPIP).
+        "AptProxy": aptproxy.for_guest(
+            aptproxy.resolve(getattr(ctx.config, "apt_proxy", "")).url, state.http_ip or "10.0.2.2"
+        ),
     }
 
 

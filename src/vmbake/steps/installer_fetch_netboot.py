@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vmbake import aptproxy
 from vmbake.errors import StepError, VmbakeError
 from vmbake.installer.debarchive import DEBIAN_KEYRING
 from vmbake.installer.netboot import fetch_netboot
@@ -22,7 +23,7 @@ def keyrings() -> list[Path]:
 
 
 class StepFetchNetboot(Step):
-    """Reads config.iso_source, suite and mirror; sets state.kernel_path and state.initrd_path.
+    """Reads config.iso_source, suite, mirror and apt_proxy (or the environment's); sets state.kernel_path and state.initrd_path.
 
     Does nothing unless iso_source is 'debian-netboot'. The files live in the cache and are never
     modified: a preseed is appended to a copy (StepInjectPreseed).
@@ -47,6 +48,7 @@ class StepFetchNetboot(Step):
                 keyrings=keyrings(),
                 ui=ctx.ui,
                 cancel=ctx.cancel,
+                proxy=aptproxy.resolve(getattr(config, "apt_proxy", "")),
             )
         except VmbakeError as err:
             raise StepError(self.name, err.message, err.hint) from err

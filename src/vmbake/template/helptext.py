@@ -20,7 +20,7 @@ JSON templates (Packer's Go-template actions, {{ ... }}):
 
 Run-time placeholders, kept as written and filled in during the build:
   {{ .HTTPIP }} {{ .HTTPPort }} {{ .Name }} {{ .SSHPublicKey }} (boot_command, qemuargs, http_content,
-  kernel_args); {{ .LoginPreseed }} (http_content: preseed answers from the login keys); {{.Path}} {{.Vars}} {{.EnvVarFile}} (shell execute_command); {{.Script}} (shell-local);
+  kernel_args); {{ .LoginPreseed }} (http_content: preseed answers from the login keys); {{ .AptProxy }} (http_content: the package proxy as the guest reaches it); {{.Path}} {{.Vars}} {{.EnvVarFile}} (shell execute_command); {{.Script}} (shell-local);
   {{.BuildName}} {{.BuilderType}} {{.ChecksumType}} (post-processor output paths)
 
 HCL2 templates (.pkr.hcl, or a directory of them):

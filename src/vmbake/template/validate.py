@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmbake import aptproxy
 from vmbake.checksums import parse_checksum
 from vmbake.config.fields import Decoder
 from vmbake.config.login import validate_login
@@ -194,6 +195,11 @@ def check_qemu(config: QemuConfig, report: Report) -> None:
     _hostile(config, report)
     _common_machine(config, report)
     validate_login(config, report)
+    proxy_problem = (
+        aptproxy.url_problem(config.apt_proxy) if config.apt_proxy and "{{" not in config.apt_proxy else ""
+    )
+    if proxy_problem:
+        report("apt_proxy", proxy_problem, "an apt caching proxy such as apt-cacher-ng: http://HOST:3142")
 
 
 def _hostile(config: QemuConfig, report: Report) -> None:
