@@ -225,9 +225,8 @@ class Scheduler(Generic[Item, Result]):
 
         try:
             for index, item in enumerate(items):
-                while not slots.acquire(timeout=self.POLL):
-                    if self._stop.is_set():
-                        break
+                while not self._stop.is_set() and not slots.acquire(blocking=False):
+                    time.sleep(self.POLL)
                 if self._stop.is_set():
                     break
                 event = threading.Event()
@@ -251,9 +250,11 @@ class Scheduler(Generic[Item, Result]):
         return [results[i] for i in sorted(results)]
 
     def _wait(self, started: list[tuple[Item, threading.Thread]]) -> None:
+        # Sleep, not Thread.join: a signal's exception inside join() can leave the thread looking ended.
+        while self._running:
+            time.sleep(self.POLL)
         for _, thread in started:
-            while thread.is_alive():
-                thread.join(self.POLL)
+            thread.join(5)  # past its last line: the worker ends at once
 
 
 def _mark_incomplete(ctx: BuildContext) -> None:

@@ -62,8 +62,9 @@ CANCEL_POLL = 0.2  # seconds between two looks at the cancel event while a comma
 
 
 @contextlib.contextmanager
-def cancelled_by(event: threading.Event) -> Iterator[None]:
-    """Commands run by this thread inside the block stop (and raise BuildCancelled) once `event` is set."""
+def cancelled_by(event: threading.Event | None) -> Iterator[None]:
+    """Commands run by this thread inside the block stop (and raise BuildCancelled) once `event` is set;
+    None: they run to their end (a cleanup's commands, after the cancel)."""
     previous = getattr(_thread_cancel, "event", None)
     _thread_cancel.event = event
     try:

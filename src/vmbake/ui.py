@@ -282,21 +282,26 @@ class BuildUi:
         self.ui = ui
         self.name = name
 
+    def _prefixed(self, lead: str, text: str) -> str:
+        """Every line of `text` with the build's prefix, as Packer does: the lines of builds running
+        at the same time interleave, and each must still say whose it is."""
+        return "\n".join(f"{lead} {self.name}: {line}" for line in text.split("\n"))
+
     def say(self, text: str) -> None:
-        self.ui.say(f"==> {self.name}: {text}", self.name)
+        self.ui.say(self._prefixed("==>", text), self.name)
 
     def message(self, text: str) -> None:
-        self.ui.message(f"    {self.name}: {text}", self.name)
+        self.ui.message(self._prefixed("   ", text), self.name)
 
     def error(self, text: str) -> None:
-        self.ui.error(f"==> {self.name}: {text}", self.name)
+        self.ui.error(self._prefixed("==>", text), self.name)
 
     def warn(self, text: str) -> None:
-        self.ui.warn(f"==> {self.name}: Warning: {text}", self.name)
+        self.ui.warn(self._prefixed("==>", f"Warning: {text}"), self.name)
 
     def debug(self, text: str) -> None:
         if self.ui.debug:
-            self.ui.message(f"    {self.name}: [debug] {text}", self.name)
+            self.ui.message(self._prefixed("   ", f"[debug] {text}"), self.name)
 
     def ask(self, prompt: str) -> str:
         return self.ui.ask(f"==> {self.name}: {prompt}")

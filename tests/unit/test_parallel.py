@@ -83,6 +83,25 @@ def template(tmp_path: Path, **plans: Plan) -> Template:
     return Template(path=tmp_path / "t.json", directory=tmp_path, format="json", builds=specs)
 
 
+def signal_once_started(sig: int, count: int) -> threading.Thread:
+    """Send `sig` to this process once `count` builds are in their step (at most 20 s from now)."""
+
+    def send() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with EVENTS_LOCK:
+                started = sum(1 for _, what, _ in EVENTS if what == "start")
+            if started >= count:
+                time.sleep(0.3)  # into the `sleep` child
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), sig)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
 def run(tmp_path: Path, options: Options, **plans: Plan) -> tuple[int, str]:
     text = io.StringIO()
     code = run_builds(template(tmp_path, **plans), options, Ui(out=text, err=text))
@@ -116,23 +135,26 @@ def test_parallel_builds_1_runs_them_one_after_another(tmp_path: Path) -> None:
 
 
 def test_the_limit_caps_how_many_run_at_once() -> None:
+    """The first items hold their slot until a gate opens (1 s later): then as many run as may."""
     running, peak, lock = 0, 0, threading.Lock()
+    gate = threading.Event()
 
     def work(item: int, cancel: threading.Event) -> int:
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.15)
+        gate.wait(5)
         with lock:
             running -= 1
         return item * 10
 
-    assert Scheduler[int, int](2).run(range(6), work) == [0, 10, 20, 30, 40, 50]
-    assert peak == 2
-    peak = 0
-    assert Scheduler[int, int](0).run(range(5), work) == [0, 10, 20, 30, 40]
-    assert peak == 5
+    for limit, items, expected in ((2, 6, 2), (0, 5, 5), (1, 3, 1)):
+        gate.clear()
+        peak = 0
+        threading.Timer(1.0, gate.set).start()
+        assert Scheduler[int, int](limit).run(range(items), work) == [i * 10 for i in range(items)]
+        assert peak == expected, (limit, peak)
 
 
 def test_a_failed_build_leaves_the_others_running(tmp_path: Path) -> None:
@@ -157,15 +179,11 @@ def test_on_error_abort_stops_only_the_failed_build(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_cancels_every_build_and_cleans_up_each(tmp_path: Path, sig: signal.Signals) -> None:
     """Both builds wait in a child process on worker threads; the signal reaches the main thread."""
-    timer = threading.Timer(0.8, os.kill, (os.getpid(), sig))
-    timer.start()
-    started = time.monotonic()
-    try:
-        code, out = run(tmp_path, Options(), a=Plan("sleep"), b=Plan("sleep"), c=Plan("sleep"))
-    finally:
-        timer.cancel()
+    sender = signal_once_started(sig, 3)
+    code, out = run(tmp_path, Options(), a=Plan("sleep"), b=Plan("sleep"), c=Plan("sleep"))
+    sender.join()
     assert code == 130, out
-    assert time.monotonic() - started < 10
+    assert max(t for _, what, t in EVENTS if what == "cleanup") - min(t for _, _, t in EVENTS) < 15
     cleaned = sorted(n for n, w, _ in EVENTS if w == "cleanup")
     assert cleaned == ["a", "b", "c"]
     for name in "abc":
@@ -175,19 +193,16 @@ def test_a_signal_cancels_every_build_and_cleans_up_each(tmp_path: Path, sig: si
 
 
 def test_a_signal_starts_no_more_builds(tmp_path: Path) -> None:
-    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        code, out = run(tmp_path, Options(parallel_builds=2), a=Plan("sleep"), b=Plan("sleep"), c=Plan("ok"))
-    finally:
-        timer.cancel()
+    sender = signal_once_started(signal.SIGINT, 2)
+    code, out = run(tmp_path, Options(parallel_builds=2), a=Plan("sleep"), b=Plan("sleep"), c=Plan("ok"))
+    sender.join()
     assert code == 130, out
     assert sorted(n for n, w, _ in EVENTS if w == "start") == ["a", "b"]
     assert "Build 'c'" not in out
 
 
-def test_a_failing_command_still_fails_on_a_worker_thread(tmp_path: Path) -> None:
-    """The cancel polling of procs.run keeps its errors and its output."""
+def test_commands_under_a_cancel_event(tmp_path: Path) -> None:
+    """procs.run polls the event, and keeps its output, its errors and its deadline."""
     done = threading.Event()
     with procs.cancelled_by(done):
         assert procs.run(["sh", "-c", "sleep 0.5; echo out"]).stdout == "out\n"
@@ -195,6 +210,10 @@ def test_a_failing_command_still_fails_on_a_worker_thread(tmp_path: Path) -> Non
             procs.run(["sh", "-c", "sleep 0.3; exit 3"])
         with pytest.raises(VmbakeError, match="did not finish within 1s"):
             procs.run(["sleep", "5"], timeout=1)
-        done.set()
+        threading.Timer(0.3, done.set).start()
         with pytest.raises(BuildCancelled):
             procs.run(["sleep", "5"])
+        with pytest.raises(BuildCancelled):  # a step's command started after the cancel stops too
+            procs.run(["sleep", "5"])
+        with procs.cancelled_by(None):  # as the step runner runs a cleanup: to its end
+            assert procs.run(["sh", "-c", "sleep 0.5; echo cleaned"]).stdout == "cleaned\n"
