@@ -8,6 +8,7 @@ Rows (each the median of the per-run ratios over --runs runs, A and B alternatin
   vmbake vs debvm    the debian-bootstrap build (cold and warm) against debvm-create (bench/bootstrap.py)
   main job           `vmbake build -only=bootstrap trixie`, provision_stage tree vs vm, each against
                      debvm-create, with each build's step timings (bench/mainjob.py)
+  parallel vs serial two builds of the disk-image template at once, against -parallel-builds=1
 Writes bench/results.md and bench/results.svg after every section, so a cut-short run keeps what it
 measured. Timings are reported, never asserted.
 """
@@ -151,6 +152,44 @@ def packer(runs: int, work: Path, image: Path, key: Path) -> Row:
     row.note = (
         f"{' '.join(version)}; vmbake with -report=false (the same work as Packer); the template sets no"
         " cpus, so Packer's VM has 1 and vmbake's the host's CPUs, up to 4"
+    )
+    return row
+
+
+def parallel_template(image: Path, key: Path, work: Path, size_mib: int) -> dict[str, object]:
+    """The Packer row's template with its builder twice (builds "one" and "two", each its own output)."""
+    import compare_packer as cp  # bench/compare_packer.py
+
+    spec = cp.template(image, key, work, size_mib)
+    builder: dict[str, object] = spec["builders"][0]  # type: ignore[index]
+    spec["builders"] = [
+        {**builder, "name": name, "output_directory": str(work / f"output-{name}")} for name in ("one", "two")
+    ]
+    return spec
+
+
+def parallel(runs: int, work: Path, image: Path, key: Path) -> Row:
+    import compare_packer as cp  # bench/compare_packer.py
+
+    row = Row("two disk-image builds: parallel vs one after another", "parallel", "-parallel-builds=1")
+    work.mkdir(exist_ok=True)
+    info = json.loads(procs.run(["qemu-img", "info", "--output=json", str(image)]).stdout)
+    (work / "provision.sh").write_text(cp.SCRIPT)
+    template = work / "parallel.json"
+    spec = parallel_template(image, key, work, int(info["virtual-size"]) >> 20)
+    template.write_text(json.dumps(spec, indent=2))
+    argv = cp.vmbake_argv(template)  # -force: each run replaces the outputs of the one before
+    serial = [*argv[:-1], "-parallel-builds=1", argv[-1]]
+    alternate(
+        row,
+        runs,
+        lambda i: cp.timed(argv, work, dict(os.environ), work / f"parallel-{i}.log"),
+        lambda i: cp.timed(serial, work, dict(os.environ), work / f"serial-{i}.log"),
+        estimate=480.0,
+    )
+    row.note = (
+        f"{os.cpu_count()} host CPUs; each VM gets vmbake's default vCPUs (the host's, up to 4), so the two "
+        "TCG guests of the parallel run share the cores; a ratio of 0.5 would be perfect overlap, 1.0 none"
     )
     return row
 
@@ -322,13 +361,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per row (at least 3)")
-    parser.add_argument("--only", default="compression,bootcmd,packer,bootstrap,mainjob")
+    parser.add_argument("--only", default="compression,bootcmd,packer,bootstrap,mainjob,parallel")
     parser.add_argument("--image", type=Path, help="a bootable disk for the Packer row (made when absent)")
     parser.add_argument("--key", type=Path, help="root's private key for --image")
     parser.add_argument("--mib", type=int, default=256, help="MiB of data for the compression row")
     parser.add_argument("--out", type=Path, default=BENCH / "results.md")
     parser.add_argument(
-        "--budget", type=float, default=28.0, help="minutes; no run starts that would end later"
+        "--budget", type=float, default=50.0, help="minutes; no run starts that would end later"
     )
     args = parser.parse_args()
     runs = max(3, args.runs)
@@ -353,6 +392,7 @@ def main() -> int:
         ("bootstrap", lambda: list(bootstrap(runs, base / "bootstrap", key))),
         ("packer", lambda: [packer(runs, base / "packer", *disk(args, base, key))]),
         ("mainjob", lambda: mainjob(runs, base / "mainjob")),
+        ("parallel", lambda: [parallel(runs, base / "parallel", *disk(args, base, key))]),
     ]
     try:
         for name, section in sections:

@@ -1,9 +1,11 @@
 """Run the builds of a template: select them, run each one's steps and post-processors, report.
 
 Each build gets a BuildContext with a private 0700 work directory (removed at the end), its builder's
-step list, then its post-processor chains. The end of the run looks like Packer's ("Build 'NAME'
+step list, then its post-processor chains. As in Packer, the builds run at the same time, each on its
+own thread (`-parallel-builds=N` caps how many; 1 runs them one after the other on the main thread), and
+a build that fails leaves the others running. The end of the run looks like Packer's ("Build 'NAME'
 finished after ...", "==> Builds finished. The artifacts of successful builds are:"), plus a per-step
-timing table. SIGTERM and SIGHUP cancel the build like Ctrl-C; every child process is stopped on the
+timing table. SIGTERM and SIGHUP cancel the builds like Ctrl-C; every child process is stopped on the
 way out, whatever happened.
 """
 
@@ -13,9 +15,12 @@ import importlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from vmbake import procs
 from vmbake.cancel import cancel_on_signals
@@ -116,7 +121,11 @@ def run_post_processors(ctx: BuildContext, artifacts: list[Artifact]) -> list[Ar
     return result
 
 
-def run_one(spec: BuildSpec, template: Template, options: Options, ui: Ui) -> BuildResult:
+def run_one(
+    spec: BuildSpec, template: Template, options: Options, ui: Ui, cancel: threading.Event | None = None
+) -> BuildResult:
+    """Run one build to its end (on the calling thread) and say how it ended. `cancel`, when given, is
+    the event that the run's signal handler sets to cancel this build from another thread."""
     bui = BuildUi(ui, spec.name)
     ctx = BuildContext(
         spec.name,
@@ -128,13 +137,14 @@ def run_one(spec: BuildSpec, template: Template, options: Options, ui: Ui) -> Bu
         list(spec.provisioners),
         spec.error_cleanup_provisioner,
         [list(chain) for chain in spec.post_processors],
+        cancel=cancel if cancel is not None else threading.Event(),
     )
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="vmbake-"))  # mode 0700
     ctx.state.work_dir = work
     result = BuildResult(spec.name, 0.0)
     try:
-        with cancel_on_signals(lambda name: ctx.cancel.set()):
+        with cancel_on_signals(lambda name: ctx.cancel.set()), procs.cancelled_by(ctx.cancel):
             try:
                 run_steps(ctx, builder_steps(ctx))
                 artifacts = default_artifacts(ctx)
@@ -153,11 +163,102 @@ def run_one(spec: BuildSpec, template: Template, options: Options, ui: Ui) -> Bu
         result.error = err
         bui.error(str(err))
     finally:
-        procs.stop_all()
+        procs.stop_own()  # this build's children only: the other builds go on
         shutil.rmtree(work, ignore_errors=True)
         result.seconds = time.monotonic() - started
         result.step_times = list(ctx.state.step_times)
+    if result.error is None:
+        ui.say(f"Build '{spec.name}' finished after {packer_duration(result.seconds)}.", spec.name)
+    else:
+        ui.error(f"Build '{spec.name}' errored after {packer_duration(result.seconds)}: {result.error}")
     return result
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Scheduler(Generic[Item, Result]):
+    """Runs work items on threads, at most `limit` at a time (0 or less: no limit), as Packer's build
+    command does: items start in order as slots free up, and one that fails leaves the others running.
+
+    `cancel()` (called by the main thread's signal handler) sets the cancel event of every started item
+    and starts no more. A signal's exception, landing in the main thread while it waits, is caught here:
+    the main thread then waits for every started item to finish its cleanups."""
+
+    POLL = 0.2  # seconds: the main thread waits in slices so that a signal's handler runs promptly
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.interrupted = False
+        self._stop = threading.Event()
+        self._events: list[threading.Event] = []
+        self._running: dict[int, Item] = {}  # started and not yet ended
+        self._running_at_cancel: list[Item] = []
+        self._crash: BaseException | None = None
+
+    def cancel(self) -> None:
+        if not self._stop.is_set():
+            running = sorted(dict(self._running).items(), key=lambda pair: pair[0])  # a copy: workers pop
+            self._running_at_cancel = [item for _, item in running]
+        self._stop.set()
+        for event in list(self._events):
+            event.set()
+
+    def run(
+        self,
+        items: Sequence[Item],
+        work: Callable[[Item, threading.Event], Result],
+        on_interrupt: Callable[[list[Item]], None] = lambda running: None,
+    ) -> list[Result]:
+        """The results of the items that ran, in the items' order (items never started have none).
+        After a signal, `on_interrupt` is told which items were running when it came."""
+        slots = threading.Semaphore(self.limit if self.limit > 0 else len(items) or 1)
+        results: dict[int, Result] = {}
+        started: list[tuple[Item, threading.Thread]] = []
+
+        def worker(index: int, item: Item, event: threading.Event) -> None:
+            try:
+                results[index] = work(item, event)
+            except BaseException as exc:  # a bug: re-raised on the main thread once all have ended
+                self._crash = self._crash or exc
+                self.cancel()
+            finally:
+                self._running.pop(index, None)
+                slots.release()
+
+        try:
+            for index, item in enumerate(items):
+                while not self._stop.is_set() and not slots.acquire(blocking=False):
+                    time.sleep(self.POLL)
+                if self._stop.is_set():
+                    break
+                event = threading.Event()
+                self._events.append(event)
+                if self._stop.is_set():
+                    event.set()
+                thread = threading.Thread(
+                    target=worker, args=(index, item, event), name=f"vmbake-build-{index}"
+                )
+                started.append((item, thread))
+                self._running[index] = item
+                thread.start()
+            self._wait(started)
+        except (KeyboardInterrupt, BuildCancelled):
+            self.interrupted = True
+            self.cancel()
+            on_interrupt(self._running_at_cancel)
+            self._wait(started)
+        if self._crash is not None:
+            raise self._crash
+        return [results[i] for i in sorted(results)]
+
+    def _wait(self, started: list[tuple[Item, threading.Thread]]) -> None:
+        # Sleep, not Thread.join: a signal's exception inside join() can leave the thread looking ended.
+        while self._running:
+            time.sleep(self.POLL)
+        for _, thread in started:
+            thread.join(5)  # past its last line: the worker ends at once
 
 
 def _mark_incomplete(ctx: BuildContext) -> None:
@@ -213,27 +314,41 @@ def _machine_artifact(ui: Ui, name: str, index: int, artifact: Artifact) -> None
 
 
 def run_builds(template: Template, options: Options, ui: Ui) -> int:
-    """Run the template's selected builds one after the other: 0 when all succeeded, 130 when the user cancelled
-    (Ctrl-C, SIGTERM, SIGHUP; after the cleanups ran), 1 otherwise."""
+    """Run the template's selected builds: 0 when all succeeded, 130 when the user cancelled (Ctrl-C,
+    SIGTERM, SIGHUP; after every build's cleanups ran), 1 otherwise."""
     for secret in template.sensitive_values:
         ui.add_secret(secret)
     results: list[BuildResult] = []
+    interrupted = False
     try:
         specs = runnable_builds(template, ui)
-        for spec in specs:
-            result = run_one(spec, template, options, ui)
-            results.append(result)
-            if result.error is None:
-                ui.say(f"Build '{spec.name}' finished after {packer_duration(result.seconds)}.", spec.name)
-            else:
-                ui.error(
-                    f"Build '{spec.name}' errored after {packer_duration(result.seconds)}: {result.error}"
+        if len(specs) == 1 or options.parallel_builds == 1 or options.debug:
+            results = _run_in_turn(specs, template, options, ui)  # -debug pauses: one at a time, as Packer
+        else:
+            scheduler: Scheduler[BuildSpec, BuildResult] = Scheduler(options.parallel_builds)
+
+            def say_cancelling(running: list[BuildSpec]) -> None:
+                for spec in running:
+                    ui.error(f"==> {spec.name}: Interrupt received. Cancelling build...", spec.name)
+
+            with cancel_on_signals(lambda name: scheduler.cancel()):
+                results = scheduler.run(
+                    specs, lambda spec, cancel: run_one(spec, template, options, ui, cancel), say_cancelling
                 )
-            if isinstance(result.error, BuildCancelled):
-                break  # the user asked to stop: do not start the next build
+            interrupted = scheduler.interrupted
         report(ui, results)
     finally:
         procs.stop_all()
-    if any(isinstance(r.error, BuildCancelled) for r in results):
+    if interrupted or any(isinstance(r.error, BuildCancelled) for r in results):
         return EXIT_CANCELLED
     return 0 if results and all(r.error is None for r in results) else 1
+
+
+def _run_in_turn(specs: list[BuildSpec], template: Template, options: Options, ui: Ui) -> list[BuildResult]:
+    """The builds one after the other on the main thread, where a signal interrupts any wait."""
+    results: list[BuildResult] = []
+    for spec in specs:
+        results.append(run_one(spec, template, options, ui))
+        if isinstance(results[-1].error, BuildCancelled):
+            break  # the user asked to stop: do not start the next build
+    return results

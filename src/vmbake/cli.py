@@ -55,10 +55,8 @@ COMMANDS: dict[str, tuple[str, list[Flag]]] = {
             Flag("timestamp-ui", "bool", "Prefix each output line with a UTC timestamp"),
             Flag("color", "bool", "Colour the output (-color=false turns it off)"),
             Flag("report", "bool", "Write the image report (-report=false turns it off)"),
-            Flag(
-                "parallel-builds", "int", "Accepted for Packer compatibility; builds run one after the other"
-            ),
-            Flag("parallel", "bool", "Accepted for Packer compatibility"),
+            Flag("parallel-builds", "int", "How many builds run at once: 0 (default) no limit, 1 one by one"),
+            Flag("parallel", "bool", "-parallel=false runs the builds one by one (old Packer flag)"),
         ],
     ),
     "validate": (
@@ -414,6 +412,9 @@ def cmd_build(parsed: Parsed) -> int:
         force=bool(parsed.values.get("force")),
         on_error=on_error,
         report=parsed.values.get("report", True) is not False,
+        parallel_builds=1
+        if parsed.values.get("parallel") is False
+        else parsed.values.get("parallel-builds", 0),
     )
     try:
         build = importlib.import_module("vmbake.build")

@@ -16,11 +16,12 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from vmbake.errors import VmbakeError
+from vmbake.errors import BuildCancelled, VmbakeError
 
 log = logging.getLogger("vmbake.procs")
 
@@ -54,6 +55,27 @@ TOOL_PACKAGES: dict[str, str] = {
 _PR_SET_PDEATHSIG = 1
 _live: set[Child] = set()
 _live_lock = threading.Lock()
+# The cancel event of the build running on each thread (see `cancelled_by`): `run` polls it, so a
+# build on a worker thread, where no signal can interrupt a wait, still stops its command on Ctrl-C.
+_thread_cancel = threading.local()
+CANCEL_POLL = 0.2  # seconds between two looks at the cancel event while a command runs
+
+
+@contextlib.contextmanager
+def cancelled_by(event: threading.Event | None) -> Iterator[None]:
+    """Commands run by this thread inside the block stop (and raise BuildCancelled) once `event` is set;
+    None: they run to their end (a cleanup's commands, after the cancel)."""
+    previous = getattr(_thread_cancel, "event", None)
+    _thread_cancel.event = event
+    try:
+        yield
+    finally:
+        _thread_cancel.event = previous
+
+
+def _cancel_event() -> threading.Event | None:
+    event: threading.Event | None = getattr(_thread_cancel, "event", None)
+    return event
 
 
 def which(tool: str) -> str:
@@ -130,9 +152,7 @@ def run(
         if on_line is not None:
             stdout, stderr = _stream_lines(proc, argv, input, on_line, timeout), ""
         else:
-            stdout, stderr = proc.communicate(
-                input=text_input if text_input is not None else input, timeout=timeout
-            )
+            stdout, stderr = _communicate(proc, text_input if text_input is not None else input, timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise VmbakeError(
@@ -146,6 +166,37 @@ def run(
     if check and proc.returncode != 0:
         raise process_error(result, what=what, hint=hint)
     return result
+
+
+def _slices(timeout: float | None) -> Iterator[float | None]:
+    """Wait slices of at most CANCEL_POLL seconds until `timeout`; between two, raise BuildCancelled
+    if this thread's build was cancelled. Ends (the caller then times out) once the deadline passed."""
+    cancel = _cancel_event()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if cancel is None:
+            yield left
+        elif left is None or left > 0:
+            yield CANCEL_POLL if left is None else min(CANCEL_POLL, left)
+        else:
+            return
+        if cancel is not None and cancel.is_set():
+            raise BuildCancelled()
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
+def _communicate(proc: subprocess.Popen[Any], input: Any, timeout: float | None) -> tuple[Any, Any]:
+    """proc.communicate(), in slices so that a cancel is seen (communicate may be called again after a
+    timeout without losing output; the input goes with the first call only)."""
+    first = True
+    for wait in _slices(timeout):
+        try:
+            return proc.communicate(input=input if first else None, timeout=wait)
+        except subprocess.TimeoutExpired:
+            first = False
+    raise subprocess.TimeoutExpired(proc.args, timeout or 0)
 
 
 def _stream_lines(
@@ -170,7 +221,10 @@ def _stream_lines(
         proc.stdin.close()
     reader = threading.Thread(target=pump, name="vmbake-output", daemon=True)
     reader.start()
-    reader.join(timeout)
+    for wait in _slices(timeout):
+        reader.join(wait)
+        if not reader.is_alive():
+            break
     if reader.is_alive():
         raise subprocess.TimeoutExpired(argv, timeout or 0)
     proc.wait()
@@ -210,6 +264,7 @@ class Child:
         self.argv = list(argv)
         self.proc = proc
         self.pid = proc.pid
+        self.thread = threading.get_ident()  # the spawning thread: its build owns this child
 
     def __enter__(self) -> Child:
         return self
@@ -317,6 +372,15 @@ def stop_all() -> None:
     """Stop every child still alive: the last line of defence on the way out."""
     for child in live_children():
         child.stop(grace=2.0)
+
+
+def stop_own() -> None:
+    """Stop every child this thread spawned and left running: the end of one build, while builds on
+    other threads go on."""
+    me = threading.get_ident()
+    for child in live_children():
+        if child.thread == me:
+            child.stop(grace=2.0)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ class Options:
     force: bool = False
     on_error: str = "cleanup"  # cleanup | abort | ask
     report: bool = True
+    parallel_builds: int = 0  # how many builds run at once; 0 (or less) means no limit, as in Packer
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,15 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 SENSITIVE = "<sensitive>"
 
@@ -134,15 +138,29 @@ class _NullProgress:
 
 
 class _RichProgress:
-    def __init__(self, progress: Progress, task: int) -> None:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
         self._progress = progress
         self._task = task
 
     def advance(self, amount: float) -> None:
-        self._progress.advance(self._task, amount)  # type: ignore[arg-type]
+        self._progress.advance(self._task, amount)
 
     def update(self, completed: float, total: float | None = None) -> None:
-        self._progress.update(self._task, completed=completed, total=total)  # type: ignore[arg-type]
+        self._progress.update(self._task, completed=completed, total=total)
+
+
+class _TransferColumn(ProgressColumn):
+    """Size and speed, for the tasks that are transfers (one Progress holds every build's bars)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._size = DownloadColumn(binary_units=True)
+        self._speed = TransferSpeedColumn()
+
+    def render(self, task: Task) -> Text:
+        if not task.fields.get("transfer"):
+            return Text("")
+        return Text.assemble(self._size.render(task), " ", self._speed.render(task))
 
 
 class Ui:
@@ -171,6 +189,10 @@ class Ui:
         self._console = Console(file=self.out, highlight=False, markup=False, no_color=not self.color)
         self._lock = threading.RLock()
         self._secrets: set[str] = set()
+        # One live progress display for the whole run (rich allows only one at a time): the bars of
+        # builds running in parallel are tasks of it, and leave when their transfer ends.
+        self._progress: Progress | None = None
+        self._progress_users = 0
 
     # -- secrets ---------------------------------------------------------------
     def add_secret(self, value: str | None) -> None:
@@ -241,10 +263,10 @@ class Ui:
 
     def ask(self, prompt: str) -> str:
         """Print `prompt` and read one line; an empty string when input is closed."""
-        with self._lock:
+        with self._lock:  # held until the answer: builds running in parallel ask one at a time
             self.out.write(self.mask(prompt) + " ")
             self.out.flush()
-        line = self.inp.readline()
+            line = self.inp.readline()
         return line.strip()
 
     # -- progress --------------------------------------------------------------
@@ -256,13 +278,30 @@ class Ui:
         if self.machine_readable or not self.out.isatty():
             yield _NullProgress()
             return
-        columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn()]
-        if transfer:
-            columns += [DownloadColumn(binary_units=True), TransferSpeedColumn()]
-        columns.append(TimeRemainingColumn())
-        with Progress(*columns, console=self._console, transient=False) as progress:
-            task = progress.add_task(description, total=total)
+        with self._lock:
+            if self._progress is None:
+                self._progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TaskProgressColumn(),
+                    _TransferColumn(),
+                    TimeRemainingColumn(),
+                    console=self._console,
+                    transient=False,
+                )
+                self._progress.start()
+            progress = self._progress
+            self._progress_users += 1
+            task = progress.add_task(description, total=total, transfer=transfer)
+        try:
             yield _RichProgress(progress, task)
+        finally:
+            with self._lock:  # a finished bar stays on screen until the last running one ends
+                progress.refresh()
+                self._progress_users -= 1
+                if self._progress_users == 0:
+                    progress.stop()
+                    self._progress = None
 
 
 class BuildUi:
@@ -272,21 +311,26 @@ class BuildUi:
         self.ui = ui
         self.name = name
 
+    def _prefixed(self, lead: str, text: str) -> str:
+        """Every line of `text` with the build's prefix, as Packer does: the lines of builds running
+        at the same time interleave, and each must still say whose it is."""
+        return "\n".join(f"{lead} {self.name}: {line}" for line in text.split("\n"))
+
     def say(self, text: str) -> None:
-        self.ui.say(f"==> {self.name}: {text}", self.name)
+        self.ui.say(self._prefixed("==>", text), self.name)
 
     def message(self, text: str) -> None:
-        self.ui.message(f"    {self.name}: {text}", self.name)
+        self.ui.message(self._prefixed("   ", text), self.name)
 
     def error(self, text: str) -> None:
-        self.ui.error(f"==> {self.name}: {text}", self.name)
+        self.ui.error(self._prefixed("==>", text), self.name)
 
     def warn(self, text: str) -> None:
-        self.ui.warn(f"==> {self.name}: Warning: {text}", self.name)
+        self.ui.warn(self._prefixed("==>", f"Warning: {text}"), self.name)
 
     def debug(self, text: str) -> None:
         if self.ui.debug:
-            self.ui.message(f"    {self.name}: [debug] {text}", self.name)
+            self.ui.message(self._prefixed("   ", f"[debug] {text}"), self.name)
 
     def interactive(self) -> bool:
         return self.ui.interactive()
@@ -297,7 +341,7 @@ class BuildUi:
     def progress(
         self, description: str, total: float | None, *, transfer: bool = True
     ) -> contextlib.AbstractContextManager[ProgressHandle]:
-        return self.ui.progress(description, total, transfer=transfer)
+        return self.ui.progress(f"{self.name}: {description}", total, transfer=transfer)
 
     def add_secret(self, value: str | None) -> None:
         self.ui.add_secret(value)

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import ClassVar
 
+from vmbake import procs
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.state import BuildContext
 
@@ -128,7 +129,8 @@ def _cleanup(ctx: BuildContext, step: Step) -> None:
         except KeyboardInterrupt:
             pass
     try:
-        step.cleanup(ctx)
+        with procs.cancelled_by(None):  # a cleanup's commands run to their end, even after a cancel
+            step.cleanup(ctx)
     except KeyboardInterrupt:
         # A second Ctrl-C during cleanup must not leave the rest undone.
         ctx.ui.error(f"Interrupted during cleanup of {step.name}; finishing cleanup")
