@@ -229,3 +229,14 @@ def test_bad_formats_and_no_disk(build: Path) -> None:
     log.write_text("not a disk\n")
     with pytest.raises(VmbakeError, match="no disk image"):
         run_chain(_ctx([]), [_convert("vmdk")], [Artifact("x", log, "")])
+
+
+def test_a_raw_disk_named_qcow2_is_converted_in_place(build: Path, source: Path) -> None:
+    disk = build / "deb.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(source), str(disk)], check=True)
+    ctx = _ctx([disk])
+    listed = run_chains(ctx, [[_convert("qcow2")]], [_vm(build)])
+    assert [a.path for a in listed] == [build, disk]
+    assert json.loads(qemu_img("info", "--output=json", str(disk)).stdout)["format"] == "qcow2"
+    assert qemu_img("compare", "-F", "qcow2", str(source), str(disk)).returncode == 0
+    assert sorted(p.name for p in build.iterdir()) == ["deb.qcow2", "deb.report.json"]  # no scratch left

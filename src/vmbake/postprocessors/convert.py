@@ -111,10 +111,11 @@ def vpc_argvs(disk: Disk, target: Path) -> list[list[str]]:
     ]
 
 
-def write_format(ctx: BuildContext, disk: Disk, fmt: str, target: Path) -> None:
-    """Write `disk` as `fmt` into `target` (through a temporary file beside it, renamed at the end)."""
-    if target == disk.path:
-        return
+def write_format(ctx: BuildContext, disk: Disk, fmt: str, target: Path) -> bool:
+    """Write `disk` as `fmt` into `target` (through a temporary file beside it, renamed at the end, so the
+    target may be the disk itself); False when the disk already is that file."""
+    if target == disk.path and disk.format == fmt:
+        return False
     ctx.ui.say(f"Converting {disk.path.name} to {fmt}: {target}")
     if fmt != "vpc":
         qemu_img.convert(
@@ -125,7 +126,7 @@ def write_format(ctx: BuildContext, disk: Disk, fmt: str, target: Path) -> None:
             ui=ctx.ui,
             cancelled=ctx.cancel.is_set,
         )
-        return
+        return True
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".convert", dir=target.parent)
     os.close(fd)
@@ -137,6 +138,7 @@ def write_format(ctx: BuildContext, disk: Disk, fmt: str, target: Path) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    return True
 
 
 def hardware(ctx: BuildContext) -> OvfHardware:
@@ -201,10 +203,11 @@ def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list
     out_dir = render_output(ctx, cfg.output_directory) if cfg.output_directory else None
     produced: list[Artifact] = []
     vmdks: dict[Path, Path] = {}
+    converted = False
     for fmt in [f for f in formats if f != "ova"]:
         for disk in disks:
             target = target_path(disk, fmt, out_dir)
-            write_format(ctx, disk, fmt, target)
+            converted = write_format(ctx, disk, fmt, target) or converted
             if fmt == "vmdk":
                 vmdks[disk.path] = target
             produced.append(Artifact(BUILDER_ID, target, f"{fmt} disk: {target}"))
@@ -212,7 +215,8 @@ def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list
         out = target_path(disks[0], "ova", out_dir)
         write_ova_of(ctx, disks, vmdks, out)
         produced.append(Artifact(BUILDER_ID, out, f"OVA: {out}"))
-    if all(a.path in {d.path for d in disks} for a in produced):
+        converted = True
+    if not converted:
         ctx.ui.say("The disks are already in the formats asked for: nothing to convert")
         return artifacts, True, True
     return produced, True, False

@@ -2,7 +2,7 @@
 
 DSP0243 (OVF 1.0) fixes the tar's order: the descriptor first, the manifest next, then the files in the
 order of the descriptor's References. The manifest holds a `SHA256(name)= hex` line for the descriptor and
-each disk. Each Disk's capacity is the vmdk's virtual size in bytes; its populatedSize is the data the
+each disk (OVF 1.0 itself names SHA-1; SHA-256 is OVF 2.0's, and what current VMware and VirtualBox check). Each Disk's capacity is the vmdk's virtual size in bytes; its populatedSize is the data the
 guest wrote (the allocated extents, as VMware's ovftool reports it), not the compressed file's size.
 
 The hardware is generic and understood by VMware and VirtualBox: the `vmx-10` family, an LSI Logic SCSI
