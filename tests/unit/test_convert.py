@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import tarfile
 import xml.etree.ElementTree as ET
@@ -91,7 +92,18 @@ def test_argv_and_names_are_exact() -> None:
             "out/t.vhd",
             str(10 * MIB),
         ],
-        ["qemu-img", "convert", "-f", "qcow2", "-n", "-O", "vpc", "out/deb.qcow2", "out/t.vhd"],
+        [
+            "qemu-img",
+            "convert",
+            "-f",
+            "qcow2",
+            "-n",
+            "--target-is-zero",
+            "-O",
+            "vpc",
+            "out/deb.qcow2",
+            "out/t.vhd",
+        ],
     ]
     assert convert_options(disk, "vmdk") == ["-f", "qcow2", "-o", "subformat=streamOptimized"]
     assert convert_options(disk, "vhdx") == ["-f", "qcow2", "-o", "subformat=dynamic"]
@@ -146,6 +158,7 @@ def test_every_format_checks_and_compares_equal(build: Path) -> None:
     assert info["format-specific"]["data"]["create-type"] == "streamOptimized"
     vhd = outputs["vhd"]
     assert vhd.stat().st_size == 10 * MIB + 512  # fixed: the data, then the 512-byte footer
+    assert vhd.stat().st_blocks * 512 < 4 * MIB  # but sparse: the zeros were not written
     vhd_info = json.loads(qemu_img("info", "--output=json", "-f", "vpc", str(vhd)).stdout)
     assert vhd_info["virtual-size"] == 10 * MIB
     with open(vhd, "rb") as f:
@@ -156,6 +169,10 @@ def test_every_format_checks_and_compares_equal(build: Path) -> None:
     sums = dict(line.split("\t")[::-1] for line in Path("sums.txt").read_text().splitlines())
     assert sorted(sums) == sorted(["deb.ova", "deb.qcow2", "deb.raw", "deb.vhd", "deb.vhdx", "deb.vmdk"])
     assert sums["deb.ova"] == hashlib.sha256((build / "deb.ova").read_bytes()).hexdigest()
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in build.iterdir() if p.name in sums}
+    assert modes == dict.fromkeys(sums, 0o666 & ~umask)  # as qemu-img makes its files
     assert (build / "deb.report.json").exists() and listed[0].path == build
     _check_ova(build / "deb.ova", outputs["vmdk"], cpus=2, memory=1536)
 

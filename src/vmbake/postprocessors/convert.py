@@ -10,8 +10,8 @@ format's extension, beside the disk or in output_directory:
 - ova: one tar for the build (see ova.py), its disks the vmdks (made for it when vmdk is not asked for).
 A disk already in a wanted format and written beside itself is its own output, not a copy.
 
-The disks are the build's (state.disk_paths) among the artifact files, else the artifact files that look
-like disk images. Unlike compress, the input is kept unless keep_input_artifact is false, since the outputs
+The disks are the build's (state.disk_paths) among the artifact files, else the qcow2 files and the .raw or
+.img files among them. Unlike compress, the input is kept unless keep_input_artifact is false, since the outputs
 usually sit inside it beside the build's report; then only the outputs of the directory stay. When nothing
 needs converting (formats = ["qcow2"] on a qcow2 build) the input passes through untouched, so a template
 can always hold a convert fed by a variable.
@@ -40,8 +40,10 @@ BUILDER_ID = "vmbake.post-processor.convert"
 EXTENSIONS = {"qcow2": "qcow2", "raw": "raw", "vmdk": "vmdk", "vhdx": "vhdx", "vpc": "vhd", "ova": "ova"}
 OPTIONS = {"vmdk": "subformat=streamOptimized", "vhdx": "subformat=dynamic"}
 VPC_OPTIONS = "subformat=fixed,force_size=on"
-# Files with these suffixes are disks even without state.disk_paths (a qcow2 is recognised by its header).
+# Suffixes that name a disk; outside a build (no state.disk_paths) a disk is a qcow2 (known by its header) or
+# a raw file with one of RAW_SUFFIXES, the formats builds write, so earlier conversions are not taken again.
 DISK_SUFFIXES = {".qcow2", ".raw", ".img", ".vmdk", ".vhdx", ".vhd"}
+RAW_SUFFIXES = {".raw", ".img"}
 MIB = 1 << 20
 
 
@@ -78,7 +80,11 @@ def find_disks(ctx: BuildContext, artifacts: list[Artifact]) -> list[Disk]:
         if known and rank == len(known):
             continue
         info = image_info(f)
-        if known or f.suffix in DISK_SUFFIXES or info.get("format") not in (None, "raw"):
+        if (
+            known
+            or info.get("format") == "qcow2"
+            or (info.get("format") == "raw" and f.suffix in RAW_SUFFIXES)
+        ):
             chosen.append((rank, f, info))
     chosen.sort(key=lambda c: c[0])
     return [Disk(f, str(info["format"]), int(info["virtual-size"])) for _, f, info in chosen]
@@ -107,7 +113,10 @@ def vpc_argvs(disk: Disk, target: Path) -> list[list[str]]:
     size = str(round_up_mib(disk.virtual_size))
     return [
         qemu_img.create_argv(target, size, fmt="vpc", extra=["-o", VPC_OPTIONS]),
-        qemu_img.convert_argv(disk.path, target, fmt="vpc", extra=["-f", disk.format, "-n"]),
+        # The new file reads as zeros: --target-is-zero keeps convert from writing them, so it stays sparse.
+        qemu_img.convert_argv(
+            disk.path, target, fmt="vpc", extra=["-f", disk.format, "-n", "--target-is-zero"]
+        ),
     ]
 
 
@@ -134,6 +143,9 @@ def write_format(ctx: BuildContext, disk: Disk, fmt: str, target: Path) -> bool:
     try:
         for argv in vpc_argvs(disk, tmp):
             qemu_img.run_qemu_img(argv, what=f"qemu-img {argv[1]}")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp made it 0600
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
