@@ -1,4 +1,4 @@
-"""qemu-img: pure argv builders (create, convert, resize) and the helpers that run them.
+"""qemu-img: pure argv builders (create, convert, resize, info, map) and the helpers that run them.
 
 The builders follow Packer's argument order, with `qemu_img_args` extras placed where Packer puts them.
 `convert()` writes into a temporary file beside the target and renames it into place only when qemu-img
@@ -67,6 +67,16 @@ def convert_argv(
 def resize_argv(path: Path | str, size: str, *, fmt: str = "qcow2", extra: Sequence[str] = ()) -> list[str]:
     """qemu-img resize -f FMT EXTRA PATH SIZE."""
     return [QEMU_IMG, "resize", "-f", fmt, *extra, str(path), size]
+
+
+def info_argv(path: Path | str, *, fmt: str | None = None) -> list[str]:
+    """qemu-img info --output=json -U [-f FMT] PATH (-U: readable while a VM still holds it)."""
+    return [QEMU_IMG, "info", "--output=json", "-U", *(["-f", fmt] if fmt else []), str(path)]
+
+
+def map_argv(path: Path | str, *, fmt: str | None = None) -> list[str]:
+    """qemu-img map --output=json [-f FMT] PATH: the image's extents, with whether each holds data."""
+    return [QEMU_IMG, "map", "--output=json", *(["-f", fmt] if fmt else []), str(path)]
 
 
 @functools.cache

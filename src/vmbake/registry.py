@@ -12,6 +12,7 @@ from vmbake.config.postprocessors import (
     ArtificeConfig,
     ChecksumConfig,
     CompressConfig,
+    ConvertConfig,
     ManifestConfig,
     ShellLocalPostConfig,
     VagrantConfig,
@@ -44,6 +45,7 @@ POST_PROCESSORS: dict[str, type] = {
     "shell-local": ShellLocalPostConfig,
     "artifice": ArtificeConfig,
     "vagrant": VagrantConfig,
+    "convert": ConvertConfig,
 }
 
 # Post-processors of Packer's plugins that vmbake names rather than runs, with the reason.

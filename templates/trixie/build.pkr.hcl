@@ -48,6 +48,14 @@ variable "apt_proxy" {
   default     = ""
 }
 
+# Other formats of the finished disk (vmbake's convert post-processor): any of qcow2, raw, vmdk, vhdx, vpc
+# and ova; ["qcow2"], the build's own format, converts nothing.
+variable "formats" {
+  type        = list(string)
+  description = "Disk formats to write beside the qcow2: qcow2, raw, vmdk, vhdx, vpc (fixed VHD) or ova"
+  default     = ["qcow2"]
+}
+
 locals {
   # An empty name makes no user.
   users = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
@@ -194,5 +202,9 @@ build {
       "chmod 0755 /tmp/provision.sh",
       local.provision,
     ]
+  }
+
+  post-processor "convert" {
+    formats = var.formats
   }
 }

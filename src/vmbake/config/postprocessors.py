@@ -1,4 +1,5 @@
-"""Keys of the `checksum`, `manifest` and `compress` post-processors, with Packer 1.6.6's defaults.
+"""Keys of the `checksum`, `manifest` and `compress` post-processors, with Packer 1.6.6's defaults, and of
+vmbake's own `convert`.
 
 `keep_input_artifact`, `only` and `except` are shared by all post-processors and live in the template's
 `PostProcessorSpec`.
@@ -109,3 +110,28 @@ class VagrantConfig:
         factory=dict, doc="Keys per provider name, used when the box is for that provider"
     )
     architecture: str = opt("", "Box architecture (Vagrant 2.4+ metadata)", supported=False)
+
+
+# What `convert` makes: qemu-img formats, plus an OVA (an OVF descriptor and a streamOptimized vmdk in a tar).
+CONVERT_FORMATS = ("qcow2", "raw", "vmdk", "vhdx", "vpc", "ova")
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """A `convert` post-processor (vmbake's own): writes the build's disks in other formats with qemu-img.
+
+    The input is kept unless keep_input_artifact is false; the outputs go on to the rest of the chain."""
+
+    formats: list[str] = opt(
+        factory=lambda: ["qcow2"],
+        doc="Formats to write: qcow2, raw, vmdk (streamOptimized), vhdx (dynamic), vpc (fixed VHD, size "
+        "rounded up to 1 MiB for Azure) and ova (OVF 1.0 descriptor, manifest and vmdk in a tar)",
+        vmbake=True,
+    )
+    output_directory: str = opt(
+        "",
+        "Directory of the converted files; empty: beside each disk. {{.BuildName}} and {{.BuilderType}} "
+        "are filled in",
+        runtime=True,
+        vmbake=True,
+    )

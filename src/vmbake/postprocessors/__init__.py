@@ -1,9 +1,9 @@
-"""Post-processors: `checksum`, `manifest` and `compress`, run in chains after a build, as Packer does.
+"""Post-processors: `checksum`, `manifest`, `compress` and vmbake's `convert`, run in chains after a build, as Packer does.
 
 `run_chains(ctx, chains, artifacts)` is what the build calls. Within a chain each post-processor receives
 the previous one's artifacts. The build's own artifacts are kept when the first post-processor of any
 chain keeps its input (checksum and manifest always do; compress only with keep_input_artifact: true),
-else they are deleted, as Packer deletes them. The result lists the kept build artifacts first, then the
+else they are deleted, as Packer deletes them (but for the files a post-processor wrote inside them). The result lists the kept build artifacts first, then the
 last artifacts of each chain.
 """
 
@@ -58,6 +58,7 @@ def _runners() -> dict[str, Runner]:
     from vmbake.postprocessors.artifice import run as artifice
     from vmbake.postprocessors.checksum import run as checksum
     from vmbake.postprocessors.compress import run as compress
+    from vmbake.postprocessors.convert import run as convert
     from vmbake.postprocessors.manifest import run as manifest
     from vmbake.postprocessors.shell_local import run as shell_local
     from vmbake.postprocessors.vagrant import run as vagrant
@@ -69,12 +70,27 @@ def _runners() -> dict[str, Runner]:
         "shell-local": shell_local,
         "artifice": artifice,
         "vagrant": vagrant,
+        "convert": convert,
     }
 
 
-def destroy(artifact: Artifact) -> None:
+def destroy(artifact: Artifact, spare: Sequence[Artifact] = ()) -> None:
+    """Delete the artifact; of a directory, keep the `spare` artifacts inside it (and their directories)."""
     if artifact.path.is_dir():
-        shutil.rmtree(artifact.path, ignore_errors=True)
+        top = artifact.path.resolve()
+        kept = [s.path.resolve() for s in spare]
+        kept = [k for k in kept if k != top and k.is_relative_to(top)]
+        if not kept:
+            shutil.rmtree(artifact.path, ignore_errors=True)
+            return
+        for path in sorted(top.rglob("*"), reverse=True):
+            if any(path == k or path.is_relative_to(k) or k.is_relative_to(path) for k in kept):
+                continue
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
     else:
         with contextlib.suppress(FileNotFoundError):
             artifact.path.unlink()
@@ -119,7 +135,7 @@ def _run_chain(
         elif not keep:
             for artifact in prior:
                 if artifact not in produced:
-                    destroy(artifact)
+                    destroy(artifact, produced)
         prior = produced
     return prior, keep_original
 
@@ -140,5 +156,5 @@ def run_chains(
         return list(artifacts) + [a for a in results if a not in artifacts]
     for artifact in artifacts:
         ctx.ui.say(f"Deleting original artifact for build '{ctx.name}': {artifact.path}")
-        destroy(artifact)
+        destroy(artifact, results)
     return [a for a in results if a not in artifacts]

@@ -15,8 +15,10 @@ from vmbake.config.login import validate_login
 from vmbake.config.null import NullConfig, validate_null
 from vmbake.config.postprocessors import (
     CHECKSUM_TYPES,
+    CONVERT_FORMATS,
     ArtificeConfig,
     ChecksumConfig,
+    ConvertConfig,
     VagrantConfig,
     unsupported_provider,
 )
@@ -342,6 +344,14 @@ def check_post_processor(config: Any, decoder: Decoder, path: str) -> None:
                     f"checksum_types[{i}]",
                     f"unknown checksum type {kind!r}",
                     "valid: " + ", ".join(CHECKSUM_TYPES),
+                )
+    if isinstance(config, ConvertConfig):
+        if not config.formats:
+            report("formats", "formats is empty", "list one or more of: " + ", ".join(CONVERT_FORMATS))
+        for i, fmt in enumerate(config.formats):
+            if fmt not in CONVERT_FORMATS:
+                report(
+                    f"formats[{i}]", f"unknown disk format {fmt!r}", "valid: " + ", ".join(CONVERT_FORMATS)
                 )
 
 
