@@ -193,8 +193,8 @@ def provision(run: Run, config: AnsibleConfig) -> None:
         _galaxy(run, config, env)
     with _inventory(config, ctx, where) as inventory:
         argv = playbook_argv(config, ctx, where, inventory, env)
-        argv[0] = command
         ctx.ui.say(f"Executing Ansible: {shown(argv, config, ctx)}")
+        argv[0] = command
         result = procs.run(
             argv, check=False, on_line=ctx.ui.message, env=env, timeout=run.remaining(), what="ansible"
         )
