@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.sshd import Sshd, home_of, make_ctx, running_sshd, throwaway_user
+from tests.helpers.sshd import Sshd, home_of, make_ctx, make_key, running_sshd, throwaway_user
 from vmbake.comm.ssh import SshTarget, connect
 from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.errors import StepError
@@ -293,3 +293,34 @@ def test_ansible_local_without_ansible_in_the_guest(sshd: Sshd, tmp_path: Path) 
         ctx.state.comm.close()
     assert "could not be found in the guest" in caught.value.message
     assert "apt-get install ansible-core" in (caught.value.hint or "")
+
+
+def test_validation_names_each_key() -> None:
+    bad = AnsibleConfig(
+        playbook_file="nowhere.yml", command="no-such-ansible-playbook", ansible_env_vars=["NOEQUALS"]
+    )
+    keys = {key: (message, hint) for key, message, hint in bad.problems()}
+    assert keys["playbook_file"][0] == "file 'nowhere.yml' does not exist"
+    assert keys["ansible_env_vars[0]"][0] == "'NOEQUALS' is not KEY=VALUE"
+    assert keys["command"] == ("no-such-ansible-playbook was not found", keys["command"][1])
+    assert "apt-get install ansible-core" in keys["command"][1]
+    skipped = AnsibleConfig(
+        playbook_file=PLAYBOOK, command="no-such-ansible-playbook", skip_version_check=True
+    )
+    assert skipped.problems() == []
+    local = AnsibleLocalConfig(playbook_file=PLAYBOOK, playbook_files=[PLAYBOOK], role_paths=["/nonexistent"])
+    assert {key for key, _m, _h in local.problems()} == {"playbook_files", "role_paths[0]"}
+    assert [key for key, _m, _h in AnsibleLocalConfig().problems()] == ["playbook_file"]
+
+
+def test_user_is_the_builds_unless_use_proxy_is_false(tmp_path: Path) -> None:
+    from vmbake.provisioners.ansible import target
+
+    ctx, _o, _e = make_ctx(tmp_path / "w", ssh_username="debian", ssh_host="192.0.2.7", ssh_port=2200)
+    key = make_key(tmp_path / "key")
+    ctx.state.ssh_private_key_path = key
+    assert target(ctx, AnsibleConfig(playbook_file="p", user="ops")) == Target(
+        "192.0.2.7", 2200, "debian", str(key), ""
+    )
+    assert target(ctx, AnsibleConfig(playbook_file="p", user="ops", use_proxy=False)).user == "ops"
+    assert target(ctx, AnsibleConfig(playbook_file="p", use_proxy=False)).user == "debian"
