@@ -24,10 +24,11 @@ if [ "${1:-}" != "--no-tests" ]; then
   # netinst-like ISO, gpg to sign a test archive, Chromium to render the HTML report, groff and
   # man-db to check that the man page renders, openssl to check password hashes with a second
   # implementation, vagrant and vagrant-libvirt to check that `vagrant box add` takes a made box,
-  # apt-cacher-ng for the package proxy test (it runs its own daemon on a free port).
+  # apt-cacher-ng for the package proxy test (it runs its own daemon on a free port), ansible-core for
+  # the ansible and ansible-local provisioners.
   packages+=(
     openssh-server shellcheck debian-installer-12-netboot-amd64 isolinux syslinux-common
-    gpg chromium groff-base man-db openssl vagrant vagrant-libvirt apt-cacher-ng
+    gpg chromium groff-base man-db openssl vagrant vagrant-libvirt apt-cacher-ng ansible-core
   )
 fi
 $SUDO apt-get update -q

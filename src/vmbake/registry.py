@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.config.postprocessors import (
     ArtificeConfig,
     ChecksumConfig,
@@ -33,10 +34,12 @@ PROVISIONERS: dict[str, type] = {
     "file": FileConfig,
     "shell-local": ShellLocalConfig,
     "breakpoint": BreakpointConfig,
+    "ansible": AnsibleConfig,
+    "ansible-local": AnsibleLocalConfig,
 }
 
 # Provisioners that work through the build's communicator: a build with communicator "none" cannot run them.
-NEEDS_GUEST = frozenset({"shell", "file"})
+NEEDS_GUEST = frozenset({"shell", "file", "ansible", "ansible-local"})
 
 POST_PROCESSORS: dict[str, type] = {
     "checksum": ChecksumConfig,

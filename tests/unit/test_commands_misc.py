@@ -74,6 +74,7 @@ def test_init_names_what_packer_would_install(tmp_path: Path, capsys: pytest.Cap
         "packer {\n  required_plugins {\n"
         '    qemu = { source = "github.com/hashicorp/qemu", version = ">= 1.1.0" }\n'
         '    ansible = { source = "github.com/hashicorp/ansible", version = "~> 1" }\n'
+        '    amazon = { source = "github.com/hashicorp/amazon", version = ">= 1" }\n'
         "  }\n}\n"
     )
     assert main(["init", str(tmp_path)]) == 0
@@ -83,7 +84,11 @@ def test_init_names_what_packer_would_install(tmp_path: Path, capsys: pytest.Cap
         in out
     )
     assert (
-        "ansible: Packer would install github.com/hashicorp/ansible (version ~> 1); vmbake does not implement this plugin."
+        "ansible: Packer would install github.com/hashicorp/ansible (version ~> 1); vmbake has its ansible "
+        "provisioner, ansible-local provisioner built in." in out
+    )
+    assert (
+        "amazon: Packer would install github.com/hashicorp/amazon (version >= 1); vmbake does not implement this plugin."
         in out
     )
     assert "vmbake needs no plugins for the builds it runs." in out

@@ -191,7 +191,12 @@ def test_escapes_heredoc_and_literal_interpolation(tmp_path: Path) -> None:
         ("memroy = 1", "", "source.qemu.deb.memroy", "unknown key 'memroy'"),
         ('disk_size = "big"', "", "source.qemu.deb.disk_size", "invalid size"),
         ('boot_command = ["<wait0>"]', "", "source.qemu.deb.boot_command", "longer than zero"),
-        ("", 'provisioner "ansible" {}', "build[0].provisioner[0]", "unknown provisioner type 'ansible'"),
+        (
+            "",
+            'provisioner "salt-masterless" {}',
+            "build[0].provisioner[0]",
+            "unknown provisioner type 'salt-masterless'",
+        ),
         ("", 'sources = ["source.qemu.nope"]', "build[0].sources[1]", "no source block 'source.qemu.nope'"),
         ('vm_name = frob("x")', "", "source.qemu.deb.vm_name", "function 'frob' is not one of Packer's"),
     ],

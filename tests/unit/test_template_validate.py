@@ -44,7 +44,7 @@ CASES: list[tuple[str, Edit, str, str]] = [
     ("unknown key", b(memroy=1024), "builders[0].memroy", "did you mean 'memory'"),
     ("unknown builder", b(type="qemuu"), "builders[0].type", "did you mean 'qemu'?"),
     ("only a foreign builder", b(type="virtualbox-iso"), "builders[0].type", "runs none of the selected builds"),
-    ("unknown provisioner", p(type="ansible"), "provisioners[0].type", "supported: shell, file, shell-local"),
+    ("unknown provisioner", p(type="salt-masterless"), "provisioners[0].type", "supported: shell, file, shell-local"),
     ("iso_url with iso_urls", b(iso_urls=["http://example.invalid/e.iso"]), "builders[0].iso_urls", "cannot both"),
     ("short sha256", b(iso_checksum="sha256:abc"), "builders[0].iso_checksum", "64 hex digits"),
     ("unknown hash", b(iso_checksum="crc32:abcd"), "builders[0].iso_checksum", "unknown checksum type"),
@@ -112,7 +112,7 @@ def test_malformed_template_subprocess(tmp_path: Path, name: str, edit: Edit, ke
 def test_all_problems_are_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def edit(t: dict[str, Any]) -> None:
         t["builders"][0].update(memory="lots", disk_size="big", iso_urls=["x"])
-        t["provisioners"][0]["type"] = "ansible"
+        t["provisioners"][0]["type"] = "salt-masterless"
 
     assert main(["validate", str(write_case(tmp_path, edit))]) == 1
     err = capsys.readouterr().err

@@ -17,7 +17,10 @@ from vmbake.template import resolve_template_path
 from vmbake.template.hcl_values import Expr, Tpl, evaluate, parse_hcl
 
 # The components of each plugin source that vmbake implements itself.
-BUILT_IN = {"github.com/hashicorp/qemu": ("qemu builder",)}
+BUILT_IN = {
+    "github.com/hashicorp/qemu": ("qemu builder",),
+    "github.com/hashicorp/ansible": ("ansible provisioner", "ansible-local provisioner"),
+}
 
 
 @dataclass(frozen=True)

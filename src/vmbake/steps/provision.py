@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.config.provisioners import BreakpointConfig, FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.provisioners import Run
+from vmbake.provisioners import ansible as ansible_provisioner
+from vmbake.provisioners import ansible_local as ansible_local_provisioner
 from vmbake.provisioners import breakpoint as breakpoint_provisioner
 from vmbake.provisioners import file as file_provisioner
 from vmbake.provisioners import shell as shell_provisioner
@@ -29,6 +32,8 @@ KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
     "file": (FileConfig, file_provisioner.provision),
     "shell-local": (ShellLocalConfig, shell_local_provisioner.provision),
     "breakpoint": (BreakpointConfig, breakpoint_provisioner.provision),
+    "ansible": (AnsibleConfig, ansible_provisioner.provision),
+    "ansible-local": (AnsibleLocalConfig, ansible_local_provisioner.provision),
 }
 
 

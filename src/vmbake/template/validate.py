@@ -10,6 +10,7 @@ from typing import Any
 
 from vmbake import aptproxy
 from vmbake.checksums import parse_checksum
+from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.config.fields import Decoder
 from vmbake.config.login import validate_login
 from vmbake.config.null import NullConfig, validate_null
@@ -294,6 +295,9 @@ def _one_of(report: Report, config: Any, keys: tuple[str, ...]) -> None:
 
 def check_provisioner(config: Any, decoder: Decoder, path: str) -> None:
     report = _reporter(decoder, path)
+    if isinstance(config, (AnsibleConfig, AnsibleLocalConfig)):
+        for key, message, hint in config.problems():
+            report(key, message, hint)
     if isinstance(config, ShellConfig):
         _one_of(report, config, ("inline", "script", "scripts"))
         _exists(report, "script", config.script)
