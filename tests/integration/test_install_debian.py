@@ -1,4 +1,4 @@
-"""The README's first command sets vmbake up on a stock Debian 13 (trixie) and 12 (bookworm), with Debian's own
+"""The README's first command sets vmbake up on a stock Debian 13 (trixie), with Debian's own
 python3.
 
 Debian's python3 is externally managed (PEP 668): `pip install .` is refused there, so the set-up makes a
@@ -27,7 +27,7 @@ from vmbake.bootstrap import cache as debcache
 from vmbake.config.bootstrap import DEFAULT_MIRROR
 
 REPO = Path(__file__).resolve().parents[2]
-SUITES = ("trixie", "bookworm")
+SUITES = ("trixie",)  # the current stable; bookworm passed too, but CI's time goes to other guest tests
 VALIDATED = "trixie"  # the shipped template the set-up is checked with
 # What the source tree needs to build and install: the package, its data and the build's metadata.
 SOURCE_PARTS = ("src", "templates", "scripts", "pyproject.toml", "README.md")
