@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,7 +122,11 @@ def populate_dev(dev: Path, loop: str, plan: list[Planned]) -> None:
     nodes += [partition_device(loop, p.number) for p in plan]
     for node in nodes:
         st = os.stat(node)
-        os.mknod(dev / os.path.basename(node), st.st_mode, st.st_rdev)
+        made = dev / os.path.basename(node)
+        os.mknod(made, st.st_mode, st.st_rdev)
+        # mknod applies the umask: /dev/null would be 0644, and apt's _apt user (which runs gpgv)
+        # could not write to it. Give each node the host's own permissions.
+        os.chmod(made, stat.S_IMODE(st.st_mode))
     # Bash's process substitution and scripts that read /dev/stdin need these (udev makes them in a guest).
     (dev / "fd").symlink_to("/proc/self/fd")
     for number, name in enumerate(("stdin", "stdout", "stderr")):
