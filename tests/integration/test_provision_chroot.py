@@ -156,10 +156,15 @@ def test_sections_in_a_chroot(bootstrapped_disk: BootstrappedDisk, tmp_path: Pat
             "clean_identity",
             "clean_self",
         ]
+        # The build's own key (marked with its comment) goes; a key the user gave (the test disk's) stays.
+        keys = root / "root/.ssh/authorized_keys"
+        user_keys = keys.read_text().splitlines()
+        with keys.open("a") as f:
+            f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBuildKeyOfTheBuild vmbake-build-key\n")
         out = chroot("-B", *[arg for name in cleanups for arg in ("-S", name)])
         assert sections(out) == cleanups
         assert (root / "etc/machine-id").read_text() == "" or machine_id == ""
         assert not list((root / "etc/ssh").glob("ssh_host_*"))
         assert (root / "etc/systemd/system/ssh.service.wants/vmbake-ssh-host-keys.service").is_symlink()
-        assert not (root / "root/.ssh").exists()
+        assert keys.read_text().splitlines() == user_keys
         assert not (root / "tmp/provision.sh").exists()
