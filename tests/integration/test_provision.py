@@ -156,13 +156,14 @@ def test_provision_sections_in_a_bootstrapped_guest(
         expected = [
             "clean_apt",
             "clean_history",
+            "clean_cloud_init",
             "clean_network",
             "clean_identity",
             "clean_self",
             "clean_shutdown",
         ]
         # The output may be cut short once the guest goes down, but not before the cleanups were reported.
-        assert printed == expected[: len(printed)] and len(printed) >= 5, result.stdout
+        assert printed == expected[: len(printed)] and len(printed) >= 6, result.stdout
         wait_for_exit(child, console, timeout=600)
     finally:
         child.stop(grace=10)
