@@ -180,7 +180,9 @@ def test_ctrl_c_goes_to_the_guest_and_ctrl_bracket_ends_the_vm(
     assert qemu_pids() - before, "no QEMU runs while the console shows the boot"
     tmux.send("C-c")  # raw terminal: a byte for the guest, vmbake goes on
     tmux.send("C-]")
-    assert tmux.wait_dead(60) == 0  # Ctrl-C ending vmbake would be status 130 and "Error: interrupted"
+    # Ctrl-C ending vmbake would be status 130 and "Error: interrupted". The wait is long for a busy host:
+    # in a CI run beside two other guest tests, stopping QEMU took over 60 s.
+    assert tmux.wait_dead(300) == 0
     screen = tmux.screen()
     assert "Ctrl-]: stopping the VM." in screen and "interrupted" not in screen
     assert not (qemu_pids() - before), "vmbake run left a QEMU running"
@@ -200,7 +202,7 @@ def test_ssh_key_opens_a_shell_and_its_end_powers_off(
     tmux.send("echo logged-in-over-$(echo $SSH_CONNECTION | cut -d' ' -f3)", "Enter")
     tmux.wait_for(r"^logged-in-over-10\.0\.2\.15\s*$", 60)  # the guest's SLIRP address: this is SSH
     tmux.send("exit", "Enter")
-    status = tmux.wait_dead(180)
+    status = tmux.wait_dead(600)  # an ACPI power-off under TCG on a busy host
     assert status == 0, tmux.screen()[-3000:]
     assert "Powering off the VM..." in tmux.screen()
     assert not (qemu_pids() - before), "vmbake run left a QEMU running"
