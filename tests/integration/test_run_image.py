@@ -10,9 +10,11 @@ One boot each, one vCPU.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -124,10 +126,32 @@ class Tmux:
         while (status := self.dead()) is None:
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"vmbake run did not end within {timeout:.0f}s; the pane:\n{self.screen()[-3000:]}"
+                    f"vmbake run did not end within {timeout:.0f}s; the pane:\n{self.screen()[-3000:]}\n"
+                    f"its processes:\n{self.processes()}"
                 )
             time.sleep(0.5)
         return status
+
+    def processes(self) -> str:
+        """What the pane's processes are doing: each one's state, kernel wait channel and, for Python, its
+        stack (py-spy, when installed), so that a hang says where it is."""
+        pane_pid = self.tmux("display-message", "-p", "-t", "run", "#{pane_pid}").strip()
+        listing = subprocess.run(
+            ["ps", "-e", "-o", "pid=,ppid=,sid=,stat=,wchan:24=,etime=,args="],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        rows = [row for row in listing.splitlines() if row.split()[2:3] == [pane_pid]]
+        report = list(rows)
+        for row in rows:
+            pid = row.split()[0]
+            with contextlib.suppress(OSError):
+                report.append(f"-- /proc/{pid}/stack:\n" + Path(f"/proc/{pid}/stack").read_text())
+            if "python" in row and shutil.which("py-spy"):
+                dump = subprocess.run(
+                    ["py-spy", "dump", "--pid", pid], capture_output=True, text=True, check=False, timeout=60
+                )
+                report.append(f"-- py-spy dump {pid}:\n{dump.stdout}{dump.stderr}")
+        return "\n".join(report) or f"no process in the pane's session {pane_pid}"
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)
