@@ -1,6 +1,6 @@
 """How long a broken install takes to report itself: vmbake against Packer 1.6.6, on the same template.
 
-    python bench/installer_failure.py [--packer packer] [--only vmbake,packer]
+    python bench/installer_failure.py [--packer packer] [--only vmbake,packer] [--keep DIR]
 
 The template is the seed's kind: a netinst-like ISO (made from debian-installer-12-netboot-amd64), the
 seed's boot command typed over VNC (with console=ttyS0), a preseed served over HTTP whose mirror is a
@@ -10,6 +10,8 @@ and ends with "Timeout waiting for SSH". Both run under TCG ("accelerator": "tcg
 
 Printed: vmbake's time from the start to the first dialog line and to the end of the build (its failure
 report), Packer's time to its end, and Packer's time over vmbake's. Only a benchmark: it never fails a test.
+On a host so loaded that d-i does not reach the mirror within ssh_timeout, vmbake times out as Packer does
+and the ratio is near 1; the script says so. --keep DIR keeps both builds' logs (with their times).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -118,6 +121,7 @@ def main() -> int:
     )
     parser.add_argument("--packer", default="packer")
     parser.add_argument("--only", default="vmbake,packer")
+    parser.add_argument("--keep", type=Path, help="a directory to copy the builds' logs into")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vmbake-bench-failure-") as scratch:
         work = Path(scratch)
@@ -135,6 +139,11 @@ def main() -> int:
             log = work / f"{tool}.log"
             results[tool] = timed_build([*tools[tool], str(template(work, iso, f"out-{tool}"))], log, env)
             total, dialog, code = results[tool]
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, args.keep / log.name)
+            if tool == "vmbake" and dialog is None:
+                print("vmbake: the installer showed no dialog within ssh_timeout (a loaded host?)")
             tail = log.read_text().splitlines()[-3:]
             print(
                 f"{tool}: exit {code} after {total:.0f} s"
