@@ -128,6 +128,8 @@ class ProgressHandle(Protocol):
 
     def update(self, completed: float, total: float | None = None) -> None: ...
 
+    def describe(self, description: str) -> None: ...
+
 
 class _NullProgress:
     def advance(self, amount: float) -> None:
@@ -136,17 +138,25 @@ class _NullProgress:
     def update(self, completed: float, total: float | None = None) -> None:
         pass
 
+    def describe(self, description: str) -> None:
+        pass
+
 
 class _RichProgress:
-    def __init__(self, progress: Progress, task: TaskID) -> None:
+    def __init__(self, progress: Progress, task: TaskID, prefix: str) -> None:
         self._progress = progress
         self._task = task
+        self._prefix = prefix
 
     def advance(self, amount: float) -> None:
         self._progress.advance(self._task, amount)
 
     def update(self, completed: float, total: float | None = None) -> None:
         self._progress.update(self._task, completed=completed, total=total)
+
+    def describe(self, description: str) -> None:
+        """Change the text before the bar (a status line, such as the installer's current step)."""
+        self._progress.update(self._task, description=self._prefix + description)
 
 
 class _TransferColumn(ProgressColumn):
@@ -225,8 +235,9 @@ class Ui:
             if stream is not None and stream is not self.out:
                 stream.write(text + "\n")
                 stream.flush()
-            elif self.color and style:
-                self._console.print(text, style=style, soft_wrap=True)
+            elif (self.color and style) or self._progress is not None:
+                # rich prints the line above a live progress display; a raw write would tear it
+                self._console.print(text, style=style if self.color else None, soft_wrap=True)
             else:
                 self.out.write(text + "\n")
                 self.out.flush()
@@ -272,9 +283,10 @@ class Ui:
     # -- progress --------------------------------------------------------------
     @contextlib.contextmanager
     def progress(
-        self, description: str, total: float | None, *, transfer: bool = True
+        self, description: str, total: float | None, *, transfer: bool = True, prefix: str = ""
     ) -> Iterator[ProgressHandle]:
-        """A progress bar (only on a terminal, never in machine-readable mode)."""
+        """A progress bar (only on a terminal, never in machine-readable mode). `prefix` starts every
+        description the handle is given later."""
         if self.machine_readable or not self.out.isatty():
             yield _NullProgress()
             return
@@ -292,9 +304,9 @@ class Ui:
                 self._progress.start()
             progress = self._progress
             self._progress_users += 1
-            task = progress.add_task(description, total=total, transfer=transfer)
+            task = progress.add_task(prefix + description, total=total, transfer=transfer)
         try:
-            yield _RichProgress(progress, task)
+            yield _RichProgress(progress, task, prefix)
         finally:
             with self._lock:  # a finished bar stays on screen until the last running one ends
                 progress.refresh()
@@ -341,7 +353,7 @@ class BuildUi:
     def progress(
         self, description: str, total: float | None, *, transfer: bool = True
     ) -> contextlib.AbstractContextManager[ProgressHandle]:
-        return self.ui.progress(f"{self.name}: {description}", total, transfer=transfer)
+        return self.ui.progress(description, total, transfer=transfer, prefix=f"{self.name}: ")
 
     def add_secret(self, value: str | None) -> None:
         self.ui.add_secret(value)

@@ -7,8 +7,8 @@ it for the run state once a second. When the state is `io-error`, it names the d
 running step the way a cancellation would, but as a failure.
 
 While the Debian installer runs, the same thread also follows its serial console
-(vmbake.installer.console_watch): it prints the installer's progress titles and dialogs, and fails the
-build at the first dialog, quoting it, since an unattended installer that shows one waits for ever.
+(vmbake.installer.console_watch): it reports the installer's progress and dialogs, and fails the build
+at the first dialog, quoting it, since an unattended installer that shows one waits for ever.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vmbake.installer.console_watch import ConsoleWatch, failure
+from vmbake.installer.console_watch import ConsoleWatch, InstallerReport, failure
 from vmbake.installer.dialogs import Dialog
 from vmbake.qmp import Qmp, QmpError
 from vmbake.state import BuildContext
@@ -83,12 +83,19 @@ class VmWatch:
         self._ctx = ctx
         self._qmp = qmp
         self._console = ConsoleWatch(installer_console) if installer_console is not None else None
+        self._report = InstallerReport(ctx.ui)
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vm-watch", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            self._report.close()
+
+    def _watch(self) -> None:
         child = self._ctx.state.qemu
         while not self._stop.wait(self._interval):
             if child is not None and not child.running():
@@ -107,11 +114,10 @@ class VmWatch:
 
     def _installer_stuck(self, console: ConsoleWatch) -> bool:
         for seen in console.poll():
+            self._report.show(seen)
             if isinstance(seen, Dialog):
-                self._ctx.ui.error(f"The installer shows a dialog: [{seen.marker}] {seen.quote()}")
-                self._ctx.fail_from_watcher(*failure(seen, console.path))
+                self._ctx.fail_from_watcher(*failure(seen, console.path, self._report.step))
                 return True
-            self._ctx.ui.say(f"Installer: {seen.title}")
         return False
 
     def stop(self) -> None:

@@ -170,3 +170,53 @@ def test_failed_early_command_fails_the_build_at_the_dialog(tmp_path: Path, di_n
     for pid in run.qemu_pids:
         assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} is still running"
     assert not procs.live_children(), "vmbake left a child process running"
+
+
+def test_unreachable_mirror_fails_the_build_at_the_dialog(tmp_path: Path, di_netboot: Path) -> None:
+    """A preseed whose mirror is a closed port on the host's loopback (10.0.2.2 through SLIRP): d-i sets
+    up the network, checks the mirror, shows "Bad archive mirror" and waits. The build must fail at once,
+    quoting the dialog and the step it came in, and leave no QEMU. About 4 to 6 minutes under TCG on a
+    loaded host, most of it the installer's boot and hardware detection."""
+    iso = make_netinst_iso(tmp_path / "netinst.iso", di_netboot / "linux", di_netboot / "initrd.gz")
+    closed = free_port()  # nothing listens here, and nothing is started on it: SLIRP's connect is refused
+    preseed = tmp_path / "preseed.cfg"
+    preseed.write_text(
+        "d-i debian-installer/locale string en_US\n"
+        "d-i keyboard-configuration/xkb-keymap select us\n"
+        "d-i netcfg/choose_interface select auto\n"
+        # SLIRP's fixed addresses, set statically: DHCP and IPv6 autoconfiguration cost a minute under TCG
+        "d-i netcfg/disable_autoconfig boolean true\n"
+        "d-i netcfg/get_ipaddress string 10.0.2.15\n"
+        "d-i netcfg/get_netmask string 255.255.255.0\n"
+        "d-i netcfg/get_gateway string 10.0.2.2\n"
+        "d-i netcfg/get_nameservers string 10.0.2.3\n"
+        "d-i netcfg/confirm_static boolean true\n"
+        "d-i netcfg/get_hostname string vmbake\n"
+        "d-i netcfg/get_domain string test\n"
+        "d-i mirror/country string manual\n"
+        f"d-i mirror/http/hostname string 10.0.2.2:{closed}\n"
+        "d-i mirror/http/directory string /debian\n"
+        "d-i mirror/http/proxy string\n"
+    )
+    run = run_installer_until_it_ends(
+        tmp_path,
+        iso,
+        "Bad archive mirror",
+        installer_boot="kernel",
+        kernel_args="auto=true priority=critical ipv6.disable=1 console=ttyS0",
+        preseed_file=str(preseed),
+    )
+    error = run.outcome
+    assert isinstance(error, StepError), f"{error!r}\n{run.output}"
+    assert error.step == "StepInstallerReboot"
+    assert "Bad archive mirror" in error.message or "download" in error.message.lower(), error.message
+    assert "mirror/http/hostname" in (error.hint or "")
+    assert "(installer step: Checking the Debian archive mirror)" in error.message
+    assert "Installer: Checking the Debian archive mirror" in run.output  # the progress, line by line
+    assert run.dialog_at is not None, run.output
+    print(f"dialog on the console after {run.dialog_at:.1f}s, build failed after {run.seconds:.1f}s")
+    assert run.seconds - run.dialog_at < 60, f"failed {run.seconds - run.dialog_at:.0f}s after the dialog"
+    assert run.qemu_pids, "the build never started QEMU"
+    for pid in run.qemu_pids:
+        assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} is still running"
+    assert not procs.live_children(), "vmbake left a child process running"

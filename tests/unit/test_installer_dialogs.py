@@ -1,24 +1,30 @@
 """Reading d-i's screens from its serial console: dialogs, progress, the advice, the console watch.
 
-The recorded console (tests/data/installer/early-command-failed.console.log) is the real serial output of
-the Debian 12 netboot installer (debian-installer-12-netboot-amd64) booted under QEMU with
-`auto=true priority=critical console=ttyS0` and a preseed whose early_command is
-`echo vmbake-early-command-test; exit 3`, up to the dialog it then shows and waits on.
+The recorded consoles (tests/data/installer/) are the real serial output of the Debian 12 netboot
+installer (debian-installer-12-netboot-amd64) booted under QEMU with `auto=true priority=critical
+console=ttyS0`, up to the dialog it then shows and waits on: early-command-failed.console.log with a
+preseed whose early_command is `echo vmbake-early-command-test; exit 3`, bad-mirror.console.log with a
+static network and a preseeded mirror on a closed port of the host (the integration test
+test_unreachable_mirror_fails_the_build_at_the_dialog).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 from pathlib import Path
 
 import pytest
 
 from vmbake.cli import main
-from vmbake.installer.console_watch import ConsoleWatch, failure, installer_console
+from vmbake.installer.console_watch import ConsoleWatch, InstallerReport, failure, installer_console
 from vmbake.installer.dialogs import Dialog, InstallerScreen, Progress, advice, read_console, read_screen
+from vmbake.ui import BuildUi, Ui
 
-RECORDED = Path(__file__).resolve().parents[1] / "data" / "installer" / "early-command-failed.console.log"
+DATA = Path(__file__).resolve().parents[1] / "data" / "installer"
+RECORDED = DATA / "early-command-failed.console.log"
+BAD_MIRROR = DATA / "bad-mirror.console.log"
 EXPECTED = Dialog(
     marker="!!",
     title="",
@@ -80,7 +86,7 @@ def test_a_titled_dialog_and_a_progress_window() -> None:
     assert isinstance(dialog, Dialog)
     assert "mirror/http/proxy" in advice(dialog)
     assert read_screen(box("Installing the base system", ["", "Unpacking libc6...", "███▒▒▒▒"])) == Progress(
-        "Installing the base system"
+        "Installing the base system", None, "Unpacking libc6..."
     )
     assert read_screen(["plain text", "no box here"]) is None
 
@@ -165,3 +171,94 @@ def test_validate_warns_when_the_installer_console_is_not_serial(
         assert "cannot see its dialogs" in lines[0]
     else:
         assert lines == [], out + err
+
+
+def test_a_progress_window_gives_its_percent_and_what_it_does() -> None:
+    window = box("Installing the base system", ["", "45%", "", "Unpacking libc6...", "", "<Cancel>"])
+    progress = read_screen(window)
+    assert progress == Progress("Installing the base system", 45, "Unpacking libc6...")
+    assert isinstance(progress, Progress)
+    assert progress.describe() == "Installing the base system 45% Unpacking libc6..."
+    assert read_screen(box("Detecting network hardware", ["", "0%", "", ""])) == Progress(
+        "Detecting network hardware", 0, ""
+    )
+    assert read_screen(box("Select and install software", ["", "Running tasksel..."])) == Progress(
+        "Select and install software", None, "Running tasksel..."
+    )
+
+
+class _Out(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def _report(terminal: bool) -> tuple[InstallerReport, _Out]:
+    out = _Out(terminal)
+    return InstallerReport(BuildUi(Ui(out=out, err=out, color=False), "qemu")), out
+
+
+STEPS = [
+    Progress("Detecting network hardware", 0, ""),
+    Progress("Detecting network hardware", 5, "Detecting hardware, please wait..."),
+    Progress("Installing the base system", 10, "Unpacking libc6..."),
+    Progress("Installing the base system", 60, "Configuring apt..."),
+    Dialog("!!", "Choose a mirror of the Debian archive", "Bad archive mirror", "An error."),
+]
+
+
+def test_without_a_terminal_each_new_step_is_one_line_and_the_dialog_names_its_step() -> None:
+    report, out = _report(terminal=False)
+    for seen in STEPS:
+        report.show(seen)
+    report.close()
+    assert out.getvalue().splitlines() == [
+        "==> qemu: Installer: Detecting network hardware",
+        "==> qemu: Installer: Installing the base system",
+        "==> qemu: The installer shows a dialog: [!!] Choose a mirror of the Debian archive: Bad archive"
+        " mirror: An error. (installer step: Installing the base system)",
+    ]
+    assert report.step == "Installing the base system"
+    message, _ = failure(STEPS[-1], Path("c.log"), report.step)  # type: ignore[arg-type]
+    assert message.endswith("(installer step: Installing the base system)")
+
+
+def test_on_a_terminal_a_status_line_shows_the_step_its_percent_and_what_it_does() -> None:
+    report, out = _report(terminal=True)
+    for seen in STEPS[:4]:
+        report.show(seen)
+    report.close()
+    shown = out.getvalue()
+    assert "Installer: Installing the base system" in shown  # the line for the new step
+    assert "qemu: Installer: Installing the base system: Configuring apt..." in shown  # the status line
+    assert "60%" in shown
+
+
+def test_the_recorded_bad_mirror_install_shows_its_steps_then_the_dialog(tmp_path: Path) -> None:
+    """The real console of d-i with a preseeded mirror on a closed port: the watch, fed the log in pieces
+    as QEMU writes it, sees each step's progress window (even one shown for under a second), then the
+    dialog, which names the last step."""
+    data = BAD_MIRROR.read_bytes()
+    log = tmp_path / "vm.console.log"
+    watch = ConsoleWatch(log)
+    seen: list[Dialog | Progress] = []
+    for start in range(0, len(data), 512):
+        with log.open("ab") as f:
+            f.write(data[start : start + 512])
+        seen += watch.poll()
+    assert [(s.title, s.percent) for s in seen if isinstance(s, Progress)] == [
+        ("Detecting network hardware", 0),
+        ("Detecting link on ens3; please wait...", 0),
+        ("Checking the Debian archive mirror", 0),  # drawn and erased within 1.5 kB of the log
+    ]
+    last = seen[-1]
+    assert isinstance(last, Dialog) and last.heading == "Bad archive mirror", seen[-3:]
+    assert last.title == "Choose a mirror of the Debian archive"
+    assert not any(isinstance(s, Dialog) for s in seen[:-1])
+    report, out = _report(terminal=False)
+    for item in seen:
+        report.show(item)
+    assert out.getvalue().splitlines()[-1].endswith("(installer step: Checking the Debian archive mirror)")

@@ -5,7 +5,9 @@ and its boxes with the VT100 line-drawing set (`ESC)0`, then SO/SI around the bo
 dialog is a box whose top border carries the question's priority and its window title, "[!!] Title" for a
 critical question (the title may be empty); the box holds the question's description (the heading,
 centred on its first row), its text, wrapped to the box, and the buttons. A progress window is a box
-whose top border carries only a title ("Installing the base system").
+whose top border carries only a title ("Installing the base system"); inside, its scale shows the percent
+done ("45%", centred on a row of its own) and a line below it says what is being done ("Unpacking
+libc6...").
 
 Reading the bytes as text loses the layout, so `InstallerScreen` feeds them to a terminal emulator
 (pyte) and looks at the screen it draws. Pure: no files, no threads; vmbake.installer.console_watch
@@ -23,6 +25,7 @@ import pyte
 COLUMNS, ROWS = 80, 24  # d-i sets this scroll region on a serial console (ESC[1;24r)
 _PRIORITY = re.compile(r"^\[(?P<marker>!!|!|\.)\]\s*(?P<title>.*)$")
 _BUTTON = re.compile(r"^(?:\s*<[^<>]+>)+\s*$")
+_PERCENT = re.compile(r"^(?P<percent>\d{1,3})%$")
 
 
 @dataclass(frozen=True)
@@ -42,9 +45,17 @@ class Dialog:
 
 @dataclass(frozen=True)
 class Progress:
-    """A progress window's title, such as "Installing the base system"."""
+    """A progress window: its title ("Installing the base system"), the percent its scale shows (None
+    when it shows none) and the line that says what is being done ("Unpacking libc6...")."""
 
     title: str
+    percent: int | None = None
+    info: str = ""
+
+    def describe(self) -> str:
+        """The window on one line: "Installing the base system 45% Unpacking libc6..."."""
+        parts = [self.title, "" if self.percent is None else f"{self.percent}%", self.info]
+        return " ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,18 @@ def _paragraphs(rows: list[str]) -> list[str]:
     return [" ".join(p) for p in paragraphs if p]
 
 
+def _progress(title: str, rows: list[str]) -> Progress:
+    percent: int | None = None
+    info: list[str] = []
+    for row in rows:
+        match = _PERCENT.match(row)
+        if match is not None and percent is None:
+            percent = min(int(match["percent"]), 100)
+        elif row and not _BUTTON.match(row) and "█" not in row and "▒" not in row:
+            info.append(row)
+    return Progress(title, percent, " ".join(info))
+
+
 def read_screen(lines: list[str]) -> Dialog | Progress | None:
     """What the screen shows: the dialog (a box titled with a priority marker), else a progress window's
     title, else None. `lines` are the screen's rows as text."""
@@ -109,9 +132,9 @@ def read_screen(lines: list[str]) -> Dialog | Progress | None:
         match = _PRIORITY.match(box.title)
         if match is None:
             if box.title and progress is None:
-                progress = Progress(box.title)
+                progress = _progress(box.title, _body(lines, box))
             continue
-        rows = [row for row in _body(lines, box)]
+        rows = _body(lines, box)
         while rows and not rows[0]:
             rows.pop(0)
         heading = rows[0] if rows else ""
