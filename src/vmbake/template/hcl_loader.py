@@ -33,6 +33,7 @@ from vmbake.template.hcl_packer import PACKER_VERSION, check_packer_block
 from vmbake.template.hcl_values import Block, evaluate, parse_hcl, reporter
 from vmbake.template.hcl_vars import resolve_locals, resolve_variables
 from vmbake.template.model import Template, Variable
+from vmbake.template.packer_funcs import BUILD_DATA_KEYS
 from vmbake.template.variables import Inputs
 
 TOP_BLOCKS = ("variable", "variables", "locals", "local", "data", "source", "build", "packer")
@@ -341,8 +342,17 @@ def _add_builds(
         asm.file = src_file
         asm.add_build(Target(full, kind, label), src_path, config, aliases=aliases, type_path=src_path)
         names.append(full)
-    build_scope = {**scope, "build": {"name": build_name}}
+    build_scope = {**scope, "build": build_values(build_name)}
     return tuple(names), build_scope
+
+
+def build_values(build_name: str) -> dict[str, str]:
+    """What `build.X` reads in a provisioner or post-processor: the build block's name, and each value the
+    builder gives as the placeholder that the provisioner fills in when it runs. Packer evaluates these
+    to unknown values while it validates, and evaluates the block again with the real ones when it runs
+    (hashicorp/packer hcl2template/types.packer_config.go, unknownBuildValues; types.hcl_provisioner.go,
+    HCL2Prepare); any other key is an error ("Unsupported attribute")."""
+    return {"name": build_name, **{key: f"{{{{ build `{key}` }}}}" for key in BUILD_DATA_KEYS}}
 
 
 def _body(tree: dict[str, Any], scope: dict[str, Any], where: str, file: str, asm: Assembler) -> BlockBody:
