@@ -1,6 +1,7 @@
 """Packer HCL2 templates: variable, locals, source and build blocks, with var files and PKR_VAR_x.
 
-A template is one `.pkr.hcl` file or a directory of them (as `packer build .`). Build names are Packer's:
+A template is one `.pkr.hcl` or `.pkr.json` file (HCL2 in JSON syntax: hcl_json) or a directory of them
+(as `packer build .`). Build names are Packer's:
 `TYPE.NAME` for `source "TYPE" "NAME"` (prefixed by the build block's `name` when it has one); `-only`
 also matches the bare source name.
 """
@@ -28,6 +29,7 @@ from vmbake.template.assemble import (
 )
 from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import RenderContext
+from vmbake.template.hcl_json import parse_hcl_json
 from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_packer import PACKER_VERSION, check_packer_block
 from vmbake.template.hcl_values import Block, evaluate, parse_hcl, reporter
@@ -61,14 +63,18 @@ class _Blocks:
 
 def _files(path: Path) -> tuple[list[Path], Path]:
     if path.is_dir():
-        found = sorted(p for p in path.glob("*.pkr.hcl") if not p.is_dir())  # a FIFO is named, not skipped
+        # Packer reads every *.pkr.hcl and *.pkr.json file of the directory, in name order.
+        found = sorted(
+            (p for pattern in ("*.pkr.hcl", "*.pkr.json") for p in path.glob(pattern) if not p.is_dir()),
+            key=lambda p: p.name,
+        )  # a FIFO is named, not skipped
         if not found:
             raise TemplateError(
                 [
                     Problem(
                         str(path),
                         "",
-                        "no *.pkr.hcl file in this directory",
+                        "no *.pkr.hcl or *.pkr.json file in this directory",
                         "give a .json or .pkr.hcl file, or a directory holding .pkr.hcl files",
                     )
                 ]
@@ -86,9 +92,12 @@ def _collect(files: list[Path], asm: Assembler, lines: HclLines) -> _Blocks:
         except VmbakeError as exc:
             asm.problems.append(Problem(name, "", exc.message, exc.hint or ""))
             continue
-        data, problems = parse_hcl(text, name)
+        if file.name.endswith(".json"):
+            data, problems = parse_hcl_json(text, name, lines)
+        else:
+            data, problems = parse_hcl(text, name)
+            lines.scan(text)
         asm.problems.extend(problems)
-        lines.scan(text)
         for key, items in data.items():
             if key not in TOP_BLOCKS:
                 asm.problems.append(

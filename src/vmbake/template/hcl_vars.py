@@ -60,7 +60,7 @@ def resolve_variables(
                 values[key] = convert_input(text, types[key], convert_scope)
             except ExprError as exc:
                 asm.problems.append(Problem(f"PKR_VAR_{key}", key, str(exc), f"type is {types[key]}"))
-    auto = sorted(directory.glob("*.auto.pkrvars.hcl"))
+    auto = sorted([*directory.glob("*.auto.pkrvars.hcl"), *directory.glob("*.auto.pkrvars.json")])
     from vmbake.template.variables import read_var_file
 
     sources: list[tuple[str, dict[str, Any]]] = []
