@@ -182,3 +182,17 @@ def test_problems_name_the_file_key_and_line(
     assert found[0].file == str(path)
     assert found[0].key.startswith(key.split("[")[0])
     assert found[0].line == line, found[0]
+
+
+def test_winrm_validates_but_build_refuses_it(tmp_path: Path) -> None:
+    from vmbake.build import runnable_builds
+    from vmbake.errors import VmbakeError
+    from vmbake.ui import Ui
+
+    path = tmp_path / "t.pkr.json"
+    body = {**SOURCE, "communicator": "winrm", "winrm_use_ssl": True, "winrm_host": "10.0.2.15"}
+    path.write_text(json.dumps({"source": {"qemu": {"w": body}}, "build": {"sources": ["source.qemu.w"]}}))
+    template = load_template(path)
+    assert any("no WinRM communicator" in w.message for w in template.warnings)
+    with pytest.raises(VmbakeError, match="winrm communicator is not supported"):
+        runnable_builds(template, Ui())
