@@ -31,6 +31,7 @@ _BUILD: _Schema = {
     "post-processor": (1, _PROVISIONER),
     "post-processors": (0, {"post-processor": (1, _PROVISIONER)}),
     "hcp_packer_registry": (0, {"bucket_labels": (0, {}), "build_labels": (0, {})}),
+    **_DYNAMIC,
 }
 TOP: _Schema = {
     "variable": (1, _VARIABLE),

@@ -19,6 +19,7 @@ from typing import Any
 from vmbake import registry
 from vmbake.errors import Problem, TemplateError, VmbakeError
 from vmbake.files import read_regular_text
+from vmbake.template import hcl_dynamic
 from vmbake.template.assemble import (
     POST_PROCESSOR_COMMON,
     PROVISIONER_COMMON,
@@ -49,6 +50,7 @@ BUILD_KEYS = (
     "post-processors",
     "error-cleanup-provisioner",
     "hcp_packer_registry",
+    "dynamic",
 )
 
 
@@ -216,18 +218,20 @@ def load_hcl(
     for i, (build, file) in enumerate(blocks.builds):
         members, build_scope = _add_builds(build, file, i, blocks, scope, asm)
         where = f"build[{i}]"
-        asm.provisioners += _provisioners(
-            build.get("provisioner", []), f"{where}.provisioner", build_scope, members, asm, file
-        )
-        asm.cleanups += _provisioners(
-            build.get("error-cleanup-provisioner", []),
-            f"{where}.error-cleanup-provisioner",
-            build_scope,
-            members,
-            asm,
-            file,
-        )[-1:]
-        asm.chains += _post_processors(build, where, build_scope, members, asm, file)
+        made = hcl_dynamic.expand(build.get("dynamic"), build_scope, where, reporter(asm, file))
+        binding = _Binding(where, build_scope, members, asm, file)
+        asm.provisioners += _in_order(build, "provisioner", made, binding)
+        asm.cleanups += _in_order(build, "error-cleanup-provisioner", made, binding)[-1:]
+        chains = _post_processors(build, where, build_scope, members, asm, file)
+        for m in made:
+            if m.block == "post-processor":
+                single = _post_processors(
+                    {"post-processor": [m.item]}, where, m.scope, members, asm, file, f"dynamic[{m.index}]"
+                )
+                line = asm.locate(f"{where}.dynamic[{m.index}]") or 0
+                at = sum(1 for c in chains if (asm.locate(c[0].path) or 0) < line)
+                chains[at:at] = single
+        asm.chains += chains
     description = ""
     for build, file in blocks.builds:
         if "description" in build:
@@ -251,6 +255,32 @@ def load_hcl(
         post_processor_types=[[b.type for b in chain] for chain in asm.chains],
         warnings=asm.warnings,
     )
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """What the blocks of one build block are gathered with."""
+
+    where: str  # "build[0]"
+    scope: dict[str, Any]
+    members: tuple[str, ...]
+    asm: Assembler
+    file: str
+
+
+def _in_order(
+    build: dict[str, Any], kind: str, made: list[hcl_dynamic.Made], b: _Binding
+) -> list[GatheredBlock]:
+    """The provisioner blocks of one type, written and made by dynamic blocks, in the file's order."""
+    placed: list[tuple[int, int, list[GatheredBlock]]] = []
+    for j, item in enumerate(_blocks_of(build.get(kind, []))):
+        found = _provisioners([item], f"{b.where}.{kind}", b.scope, b.members, b.asm, b.file, j)
+        placed.append((b.asm.locate(f"{b.where}.{kind}[{j}]") or 0, len(placed), found))
+    for m in made:
+        if m.block == kind:
+            found = _provisioners([m.item], f"{b.where}.dynamic", m.scope, b.members, b.asm, b.file, m.index)
+            placed.append((b.asm.locate(f"{b.where}.dynamic[{m.index}]") or 0, len(placed), found))
+    return [block for _line, _order, found in sorted(placed, key=lambda p: p[:2]) for block in found]
 
 
 def _with_lines(problems: list[Problem], lines: HclLines, files: set[str]) -> list[Problem]:
@@ -394,10 +424,11 @@ def _provisioners(
     members: tuple[str, ...],
     asm: Assembler,
     file: str,
+    first: int = 0,  # the index of the first of `items` among its build's blocks (for key paths)
 ) -> list[GatheredBlock]:
     out: list[GatheredBlock] = []
     asm.file = file
-    for i, item in enumerate(_blocks_of(items)):
+    for i, item in enumerate(_blocks_of(items), first):
         for kind, tree in item.items():
             where = f"{path}[{i}]"
             tree = tree if isinstance(tree, dict) else {}
@@ -417,6 +448,7 @@ def _post_processors(
     members: tuple[str, ...],
     asm: Assembler,
     file: str,
+    dynamic: str = "",  # the key path of the dynamic block that made `build`'s one post-processor
 ) -> list[list[GatheredBlock]]:
     asm.file = file
 
@@ -434,7 +466,7 @@ def _post_processors(
 
     placed: list[tuple[int, int, list[GatheredBlock]]] = []  # (line, order read, chain)
     for i, item in enumerate(_blocks_of(build.get("post-processor", []))):
-        where = f"{path}.post-processor[{i}]"
+        where = f"{path}.{dynamic}" if dynamic else f"{path}.post-processor[{i}]"
         chain = one(item, where)
         if chain:
             placed.append((asm.locate(where) or 0, len(placed), chain))
