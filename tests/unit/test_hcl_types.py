@@ -49,6 +49,7 @@ def test_bad_type_expressions(text: str) -> None:
         ({"a": "1"}, "map(number)", {"a": 1}),
         ({"name": "x", "size": "2", "extra": 1}, "object({name=string, size=number})", {"name": "x", "size": 2}),
         ({"name": "x"}, "object({name=string, label=optional(string)})", {"name": "x", "label": None}),
+        ({"label": None}, 'object({label=optional(string, "none"), n=optional(number, "3")})', {"label": "none", "n": 3}),
         (["a", "1"], "tuple([string, number])", ["a", 1]),
         (None, "number", None),
         ([1, "a"], "any", [1, "a"]),

@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from vmbake.template.hcl_errors import ExprError
+from vmbake.template.hcl_expr import Evaluator
+
 
 class TypeMismatch(ValueError):
     """A type expression that is not one, or a value that does not fit a type (the message says why)."""
@@ -27,6 +30,7 @@ class HclType:
     items: tuple[HclType, ...] = ()  # tuple
     attrs: dict[str, HclType] = field(default_factory=dict)  # object
     optional: frozenset[str] = frozenset()  # object attributes that may be left out
+    defaults: dict[str, Any] = field(default_factory=dict)  # optional(T, default): the value left out
 
     def __str__(self) -> str:
         if self.element is not None:
@@ -49,8 +53,11 @@ _TOKEN = re.compile(r"\s*(?:([A-Za-z_][\w-]*)|(.))", re.DOTALL)
 
 def parse_type(text: str) -> HclType:
     """The type a constraint's text names. Raises TypeMismatch for anything else."""
-    tokens = [m.group(1) or m.group(2) for m in _TOKEN.finditer(text) if (m.group(1) or m.group(2))]
+    found_tokens = [m for m in _TOKEN.finditer(text) if m.group(1) or m.group(2)]
+    tokens = [m.group(1) or m.group(2) for m in found_tokens]
     parser = _Parser(tokens, text)
+    parser.spans = [(m.start(1) if m.group(1) else m.start(2), m.end()) for m in found_tokens]
+    parser.source = text
     found = parser.type()
     if parser.pos != len(tokens):
         raise TypeMismatch(f"unexpected {tokens[parser.pos]!r} in the type {text.strip()!r}")
@@ -62,6 +69,29 @@ class _Parser:
         self.tokens = tokens
         self.text = text.strip()
         self.pos = 0
+        self.spans: list[tuple[int, int]] = []  # where each token is in `source`
+        self.source = text
+
+    def _default(self) -> Any:
+        """The default expression of optional(T, default): the text up to the closing parenthesis."""
+        start = self.spans[self.pos][0] if self.pos < len(self.spans) else len(self.source)
+        depth, quoted = 0, False
+        while self.pos < len(self.tokens):
+            token = self.tokens[self.pos]
+            if token == '"':
+                quoted = not quoted
+            elif not quoted and token in "([{":
+                depth += 1
+            elif not quoted and token in ")]}":
+                if depth == 0:
+                    break
+                depth -= 1
+            self.pos += 1
+        end = self.spans[self.pos - 1][1] if self.pos > 0 else start
+        try:
+            return Evaluator({}).expression(self.source[start:end])
+        except ExprError as exc:
+            raise TypeMismatch(f"the default of optional() in {self.text!r} is not a value: {exc}") from None
 
     def _next(self) -> str:
         if self.pos >= len(self.tokens):
@@ -105,6 +135,7 @@ class _Parser:
             self._expect("{")
             attrs: dict[str, HclType] = {}
             optional: set[str] = set()
+            defaults: dict[str, Any] = {}
             while self._peek() != "}":
                 key = self._next()
                 if key == '"':  # a quoted attribute name
@@ -116,7 +147,8 @@ class _Parser:
                     self._expect("(")
                     attrs[key] = self.type()
                     if self._peek() == ",":
-                        raise TypeMismatch(f"optional() with a default is not supported in {self.text!r}")
+                        self._next()
+                        defaults[key] = convert(self._default(), attrs[key], key)
                     self._expect(")")
                     optional.add(key)
                 else:
@@ -125,7 +157,7 @@ class _Parser:
                     self._next()
             self._expect("}")
             self._expect(")")
-            return HclType("object", attrs=attrs, optional=frozenset(optional))
+            return HclType("object", attrs=attrs, optional=frozenset(optional), defaults=defaults)
         raise TypeMismatch(f"{name!r} is not a type")
 
 
@@ -208,6 +240,9 @@ def convert(value: Any, want: HclType, path: str = "") -> Any:
     out: dict[str, Any] = {}
     for name, attr_type in want.attrs.items():
         sub = f"{path}.{name}" if path else name
+        if value.get(name) is None and name in want.defaults:
+            out[name] = want.defaults[name]  # typeexpr's defaults fill a missing or null attribute
+            continue
         if name not in value:
             if name in want.optional:
                 out[name] = None

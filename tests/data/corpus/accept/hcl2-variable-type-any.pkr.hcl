@@ -1,4 +1,5 @@
-# Construct: `type = any` (any value, kept as it is) and object attributes marked optional(...).
+# Construct: `type = any` (any value, kept as it is) and object attributes marked optional(T) and
+# optional(T, default).
 # Verdict: accepted by current Packer, which reads the type with typeexpr.TypeConstraintWithDefaults
 # (hashicorp/packer hcl2template/types.variables.go); Packer 1.6.6 required an exact type, so it does not judge.
 variable "anything" {
@@ -6,7 +7,7 @@ variable "anything" {
   default = [1, "a"]
 }
 variable "disk" {
-  type    = object({ size = string, label = optional(string) })
+  type    = object({ size = string, label = optional(string), format = optional(string, "qcow2") })
   default = { size = "10G" }
 }
 
@@ -18,6 +19,7 @@ source "qemu" "deb" {
   shutdown_command = "poweroff"
   disk_size        = var.disk.size
   vm_name          = "deb-${length(var.anything)}-${var.disk.label == null ? "nolabel" : var.disk.label}"
+  format           = var.disk.format
 }
 
 build {
