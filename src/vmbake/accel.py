@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmbake import procs
+from vmbake.errors import VmbakeError
 
 PROBE_TIMEOUT = 2.0  # a working KVM needs about 0.1 s; TCG about 0.2 s
 _EXIT_VALUE = 0x2A
@@ -73,8 +74,19 @@ def run_probe(qemu_binary: str, accel: str, timeout: float = PROBE_TIMEOUT) -> t
     return True, f"a tiny test guest ran under {name} in {took:.2f}s"
 
 
+# Accelerators of other host systems: the QEMU plugin takes them (builder/qemu/config.go, accels).
+FOREIGN = {"hax": "Intel HAXM, for Windows and macOS", "hvf": "macOS Hypervisor.framework", "whpx": "Windows"}
+
+
 def choose(configured: str, qemu_binary: str = "qemu-system-x86_64") -> AccelChoice:
-    """The accelerator to use. An explicit choice is kept; "" probes KVM once per process."""
+    """The accelerator to use. An explicit choice is kept; "" probes KVM once per process.
+
+    Raises VmbakeError for the accelerators of other host systems, which Packer's plugin accepts."""
+    if configured in FOREIGN:
+        raise VmbakeError(
+            f"accelerator {configured!r} ({FOREIGN[configured]}) does not run on a Linux host",
+            hint="use accelerator kvm or tcg, or leave it empty to let vmbake choose",
+        )
     if configured:
         return AccelChoice(configured, "set in the template")
     with _lock:

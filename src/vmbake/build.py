@@ -64,6 +64,13 @@ def runnable_builds(template: Template, ui: Ui) -> list[BuildSpec]:
             hint="check -only/-except (the warnings above name the template's builds); "
             "vmbake runs qemu, debian-bootstrap and null builds",
         )
+    for spec in selected:
+        # Validated as Packer does, refused before anything starts: vmbake has no WinRM communicator.
+        if getattr(spec.config, "communicator", "") == "winrm":
+            raise VmbakeError(
+                f"build '{spec.name}': the winrm communicator is not supported (vmbake builds Debian guests)",
+                hint="use communicator ssh (or none), or build Windows guests with Packer",
+            )
     return selected
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from vmbake import accel
 
 
@@ -26,3 +28,11 @@ def test_a_guest_that_does_not_finish_in_time_is_caught(no_qemu_left: None) -> N
     ran, detail = accel.run_probe("qemu-system-x86_64", "tcg", timeout=0.001)
     assert not ran
     assert "did not finish within" in detail
+
+
+@pytest.mark.parametrize("name", ["hax", "hvf", "whpx"])
+def test_accelerators_of_other_hosts_are_refused_before_qemu_starts(name: str) -> None:
+    from vmbake.errors import VmbakeError
+
+    with pytest.raises(VmbakeError, match=f"accelerator '{name}' .* does not run on a Linux host"):
+        accel.choose(name)

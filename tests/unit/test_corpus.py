@@ -3,7 +3,8 @@
 Every template under tests/data/corpus/accept must validate (exit 0); every one under refuse must be refused
 (exit 1) with vmbake's own message, never a traceback. A template is a .json or .pkr.hcl file, or a
 directory of .pkr.hcl files. Its leading comment (a top-level "_comment" string in JSON, leading '#' or '//'
-lines in HCL) says what it covers and which Packer source or page decides the verdict, and may hold:
+lines in HCL, a top-level "//" string in a .pkr.json file) says what it covers and which Packer source or
+page decides the verdict, and may hold:
 
 - ``vmbake-args: ARGS``: flags for validate (-only, -except, -var, -var-file), split as a shell would;
 - ``packer-1.6.6: judge``: an HCL2 template that Debian's packer 1.6.6 can judge as well;
@@ -52,7 +53,8 @@ class CorpusTemplate:
 
     @property
     def is_json(self) -> bool:
-        return self.path.suffix == ".json"
+        """A JSON template (a .pkr.json file is HCL2 in JSON syntax)."""
+        return self.path.suffix == ".json" and not self.path.name.endswith(".pkr.json")
 
     def marker(self, name: str) -> str | None:
         """The text after 'name:' on a comment line, or None."""
@@ -98,10 +100,18 @@ def _hcl_comment(text: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _pkr_json_comment(text: str) -> tuple[str, ...]:
+    """The top-level "//" string of a .pkr.json file (HCL's JSON syntax comment), with \n between lines."""
+    match = re.search(r'"//"\s*:\s*("(?:[^"\\]|\\.)*")', text)
+    return tuple(json.loads(match.group(1)).splitlines()) if match else ()
+
+
 def _load(path: Path, verdict: str) -> CorpusTemplate:
     if path.is_dir():
         files = sorted(path.glob("*.pkr.hcl"))
         comment = _hcl_comment(files[0].read_text()) if files else ()
+    elif path.name.endswith(".pkr.json"):
+        comment = _pkr_json_comment(path.read_text())
     elif path.suffix == ".json":
         comment = _json_comment(path.read_text())
     else:

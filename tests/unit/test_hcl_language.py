@@ -402,3 +402,17 @@ def test_corpus_verdicts(path: Path) -> None:
         with pytest.raises(TemplateError) as info:
             load_template(path, only=only)
         assert all(p.line for p in info.value.problems)
+
+
+def test_dynamic_provisioners_and_post_processors_of_a_build_keep_the_file_order() -> None:
+    (build,) = load_template(CORPUS / "accept" / "hcl2-dynamic-build-blocks.pkr.hcl").builds
+    assert [p.config.inline for p in build.provisioners] == [
+        ["echo first"],
+        ["echo 0 one on deb"],
+        ["echo 1 two on deb"],
+        ["echo last"],
+    ]
+    assert [[p.config.inline for p in chain] for chain in build.post_processors] == [
+        [["echo pp1"]],
+        [["echo a=x"]],
+    ]

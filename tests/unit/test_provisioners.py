@@ -298,3 +298,34 @@ def test_throwaway_user_takes_its_files_in_tmp_with_it() -> None:
         left.write_text("true\n")
         shutil.chown(left, name)
     assert not left.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "t.pkr.hcl",
+            'source "null" "n" {\n  communicator = "none"\n}\nbuild {\n  name = "b"\n  sources = ["source.null.n"]\n'
+            '  provisioner "shell-local" {\n    environment_vars = ["RUN=${build.PackerRunUUID}"]\n'
+            '    inline = ["echo ${build.name} at ${build.User}@${build.Host}:${build.Port} $RUN ${build.ConnType}"]\n'
+            "  }\n}\n",
+        ),
+        (
+            "t.json",
+            '{"builders": [{"type": "null", "name": "b", "communicator": "none"}], "provisioners": [{"type":'
+            ' "shell-local", "environment_vars": ["RUN={{ build `PackerRunUUID` }}"], "inline": ["echo {{build_name}}'
+            ' at {{ build `User` }}@{{build `Host`}}:{{ build `Port` }} $RUN {{ build `ConnType` }}"]}]}',
+        ),
+    ],
+)
+def test_build_values_are_filled_in_when_the_provisioner_runs(tmp_path: Path, name: str, text: str) -> None:
+    from vmbake.provisioners import RUN_UUID
+    from vmbake.template import load_template
+
+    (tmp_path / name).write_text(text)
+    spec = load_template(tmp_path / name).builds[0].provisioners[0]
+    assert "{{ build `Host` }}" in spec.config.inline[0].replace("{{build `Host`}}", "{{ build `Host` }}")
+    ctx, out, _err = make_ctx(tmp_path / "work", ssh_username="deb", ssh_host="10.0.2.9")
+    ctx.state.ssh_host_port = 2222  # type: ignore[attr-defined]
+    provision(ctx, spec)
+    assert f"    qemu: b at deb@10.0.2.9:2222 {RUN_UUID} ssh" in messages(out)

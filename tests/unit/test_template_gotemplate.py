@@ -281,3 +281,19 @@ def test_an_action_kept_for_the_build_has_its_load_time_arguments_filled_in() ->
     assert render_runtime(loaded, {"HTTPIP": "10.0.2.2"}) == "10.0.2.2:8080 VV-10.0.2.2"
     untouched = "{{- printf `%d` (len .Name) }} {{ build `ID` }}"
     assert render(untouched, c) == untouched
+
+
+def test_fill_build_data_fills_build_actions_only() -> None:
+    from vmbake.config.provisioners import ShellConfig
+    from vmbake.template.gotemplate import fill_build_data
+
+    config = ShellConfig(
+        inline=["echo {{ build `Host` }}:{{build `Port`}}", "echo {{ braces }} stay"],
+        execute_command="{{ .Vars }} sh {{ .Path }} {{ build `ID` | printf `%q` }}",
+    )
+    filled = fill_build_data(config, {"Host": "10.0.2.2", "Port": "2222", "ID": "vm"})
+    assert filled.inline == ["echo 10.0.2.2:2222", "echo {{ braces }} stay"]
+    assert filled.execute_command == '{{ .Vars }} sh {{ .Path }} "vm"'
+    assert fill_build_data(ShellConfig(inline=["plain"]), {}) == ShellConfig(inline=["plain"])
+    with pytest.raises(VmbakeError, match="build `Nope`"):
+        fill_build_data(ShellConfig(inline=["{{ build `Nope` }}"]), {"Host": "h"})

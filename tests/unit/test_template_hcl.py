@@ -136,7 +136,11 @@ def test_required_and_sensitive_variables(tmp_path: Path) -> None:
 def test_typed_cli_variable_is_checked(tmp_path: Path) -> None:
     head = 'variable "mem" {\n  type = number\n  default = 1\n}\n'
     assert problems(tmp_path, "memory = var.mem", head=head, vars={"mem": "lots"}) == [
-        ("mem", "'lots' is not a number")
+        (
+            "mem",
+            "invalid value for variable 'mem': it is not compatible with the type number: "
+            "a number is required, got 'lots'",
+        )
     ]
 
 

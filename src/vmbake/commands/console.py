@@ -65,12 +65,21 @@ class Console:
         self.scope: dict[str, Any] = {}
         self.context = RenderContext()
         path = resolve_template_path(template) if template else None
-        if path is not None and path.is_file() and path.suffix == ".json":
+        if (
+            path is not None
+            and path.is_file()
+            and path.suffix == ".json"
+            and not path.name.endswith(".pkr.json")
+        ):
             loaded = load_template(path, vars=vars, var_files=var_files)
             self.json = True
             self.context = RenderContext(user=loaded.values, template_dir=str(loaded.directory))
         else:
-            if path is not None and path.is_dir() and not any(path.glob("*.pkr.hcl")):
+            if (
+                path is not None
+                and path.is_dir()
+                and not (any(path.glob("*.pkr.hcl")) or any(path.glob("*.pkr.json")))
+            ):
                 jsons = sorted(path.glob("*.json"))
                 raise VmbakeError(f"no *.pkr.hcl file in {path}", hint=f"name the JSON file: {jsons[:1]}")
             self.scope = hcl_scope(path, vars, var_files)

@@ -14,6 +14,8 @@ from typing import Any
 from vmbake import registry
 from vmbake.errors import VmbakeError
 from vmbake.template import resolve_template_path
+from vmbake.template.hcl_json import parse_hcl_json
+from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_values import Expr, Tpl, evaluate, parse_hcl
 
 # The components of each plugin source that vmbake implements itself.
@@ -32,14 +34,17 @@ class Plugin:
 
 def required_plugins(path: Path) -> list[Plugin]:
     """The entries of every required_plugins block in the template's .pkr.hcl files."""
-    files = sorted(path.glob("*.pkr.hcl")) if path.is_dir() else [path]
+    files = sorted([*path.glob("*.pkr.hcl"), *path.glob("*.pkr.json")]) if path.is_dir() else [path]
     found: list[Plugin] = []
     for file in files:
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise VmbakeError(f"cannot read {file}: {exc}", hint="check the file") from None
-        data, problems = parse_hcl(text, str(file))
+        if file.name.endswith(".json"):
+            data, problems = parse_hcl_json(text, str(file), HclLines())
+        else:
+            data, problems = parse_hcl(text, str(file))
         if problems:
             raise VmbakeError(problems[0].render(), hint="fix the syntax, then run init again")
         for packer in _blocks(data.get("packer")):
@@ -60,7 +65,7 @@ def _blocks(value: Any) -> list[dict[str, Any]]:
 
 def init_lines(template: str) -> list[str]:
     path = resolve_template_path(template)
-    if path.is_file() and path.suffix == ".json":
+    if path.is_file() and path.suffix == ".json" and not path.name.endswith(".pkr.json"):
         return [
             f"{path} is a JSON template: Packer's init reads only HCL2 templates (their packer block).",
             "vmbake needs no plugins for the builds it runs.",

@@ -75,6 +75,7 @@ class _Context:
     legacy_time: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # calls to change by hand, for the current block
     build_name: str = ""  # in the source block of a renamed builder: the JSON build name, as a literal
+    verbatim: bool = False  # a block whose Go templates cannot be upgraded: strings are kept as written
 
 
 def _args(action: str) -> list[tuple[str, str]]:
@@ -167,6 +168,8 @@ def _escape(text: str) -> str:
 
 def convert_string(text: str, ctx: _Context, in_variable: bool = False) -> str:
     """A JSON string as an HCL2 quoted string, its Go template calls made HCL2 expressions."""
+    if ctx.verbatim:
+        return '"' + _escape(text) + '"'
     out: list[str] = []
     pos = 0
     for m in _ACTION.finditer(text):
@@ -250,10 +253,20 @@ def _block(header: str, config: dict[str, Any], ctx: _Context, indent: str = "")
     try:
         body = _body(config, ctx, indent + "  ")
     except _CannotParse as exc:
+        # Packer's hcl2_upgrade writes such a block with its Go templates unconverted, after a comment
+        # (hashicorp/packer command/hcl2_upgrade.go, transposeTemplatingCalls and fallbackReturn).
         ctx.notes = []
-        raw = json.dumps(config, indent=2).splitlines()
-        return [f"{indent}# vmbake could not upgrade this block ({exc}); its JSON was:"] + [
-            f"{indent}# {line}" for line in raw
+        ctx.verbatim = True
+        try:
+            body = _body(config, ctx, indent + "  ")
+        finally:
+            ctx.verbatim = False
+        return [
+            f"{indent}# vmbake could not upgrade the Go templates of this block ({exc}): they are kept as "
+            "written, as Packer's hcl2_upgrade keeps them; rewrite them as HCL2 expressions",
+            f"{indent}{header} {{",
+            *body,
+            f"{indent}}}",
         ]
     notes = [f"{indent}# upgrade by hand: {n}" for n in dict.fromkeys(ctx.notes)]
     return [*notes, f"{indent}{header} {{", *body, f"{indent}}}"]

@@ -99,7 +99,9 @@ class ShutdownConfig:
 @dataclass(frozen=True)
 class CommConfig:
     communicator: str = opt(
-        "ssh", "How vmbake talks to the guest: 'ssh' or 'none'", choices=("ssh", "none", "winrm")
+        "ssh",
+        "How vmbake talks to the guest: 'ssh' or 'none' ('winrm' validates, as in Packer, but a build refuses it)",
+        choices=("ssh", "none", "winrm"),
     )
     pause_before_connecting: str = opt("0s", "Wait this long before the first connection", kind="duration")
     host_port_min: int = opt(
@@ -150,10 +152,17 @@ class CommConfig:
     temporary_key_pair_bits: int = opt(
         0, "Bits of a temporary rsa or ecdsa key (0: the type's default)", minimum=0
     )
+    # Packer's WinRM communicator keys (packer-plugin-sdk communicator/config.go, WinRM): a template written
+    # for Windows guests loads, but vmbake, a tool for Debian guests, has no WinRM communicator.
     winrm_username: str = opt("", "WinRM user", supported=False)
     winrm_password: str = opt("", "WinRM password", supported=False, sensitive=True)
+    winrm_host: str = opt("", "WinRM host", supported=False)
+    winrm_no_proxy: bool = opt(False, "Do not use a proxy for WinRM", supported=False)
     winrm_port: int = opt(5985, "WinRM port", supported=False)
     winrm_timeout: str = opt("30m", "WinRM timeout", supported=False, kind="duration")
+    winrm_use_ssl: bool = opt(False, "WinRM over HTTPS", supported=False)
+    winrm_insecure: bool = opt(False, "Skip the WinRM certificate check", supported=False)
+    winrm_use_ntlm: bool = opt(False, "NTLM authentication for WinRM", supported=False)
 
 
 @dataclass(frozen=True)
@@ -169,8 +178,9 @@ class MachineConfig:
 
     accelerator: str = opt(
         "",
-        "kvm, tcg, hvf, whpx, xen or none; empty probes KVM with a tiny guest and falls back to tcg",
-        choices=("", "kvm", "tcg", "hvf", "whpx", "xen", "none"),
+        "kvm, tcg, xen or none; empty probes KVM with a tiny guest and falls back to tcg. hax, hvf and whpx "
+        "(Windows and macOS accelerators) are accepted, as by Packer, but a build on Linux refuses them",
+        choices=("", "kvm", "tcg", "hax", "hvf", "whpx", "xen", "none"),
     )
     cpus: int = opt(
         0,

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vmbake.errors import VmbakeError
+from vmbake.provisioners import runtime_values
 from vmbake.state import Artifact, BuildContext
-from vmbake.template.gotemplate import render_runtime
+from vmbake.template.gotemplate import fill_build_data, render_runtime
 
 
 class PostProcessorLike(Protocol):
@@ -122,7 +123,8 @@ def _run_chain(
             )
         ctx.ui.say(f"Running post-processor: {spec.type}")
         try:
-            produced, default_keep, force = runner(ctx, spec.config, prior)
+            config = fill_build_data(spec.config, runtime_values(ctx))
+            produced, default_keep, force = runner(ctx, config, prior)
         except VmbakeError as exc:
             raise VmbakeError(f"post-processor {spec.type} failed: {exc}", exc.hint) from None
         except OSError as exc:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vmbake.comm import Communicator
@@ -55,6 +57,19 @@ class Run:
             raise BuildCancelled()
 
 
+# Packer gives every build of one run the same PackerRunUUID (its command/build.go makes one per run).
+RUN_UUID = str(uuid.uuid4())
+
+
+def _private_key(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def runtime_values(ctx: BuildContext, **extra: str) -> dict[str, str]:
     """The values of run-time placeholders ({{ .HTTPIP }}, {{ .SSHPublicKey }}, {{ build `X` }} ...)."""
     state = ctx.state
@@ -73,11 +88,13 @@ def runtime_values(ctx: BuildContext, **extra: str) -> dict[str, str]:
         "User": getattr(config, "ssh_username", ""),
         "Password": getattr(config, "ssh_password", ""),
         "ID": "",
-        "PackerRunUUID": "",
+        "ConnType": getattr(config, "communicator", "") or "ssh",
+        "PackerRunUUID": RUN_UUID,
         "PackerHTTPAddr": f"{state.http_ip}:{port}" if port else "",
         "PackerHTTPIP": state.http_ip if port else "",
         "PackerHTTPPort": port,
-        "SSHPrivateKey": "",
+        "SSHPrivateKey": _private_key(state.ssh_private_key_path),
+        "WinRMPassword": "",
         "SourceName": ctx.name,
     }
     values.update(extra)

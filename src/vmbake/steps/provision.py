@@ -15,7 +15,7 @@ from typing import Any
 from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.config.provisioners import BreakpointConfig, FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
-from vmbake.provisioners import Run
+from vmbake.provisioners import Run, runtime_values
 from vmbake.provisioners import ansible as ansible_provisioner
 from vmbake.provisioners import ansible_local as ansible_local_provisioner
 from vmbake.provisioners import breakpoint as breakpoint_provisioner
@@ -25,6 +25,7 @@ from vmbake.provisioners import shell_local as shell_local_provisioner
 from vmbake.sshkeys import KEY_FILE_NAME
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.template.gotemplate import fill_build_data
 from vmbake.template.model import ProvisionerSpec
 
 KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
@@ -74,7 +75,7 @@ def run_provisioner(ctx: BuildContext, spec: ProvisionerSpec) -> None:
             ctx.ui.say(f"Setting a {go_duration(timeout)} timeout for the next provisioner...")
         run = Run(ctx, spec.type, time.monotonic() + timeout if timeout > 0 else None)
         try:
-            provision(run, spec.config)
+            provision(run, fill_build_data(spec.config, runtime_values(ctx)))
             return
         except BuildCancelled:
             raise

@@ -32,14 +32,14 @@ def resolve_template_path(path_or_name: str | Path) -> Path:
     names = registry.shipped_templates()
     raise VmbakeError(
         f"template {str(path_or_name)!r} not found",
-        "give a .json or .pkr.hcl file, a directory of .pkr.hcl files"
+        "give a .json, .pkr.hcl or .pkr.json file, a directory of .pkr.hcl files"
         + (", or a shipped template: " + ", ".join(names) if names else ""),
     )
 
 
 def _pick_in_directory(directory: Path) -> Path:
     """A directory holds either HCL2 files (loaded together) or one packer.json."""
-    if any(directory.glob("*.pkr.hcl")):
+    if any(directory.glob("*.pkr.hcl")) or any(directory.glob("*.pkr.json")):
         return directory
     jsons = sorted(directory.glob("*.json"))
     preferred = [p for p in jsons if p.name == "packer.json"]
@@ -68,13 +68,13 @@ def load_template(
     if path.is_dir():
         path = _pick_in_directory(path)
     inputs = collect_inputs(dict(vars or {}), [Path(f) for f in var_files])
-    if path.is_dir() or path.name.endswith(".hcl"):
+    if path.is_dir() or path.name.endswith((".hcl", ".pkr.json")):
         from vmbake.template.hcl_loader import load_hcl
 
         return load_hcl(path, inputs, list(only), list(except_), check=check)
     if path.suffix != ".json":
         raise TemplateError(
-            [Problem(str(path), "", "unknown template format", "use a .json or .pkr.hcl file")]
+            [Problem(str(path), "", "unknown template format", "use a .json, .pkr.hcl or .pkr.json file")]
         )
     from vmbake.template.json_loader import load_json
 

@@ -35,6 +35,9 @@ class Target:
     name: str  # "qemu.deb", "installer"
     type: str
     source_name: str  # HCL2: the source's name label; JSON: the build name
+    # JSON: the name as written ("{{user `n`}}"): a block's only/except/override match it, where
+    # -only/-except and {{build_name}} see the name filled in (Packer's core.go, Core.Build: rawName).
+    raw_name: str = ""
 
 
 @dataclass
@@ -119,6 +122,9 @@ class Assembler:
     def build_names(self) -> list[str]:
         return [b.target.name for b in self.builds]
 
+    def _bound_names(self) -> list[str]:
+        return [self._bound_name(b.target) for b in self.builds]
+
     def _names(self, raw: Any, path: str) -> tuple[str, ...]:
         if raw is None:
             return ()
@@ -130,11 +136,11 @@ class Assembler:
         if self.format == "json" and self.check:
             # Packer's template.OnlyExcept.Validate: each name is a builder's exact name.
             for i, name in enumerate(raw):
-                if name not in self.build_names():
+                if name not in self._bound_names():
                     self.problem(
                         f"{path}[{i}]",
                         f"no build named {name!r}",
-                        "builds: " + ", ".join(self.build_names()),
+                        "builds: " + ", ".join(self._bound_names()),
                     )
         return tuple(raw)
 
@@ -184,12 +190,12 @@ class Assembler:
                 if not isinstance(keys, dict):
                     self.problem(f"{path}.override.{name}", "expected a map of keys", "")
                     continue
-                if self.format == "json" and self.check and name not in self.build_names():
+                if self.format == "json" and self.check and name not in self._bound_names():
                     # Packer's template.Validate; HCL2 does not check the names of an override.
                     self.problem(
                         f"{path}.override.{name}",
                         f"no build named {name!r}",
-                        "builds: " + ", ".join(self.build_names()),
+                        "builds: " + ", ".join(self._bound_names()),
                     )
                 override[name] = keys
         max_retries = common.get("max_retries", 0)
@@ -261,7 +267,9 @@ class Assembler:
     def _bound_name(self, target: Target) -> str:
         """The name a block's only/except and override see: Packer matches them exactly, against the
         build's name in JSON and against TYPE.NAME of the source in HCL2 (never the bare NAME)."""
-        return target.name if self.format == "json" else f"{target.type}.{target.source_name}"
+        if self.format == "json":
+            return target.raw_name or target.name
+        return f"{target.type}.{target.source_name}"
 
     def _applies(self, block: GatheredBlock, target: Target) -> bool:
         if block.scope is not None and target.name not in block.scope:
@@ -272,7 +280,7 @@ class Assembler:
         return name not in block.except_
 
     def _override(self, block: GatheredBlock, target: Target) -> dict[str, Any]:
-        key = target.name if self.format == "json" else target.source_name
+        key = self._bound_name(target) if self.format == "json" else target.source_name
         return block.override.get(key, {})
 
     def _select(self, only: Sequence[str], except_: Sequence[str]) -> list[GatheredBuild]:

@@ -12,9 +12,11 @@ pipelines, Go's built-in functions (gotemplate_funcs) and Packer's own (packer_f
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from vmbake.errors import VmbakeError
 from vmbake.template.gotemplate_funcs import BUILTINS, SHORT_CIRCUIT, to_text, truth
@@ -378,3 +380,40 @@ def render_runtime(text: str, values: Mapping[str, str]) -> str:
         return render(text, ctx)
     except TemplateSyntaxError as exc:
         raise VmbakeError(f"cannot fill in {text!r}: {exc}", hint="check the template placeholders") from None
+
+
+T = TypeVar("T")
+
+# An action that calls `build` ({{ build `Host` }}, {{ build "ID" | upper }}): only such strings are rendered
+# again at run time, so that a value holding braces of its own is left alone.
+_BUILD_ACTION = re.compile(r"\{\{[^}]*\bbuild\s+[`\"]")
+
+
+def fill_build_data(config: T, values: Mapping[str, str]) -> T:
+    """`config` (a provisioner's or post-processor's frozen dataclass) with every {{ build `X` }} filled in
+    from `values`, as Packer fills them when the provisioner runs; other placeholders ({{ .Path }}) are
+    kept for the provisioner itself. Raises VmbakeError naming a key the build does not give."""
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str) and _BUILD_ACTION.search(value):
+            try:
+                return render(value, RenderContext(build_data=values))
+            except TemplateSyntaxError as exc:
+                raise VmbakeError(
+                    f"cannot fill in {value!r}: {exc}", hint="check the template placeholders"
+                ) from None
+        if isinstance(value, list | tuple):
+            items = [fill(v) for v in value]
+            same = all(a is b for a, b in zip(items, value, strict=True))
+            return value if same else type(value)(items)
+        if isinstance(value, dict):
+            pairs = {k: fill(v) for k, v in value.items()}
+            return value if all(pairs[k] is v for k, v in value.items()) else pairs
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes = {f.name: fill(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            changed = {k: v for k, v in changes.items() if v is not getattr(value, k)}
+            return dataclasses.replace(value, **changed) if changed else value
+        return value
+
+    filled: T = fill(config)
+    return filled

@@ -60,7 +60,7 @@ class HclLines:
             attr = _ATTR.match(line)
             opened: str | None = None
             if block and not attr:
-                opened = self._block_path(parent, block.group(1), block.group(2), counters)
+                opened = self.block_path(parent, block.group(1), block.group(2), counters)
             elif attr:
                 name = attr.group(1).strip('"')
                 key = f"{parent}.{name}" if parent else name
@@ -81,7 +81,8 @@ class HclLines:
             while stack and depth <= stack[-1][1]:
                 stack.pop()
 
-    def _block_path(self, parent: str, kind: str, labels_text: str, counters: dict[str, int]) -> str:
+    def block_path(self, parent: str, kind: str, labels_text: str, counters: dict[str, int]) -> str:
+        """The key path of a block opened inside `parent` (counters: its earlier child blocks, by type)."""
         labels = [m.group(1) if m.group(1) is not None else m.group(2) for m in _LABEL.finditer(labels_text)]
         if not parent:
             if kind == "build":

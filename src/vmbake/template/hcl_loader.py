@@ -1,6 +1,7 @@
 """Packer HCL2 templates: variable, locals, source and build blocks, with var files and PKR_VAR_x.
 
-A template is one `.pkr.hcl` file or a directory of them (as `packer build .`). Build names are Packer's:
+A template is one `.pkr.hcl` or `.pkr.json` file (HCL2 in JSON syntax: hcl_json) or a directory of them
+(as `packer build .`). Build names are Packer's:
 `TYPE.NAME` for `source "TYPE" "NAME"` (prefixed by the build block's `name` when it has one); `-only`
 also matches the bare source name.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from vmbake import registry
 from vmbake.errors import Problem, TemplateError, VmbakeError
 from vmbake.files import read_regular_text
+from vmbake.template import hcl_dynamic
 from vmbake.template.assemble import (
     POST_PROCESSOR_COMMON,
     PROVISIONER_COMMON,
@@ -28,11 +30,13 @@ from vmbake.template.assemble import (
 )
 from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import RenderContext
+from vmbake.template.hcl_json import parse_hcl_json
 from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_packer import PACKER_VERSION, check_packer_block
 from vmbake.template.hcl_values import Block, evaluate, parse_hcl, reporter
 from vmbake.template.hcl_vars import resolve_locals, resolve_variables
 from vmbake.template.model import Template, Variable
+from vmbake.template.packer_funcs import BUILD_DATA_KEYS
 from vmbake.template.variables import Inputs
 
 TOP_BLOCKS = ("variable", "variables", "locals", "local", "data", "source", "build", "packer")
@@ -46,6 +50,7 @@ BUILD_KEYS = (
     "post-processors",
     "error-cleanup-provisioner",
     "hcp_packer_registry",
+    "dynamic",
 )
 
 
@@ -60,14 +65,18 @@ class _Blocks:
 
 def _files(path: Path) -> tuple[list[Path], Path]:
     if path.is_dir():
-        found = sorted(p for p in path.glob("*.pkr.hcl") if not p.is_dir())  # a FIFO is named, not skipped
+        # Packer reads every *.pkr.hcl and *.pkr.json file of the directory, in name order.
+        found = sorted(
+            (p for pattern in ("*.pkr.hcl", "*.pkr.json") for p in path.glob(pattern) if not p.is_dir()),
+            key=lambda p: p.name,
+        )  # a FIFO is named, not skipped
         if not found:
             raise TemplateError(
                 [
                     Problem(
                         str(path),
                         "",
-                        "no *.pkr.hcl file in this directory",
+                        "no *.pkr.hcl or *.pkr.json file in this directory",
                         "give a .json or .pkr.hcl file, or a directory holding .pkr.hcl files",
                     )
                 ]
@@ -85,9 +94,12 @@ def _collect(files: list[Path], asm: Assembler, lines: HclLines) -> _Blocks:
         except VmbakeError as exc:
             asm.problems.append(Problem(name, "", exc.message, exc.hint or ""))
             continue
-        data, problems = parse_hcl(text, name)
+        if file.name.endswith(".json"):
+            data, problems = parse_hcl_json(text, name, lines)
+        else:
+            data, problems = parse_hcl(text, name)
+            lines.scan(text)
         asm.problems.extend(problems)
-        lines.scan(text)
         for key, items in data.items():
             if key not in TOP_BLOCKS:
                 asm.problems.append(
@@ -206,18 +218,20 @@ def load_hcl(
     for i, (build, file) in enumerate(blocks.builds):
         members, build_scope = _add_builds(build, file, i, blocks, scope, asm)
         where = f"build[{i}]"
-        asm.provisioners += _provisioners(
-            build.get("provisioner", []), f"{where}.provisioner", build_scope, members, asm, file
-        )
-        asm.cleanups += _provisioners(
-            build.get("error-cleanup-provisioner", []),
-            f"{where}.error-cleanup-provisioner",
-            build_scope,
-            members,
-            asm,
-            file,
-        )[-1:]
-        asm.chains += _post_processors(build, where, build_scope, members, asm, file)
+        made = hcl_dynamic.expand(build.get("dynamic"), build_scope, where, reporter(asm, file))
+        binding = _Binding(where, build_scope, members, asm, file)
+        asm.provisioners += _in_order(build, "provisioner", made, binding)
+        asm.cleanups += _in_order(build, "error-cleanup-provisioner", made, binding)[-1:]
+        chains = _post_processors(build, where, build_scope, members, asm, file)
+        for m in made:
+            if m.block == "post-processor":
+                single = _post_processors(
+                    {"post-processor": [m.item]}, where, m.scope, members, asm, file, f"dynamic[{m.index}]"
+                )
+                line = asm.locate(f"{where}.dynamic[{m.index}]") or 0
+                at = sum(1 for c in chains if (asm.locate(c[0].path) or 0) < line)
+                chains[at:at] = single
+        asm.chains += chains
     description = ""
     for build, file in blocks.builds:
         if "description" in build:
@@ -241,6 +255,32 @@ def load_hcl(
         post_processor_types=[[b.type for b in chain] for chain in asm.chains],
         warnings=asm.warnings,
     )
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """What the blocks of one build block are gathered with."""
+
+    where: str  # "build[0]"
+    scope: dict[str, Any]
+    members: tuple[str, ...]
+    asm: Assembler
+    file: str
+
+
+def _in_order(
+    build: dict[str, Any], kind: str, made: list[hcl_dynamic.Made], b: _Binding
+) -> list[GatheredBlock]:
+    """The provisioner blocks of one type, written and made by dynamic blocks, in the file's order."""
+    placed: list[tuple[int, int, list[GatheredBlock]]] = []
+    for j, item in enumerate(_blocks_of(build.get(kind, []))):
+        found = _provisioners([item], f"{b.where}.{kind}", b.scope, b.members, b.asm, b.file, j)
+        placed.append((b.asm.locate(f"{b.where}.{kind}[{j}]") or 0, len(placed), found))
+    for m in made:
+        if m.block == kind:
+            found = _provisioners([m.item], f"{b.where}.dynamic", m.scope, b.members, b.asm, b.file, m.index)
+            placed.append((b.asm.locate(f"{b.where}.dynamic[{m.index}]") or 0, len(placed), found))
+    return [block for _line, _order, found in sorted(placed, key=lambda p: p[:2]) for block in found]
 
 
 def _with_lines(problems: list[Problem], lines: HclLines, files: set[str]) -> list[Problem]:
@@ -341,8 +381,17 @@ def _add_builds(
         asm.file = src_file
         asm.add_build(Target(full, kind, label), src_path, config, aliases=aliases, type_path=src_path)
         names.append(full)
-    build_scope = {**scope, "build": {"name": build_name}}
+    build_scope = {**scope, "build": build_values(build_name)}
     return tuple(names), build_scope
+
+
+def build_values(build_name: str) -> dict[str, str]:
+    """What `build.X` reads in a provisioner or post-processor: the build block's name, and each value the
+    builder gives as the placeholder that the provisioner fills in when it runs. Packer evaluates these
+    to unknown values while it validates, and evaluates the block again with the real ones when it runs
+    (hashicorp/packer hcl2template/types.packer_config.go, unknownBuildValues; types.hcl_provisioner.go,
+    HCL2Prepare); any other key is an error ("Unsupported attribute")."""
+    return {"name": build_name, **{key: f"{{{{ build `{key}` }}}}" for key in BUILD_DATA_KEYS}}
 
 
 def _body(tree: dict[str, Any], scope: dict[str, Any], where: str, file: str, asm: Assembler) -> BlockBody:
@@ -375,10 +424,11 @@ def _provisioners(
     members: tuple[str, ...],
     asm: Assembler,
     file: str,
+    first: int = 0,  # the index of the first of `items` among its build's blocks (for key paths)
 ) -> list[GatheredBlock]:
     out: list[GatheredBlock] = []
     asm.file = file
-    for i, item in enumerate(_blocks_of(items)):
+    for i, item in enumerate(_blocks_of(items), first):
         for kind, tree in item.items():
             where = f"{path}[{i}]"
             tree = tree if isinstance(tree, dict) else {}
@@ -398,6 +448,7 @@ def _post_processors(
     members: tuple[str, ...],
     asm: Assembler,
     file: str,
+    dynamic: str = "",  # the key path of the dynamic block that made `build`'s one post-processor
 ) -> list[list[GatheredBlock]]:
     asm.file = file
 
@@ -415,7 +466,7 @@ def _post_processors(
 
     placed: list[tuple[int, int, list[GatheredBlock]]] = []  # (line, order read, chain)
     for i, item in enumerate(_blocks_of(build.get("post-processor", []))):
-        where = f"{path}.post-processor[{i}]"
+        where = f"{path}.{dynamic}" if dynamic else f"{path}.post-processor[{i}]"
         chain = one(item, where)
         if chain:
             placed.append((asm.locate(where) or 0, len(placed), chain))

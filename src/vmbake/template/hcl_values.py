@@ -209,23 +209,6 @@ def read_hcl_values(text: str, name: str) -> tuple[dict[str, Any], list[Problem]
     return values, problems
 
 
-def convert_input(value: str, type_text: str, evaluator_scope: dict[str, Any]) -> Any:
-    """A string from -var or PKR_VAR_x converted to the variable's declared type."""
-    kind = type_text.strip()
-    if kind in ("", "string", "any"):
-        return value
-    if kind == "number":
-        try:
-            return float(value) if "." in value else int(value)
-        except ValueError:
-            raise ExprError(f"{value!r} is not a number") from None
-    if kind == "bool":
-        if value not in ("true", "false"):
-            raise ExprError(f"{value!r} is not a bool (true or false)")
-        return value == "true"
-    return Evaluator(evaluator_scope).expression(value)
-
-
 def reporter(asm: Assembler, file: str) -> Any:
     def report(path: str, message: str, hint: str = "") -> None:
         asm.problems.append(Problem(file, path, message, hint))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ from vmbake.errors import Problem
 from vmbake.template import hcl_data
 from vmbake.template.assemble import Assembler
 from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
-from vmbake.template.hcl_values import Expr, Tpl, convert_input, evaluate, reporter
+from vmbake.template.hcl_expr import Evaluator
+from vmbake.template.hcl_types import HclType, TypeMismatch, convert, parse_type, type_of
+from vmbake.template.hcl_values import Expr, Tpl, evaluate, reporter
 from vmbake.template.model import Variable
 from vmbake.template.order import dependencies_first
 from vmbake.template.variables import Inputs, env_values, undeclared_cli_var
@@ -25,8 +28,12 @@ def resolve_variables(
 ) -> tuple[dict[str, Variable], dict[str, Any]]:
     variables: dict[str, Variable] = {}
     values: dict[str, Any] = {}
-    types: dict[str, str] = {}
+    types: dict[str, HclType | None] = {}  # None: no constraint (any), and -var values are strings
     checks: list[tuple[str, Any, str]] = []  # (variable, validation block, file)
+
+    def problem_in(source: str, key: str) -> Callable[[str, str], None]:
+        return lambda message, hint: asm.problems.append(Problem(source, key, message, hint))
+
     for name, body, file in declared:
         report = reporter(asm, file)
         path = f"variable.{name}"
@@ -42,10 +49,14 @@ def resolve_variables(
                     f"unknown key {key!r} in a variable block",
                     "valid: " + ", ".join(VARIABLE_KEYS),
                 )
-        type_node = body.get("type")
-        types[name] = type_node.text if isinstance(type_node, Expr) else ""
+        types[name] = _declared_type(body.get("type"), f"{path}.type", report)
         has_default = "default" in body
         default = evaluate(body.get("default"), {}, f"{path}.default", report) if has_default else None
+        if has_default:
+            default = _fit(name, default, types[name], problem_in(file, f"{path}.default"), "default")
+            if types[name] is None and default not in ([], {}, None):
+                # Packer gives a variable without a type the type of its default (types.variables.go)
+                types[name] = type_of(default)
         sensitive = body.get("sensitive", False) is True
         description = evaluate(body.get("description", ""), {}, f"{path}.description", report)
         variables[name] = Variable(name, default, not has_default, sensitive, str(description or ""))
@@ -53,14 +64,12 @@ def resolve_variables(
             values[name] = default
         validations = body.get("validation", [])
         checks += [(name, block, file) for block in (validations if isinstance(validations, list) else [])]
-    convert_scope: dict[str, Any] = {}
+
     for key, text in env_values().items():
         if key in variables:
-            try:
-                values[key] = convert_input(text, types[key], convert_scope)
-            except ExprError as exc:
-                asm.problems.append(Problem(f"PKR_VAR_{key}", key, str(exc), f"type is {types[key]}"))
-    auto = sorted(directory.glob("*.auto.pkrvars.hcl"))
+            value = _from_text(text, types[key], problem_in(f"PKR_VAR_{key}", key), key)
+            values[key] = _fit(key, value, types[key], problem_in(f"PKR_VAR_{key}", key), "PKR_VAR_" + key)
+    auto = sorted([*directory.glob("*.auto.pkrvars.hcl"), *directory.glob("*.auto.pkrvars.json")])
     from vmbake.template.variables import read_var_file
 
     sources: list[tuple[str, dict[str, Any]]] = []
@@ -73,15 +82,13 @@ def resolve_variables(
             if key not in variables:
                 asm.warnings.append(Problem(source, key, f"variable {key!r} is set but not declared", ""))
             else:
-                values[key] = value
+                values[key] = _fit(key, value, types[key], problem_in(source, key), "file")
     for key, text in inputs.cli.items():
         if key not in variables:
             asm.problems.append(undeclared_cli_var(key, variables))
             continue
-        try:
-            values[key] = convert_input(text, types[key], convert_scope)
-        except ExprError as exc:
-            asm.problems.append(Problem("-var", key, str(exc), f"type is {types[key]}"))
+        value = _from_text(text, types[key], problem_in("-var", key), key)
+        values[key] = _fit(key, value, types[key], problem_in("-var", key), "-var")
     for name, var in variables.items():
         if var.required and name not in values:
             asm.problems.append(
@@ -99,6 +106,68 @@ def resolve_variables(
         if name in values:
             _validate(name, block, values[name], file, asm)
     return variables, values
+
+
+def _declared_type(node: Any, path: str, report: Any) -> HclType | None:
+    if node is None:
+        return None
+    text = node.text if isinstance(node, Expr) else node.body if isinstance(node, Tpl) else str(node)
+    try:
+        found = parse_type(text)
+    except TypeMismatch as exc:
+        report(
+            path,
+            f"invalid type constraint: {exc}",
+            "types: string, number, bool, any, list(T), set(T), map(T), tuple([T, ...]), object({name = T, ...})",
+        )
+        return None
+    return None if found.kind == "any" else found
+
+
+def _from_text(text: str, want: HclType | None, problem: Callable[[str, str], None], name: str) -> Any:
+    """A -var or PKR_VAR_x string: kept as text for a string or number (or no) type, read as an HCL
+    expression for the others (Packer's expressionFromVariableDefinition)."""
+    if want is None or want.kind in ("string", "number"):
+        return text
+    try:
+        return Evaluator({}).expression(text)
+    except ExprError as exc:
+        problem(
+            f"the value for {name} is not a valid expression for type {want}: {exc}",
+            f"write it as HCL, e.g. {_example(want)}",
+        )
+        return None
+
+
+def _fit(
+    name: str, value: Any, want: HclType | None, problem: Callable[[str, str], None], origin: str
+) -> Any:
+    """`value` converted to the variable's type; a value that does not fit is a problem naming the fix."""
+    if want is None or value is None:
+        return value
+    try:
+        return convert(value, want)
+    except TypeMismatch as exc:
+        what = "default value" if origin == "default" else "value"
+        problem(
+            f"invalid {what} for variable {name!r}: it is not compatible with the type {want}: {exc}",
+            f"give a value of type {want}, e.g. {_example(want)}"
+            + ("" if origin == "default" else ", or change the variable's type"),
+        )
+        return value
+
+
+def _example(want: HclType) -> str:
+    examples = {"string": '"text"', "number": "2048", "bool": "true", "any": '"text"'}
+    if want.kind in examples:
+        return examples[want.kind]
+    if want.kind in ("list", "set") and want.element is not None:
+        return f"[{_example(want.element)}]"
+    if want.kind == "map" and want.element is not None:
+        return "{ key = " + _example(want.element) + " }"
+    if want.kind == "tuple":
+        return "[" + ", ".join(_example(t) for t in want.items) + "]"
+    return "{ " + ", ".join(f"{k} = {_example(t)}" for k, t in want.attrs.items()) + " }"
 
 
 def _validate(name: str, block: Any, value: Any, file: str, asm: Assembler) -> None:

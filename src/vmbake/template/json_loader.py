@@ -262,6 +262,14 @@ def _block_body(raw: dict[str, Any], path: str, common: frozenset[str], rendered
     return body
 
 
+def _common(common: dict[str, Any], path: str, rendered: Any) -> dict[str, Any]:
+    """A block's common keys with its variables filled in, but for only/except: Packer matches those as
+    written against the builders' names as written (packer-plugin-sdk template/parse.go decodes them raw)."""
+    names = {k: v for k, v in common.items() if k in ("only", "except")}
+    filled: dict[str, Any] = rendered({k: v for k, v in common.items() if k not in names}, path)
+    return {**filled, **names}
+
+
 def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
     if raw is None:
         asm.problem("builders", "a template needs at least one builder", 'add a "builders" list')
@@ -278,14 +286,21 @@ def _builders(raw: Any, asm: Assembler, rendered: Any) -> None:
         if not isinstance(kind, str) or not kind:
             asm.problem(path, 'a builder needs a "type"', 'for example "qemu"')
             continue
-        name = block.get("name", kind)
-        if not isinstance(name, str) or not name:
+        raw_name = block.get("name", kind)
+        if not isinstance(raw_name, str) or not raw_name:
             asm.problem(f"{path}.name", "expected a non-empty string", "")
+            continue
+        # Packer fills in the name with the user variables before -only/-except see it, and prints it
+        # so; a provisioner's only/except and override still name the builder as written (hashicorp/packer
+        # v1.6.6 packer/core.go, NewCore "interpolate all the build names" and Core.Build's rawName).
+        name = rendered(raw_name, f"{path}.name")
+        if not isinstance(name, str) or not name:
+            asm.problem(f"{path}.name", "the name is empty once its variables are filled in", "")
             continue
         body = {k: v for k, v in block.items() if not k.startswith("_")}
 
         decode = functools.partial(rendered, body, path, build=(name, kind))
-        asm.add_build(Target(name, kind, name), path, decode)
+        asm.add_build(Target(name, kind, name, raw_name), path, decode)
 
 
 def _provisioners(raw: Any, asm: Assembler, rendered: Any) -> None:
@@ -301,7 +316,7 @@ def _provisioners(raw: Any, asm: Assembler, rendered: Any) -> None:
             continue
         common = {k: v for k, v in block.items() if k in PROVISIONER_COMMON}
         found = asm.provisioner(
-            rendered(common, path), path, _block_body(block, path, PROVISIONER_COMMON, rendered)
+            _common(common, path, rendered), path, _block_body(block, path, PROVISIONER_COMMON, rendered)
         )
         if found is not None:
             asm.provisioners.append(found)
@@ -322,9 +337,10 @@ def _post_processors(raw: Any, asm: Assembler, rendered: Any) -> None:
             if isinstance(member, dict):
                 common: Any = {k: v for k, v in member.items() if k in POST_PROCESSOR_COMMON}
                 body = _block_body(member, sub, POST_PROCESSOR_COMMON, rendered)
+                common = _common(common, sub, rendered)
             else:
-                common, body = member, _block_body({}, sub, POST_PROCESSOR_COMMON, rendered)
-            found = asm.post_processor(rendered(common, sub), sub, body)
+                common, body = rendered(member, sub), _block_body({}, sub, POST_PROCESSOR_COMMON, rendered)
+            found = asm.post_processor(common, sub, body)
             if found is not None:
                 chain.append(found)
         if chain:

@@ -37,6 +37,8 @@ class RenderContext:
     build_type: str | None = None
     source_name: str | None = None
     fields: Mapping[str, str] | None = None  # None: actions reading {{ .Field }} are kept verbatim
+    # The values {{ build `X` }} reads; None: `fields` (render_runtime) or, if that is None too, kept verbatim.
+    build_data: Mapping[str, str] | None = None
     undefined: list[str] = field(default_factory=list)  # user variables asked for but not defined
 
 
@@ -134,15 +136,42 @@ def _template_dir(ctx: RenderContext, args: list[Any]) -> Any:
     return ctx.template_dir
 
 
+# What a builder gives its provisioners and post-processors, as {{ build `X` }} in JSON and build.X in HCL2:
+# Packer's common keys (hashicorp/packer packer/provisioner.go, BuilderDataCommonKeys); the QEMU plugin adds
+# none of its own (packer-plugin-qemu builder/qemu/builder.go, Builder.Prepare returns no generated names).
+BUILD_DATA_KEYS = (
+    "ID",
+    "Host",
+    "Port",
+    "User",
+    "Password",
+    "ConnType",
+    "PackerRunUUID",
+    "PackerHTTPPort",
+    "PackerHTTPIP",
+    "PackerHTTPAddr",
+    "SSHPublicKey",
+    "SSHPrivateKey",
+    "WinRMPassword",
+)
+
+
 def _build(ctx: RenderContext, args: list[Any]) -> Any:
     _want("build", args, 1)
-    if ctx.fields is None:
-        raise Defer()
     key = str(args[0])
-    if key not in ctx.fields:
-        known = ", ".join(sorted(ctx.fields)) or "none"
+    data = ctx.build_data if ctx.build_data is not None else ctx.fields
+    if data is None:
+        if key not in BUILD_DATA_KEYS:
+            # Packer prepares provisioners with placeholders for these keys only, and refuses any other
+            # ("loaded data, but couldnt find X in it": packer-plugin-sdk template/interpolate/funcs.go).
+            raise TemplateSyntaxError(
+                f"{{{{ build `{key}` }}}} is not a value the build gives (known: {', '.join(BUILD_DATA_KEYS)})"
+            )
+        raise Defer()
+    if key not in data:
+        known = ", ".join(sorted(data)) or "none"
         raise TemplateSyntaxError(f"{{{{ build `{key}` }}}} is not available here (available: {known})")
-    return ctx.fields[key]
+    return data[key]
 
 
 def _strftime(ctx: RenderContext, args: list[Any]) -> Any:

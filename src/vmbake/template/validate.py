@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbake import aptproxy
+from vmbake.accel import FOREIGN
 from vmbake.checksums import parse_checksum
 from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.config.fields import Decoder
@@ -242,7 +243,21 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
             f"directory {http_dir!r} does not exist (the build will fail when it starts the HTTP server)",
             "relative paths are taken from the current directory, as in Packer; try {{template_dir}}/...",
         )
+    if getattr(config, "communicator", "") == "winrm":
+        decoder.warning(
+            f"{path}.communicator",
+            "vmbake has no WinRM communicator (it builds Debian guests): the template validates, as in "
+            "Packer, but 'vmbake build' refuses this build",
+            "use communicator ssh for a Debian guest",
+        )
     if isinstance(config, QemuConfig):
+        if config.accelerator in FOREIGN:
+            decoder.warning(
+                f"{path}.accelerator",
+                f"accelerator {config.accelerator!r} ({FOREIGN[config.accelerator]}) is accepted, as by "
+                "Packer, but does not run on a Linux host: 'vmbake build' refuses it",
+                "use kvm or tcg, or leave accelerator empty",
+            )
         check_qemu(config, report)
         _installer_console(config, decoder, path)
         return

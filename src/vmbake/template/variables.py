@@ -46,6 +46,8 @@ def read_var_file(path: Path) -> tuple[dict[str, Any], list[Problem]]:
             return {}, [Problem(name, "", f"invalid JSON: {exc.reason}", "", exc.line)]
         if not isinstance(data, dict):
             return {}, [Problem(name, "", "a variable file must hold one JSON object of name: value pairs")]
+        if path.name.endswith(".pkrvars.json"):
+            return data, []  # an HCL2 variable file in JSON syntax: lists and objects are values too
         problems = [
             Problem(name, k, "a variable value must be a string, number or boolean", "", lines.get(k))
             for k, v in data.items()

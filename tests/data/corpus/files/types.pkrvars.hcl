@@ -1,0 +1,2 @@
+labels = { b = true }
+uniq = ["x"]
