@@ -165,3 +165,20 @@ def test_sigterm_during_mmdebstrap(rig: Rig) -> None:
     run = rig.start(template, env=shim(rig, "mmdebstrap", "bookworm"))
     wait_for_note(rig, run)
     assert_cancelled(rig, run)
+
+
+def test_sigterm_while_waiting_for_the_installer(rig: Rig) -> None:
+    """installer_boot "kernel" on an ISO laid out like Debian's netinst whose initrd is the tiny guest that
+    never ends (d-i itself would take minutes to boot under TCG): SIGTERM lands in the installer wait."""
+    from tests.helpers.guests import DI_KERNEL
+    from tests.helpers.installer import make_netinst_iso
+
+    if not DI_KERNEL.is_file() or shutil.which("xorriso") is None:
+        pytest.skip("needs debian-installer-12-netboot-amd64 and xorriso")
+    iso = make_netinst_iso(rig.base / "netinst.iso", DI_KERNEL, rig.guests.hanging)
+    built = template(rig, iso_url=str(iso), disk_image=False, installer_boot="kernel", qemuargs=[],
+                     kernel_args="console=ttyS0 panic=-1 quiet")  # fmt: skip
+    run = rig.start(built)
+    run.wait_for(r"Waiting for the installer to finish")
+    assert rig.qemu_pids()
+    assert_cancelled(rig, run)
