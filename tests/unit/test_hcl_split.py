@@ -79,3 +79,12 @@ def test_one_block_over_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     _, problems = parse_hcl(text, "t.pkr.hcl")
     assert len(problems) == 1 and problems[0].line == 4
     assert "over vmbake's limit of 100 bytes" in problems[0].message and problems[0].hint
+
+
+def test_an_unterminated_string_is_named_not_a_large_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hcl_split, "RUN_BYTES", 10)
+    monkeypatch.setattr(hcl_split, "MAX_BLOCK_BYTES", 100)
+    text = 'locals {\n  a = "open\n}\n' + "locals {\n  b = 1\n}\n" * 30
+    _, problems = parse_hcl(text, "t.pkr.hcl")
+    assert len(problems) == 1 and problems[0].line == 2
+    assert "unterminated string" in problems[0].message

@@ -18,7 +18,7 @@ from vmbake.template.assemble import Assembler
 from vmbake.template.hcl_errors import Unavailable, UnavailableError, has_unavailable
 from vmbake.template.hcl_expr import Evaluator, ExprError
 from vmbake.template.hcl_split import MAX_BLOCK_BYTES, runs
-from vmbake.template.hcl_syntax import describe
+from vmbake.template.hcl_syntax import describe, unterminated_string
 
 _OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=True)
 
@@ -188,6 +188,9 @@ def _dynamic(items: Any, scope: dict[str, Any], path: str, report: Any) -> dict[
 def parse_hcl(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
     """The file's top-level items, parsed in runs of whole blocks so that memory follows a run's size."""
     parts, too_large = runs(text)
+    if too_large is not None and unterminated_string(text) is not None:
+        message, line = describe(ValueError("unterminated string"), text)  # the cause of the long "block"
+        return {}, [Problem(name, "", message, "", line)]
     if too_large is not None:
         message = (
             f"a top-level block of {too_large.size} bytes is over vmbake's limit of {MAX_BLOCK_BYTES} bytes "
