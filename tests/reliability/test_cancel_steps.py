@@ -107,6 +107,16 @@ def test_sigterm_while_a_tool_prepares_the_disk(
     assert_cancelled(rig, run)
 
 
+def test_sigterm_while_xorriso_makes_the_cd(rig: Rig) -> None:
+    """StepCreateCD: cd_files become an ISO made by xorriso (shimmed, as it takes milliseconds)."""
+    (rig.base / "meta-data").write_text("instance-id: x\n")
+    run = rig.start(
+        template(rig, cd_files=[str(rig.base / "meta-data")]), env=shim(rig, "xorriso", "mkisofs")
+    )
+    wait_for_note(rig, run)
+    assert_cancelled(rig, run)
+
+
 def test_sigterm_while_qemu_img_compacts_the_output(rig: Rig) -> None:
     """The guest powers off by itself; the compressing convert of StepConvertDisk is the one with -c."""
     run = rig.start(template(rig, hanging=False), env=shim(rig, "qemu-img", "-c"))
