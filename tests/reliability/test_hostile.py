@@ -443,6 +443,27 @@ def test_force_refuses_to_delete_the_templates_files(tmp_path: Path, where: str)
     assert_own_error(out)
 
 
+@pytest.mark.parametrize("failure", ["output-exists", "missing-iso"])
+def test_on_error_abort_keeps_every_hint(tmp_path: Path, failure: str) -> None:
+    """The failure summary of -on-error=abort is that of cleanup: same lines, hint included."""
+    extra: dict[str, object] = {"iso_url": str(tmp_path / "missing.iso")} if failure == "missing-iso" else {}
+    template = minimal_template(tmp_path, **extra)
+    if failure == "output-exists":
+        (tmp_path / "out").mkdir()
+    outputs = {}
+    for mode in ("cleanup", "abort"):
+        code, out = vmbake("build", f"-on-error={mode}", str(template), cwd=tmp_path)
+        assert code == 1, out
+        assert_own_error(out)
+        summary = out.split("had errors:", 1)[1]
+        outputs[mode] = [
+            line for line in summary.splitlines() if line.strip() and "errored after" not in line
+        ]
+    hints = [line for line in outputs["cleanup"] if line.startswith("    ")]
+    assert hints, outputs["cleanup"]
+    assert outputs["abort"] == outputs["cleanup"]
+
+
 # 1. A shell-local secret need not be on the host's process table -------------------------------------------
 @pytest.mark.parametrize("use_file", [False, True])
 def test_shell_local_env_var_file_keeps_secrets_off_the_command_line(tmp_path: Path, use_file: bool) -> None:

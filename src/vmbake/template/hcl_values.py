@@ -17,7 +17,8 @@ from vmbake.errors import Problem
 from vmbake.template.assemble import Assembler
 from vmbake.template.hcl_errors import Unavailable, UnavailableError, has_unavailable
 from vmbake.template.hcl_expr import Evaluator, ExprError
-from vmbake.template.hcl_syntax import describe
+from vmbake.template.hcl_split import MAX_BLOCK_BYTES, runs
+from vmbake.template.hcl_syntax import describe, unterminated_string
 
 _OPTIONS = SerializationOptions(with_comments=False, preserve_heredocs=True)
 
@@ -185,12 +186,43 @@ def _dynamic(items: Any, scope: dict[str, Any], path: str, report: Any) -> dict[
 
 
 def parse_hcl(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
-    try:
-        data = hcl2.loads(text, serialization_options=_OPTIONS)
-    except Exception as exc:  # lark raises many kinds; all mean a syntax error here
-        message, line = describe(exc, text)
+    """The file's top-level items, parsed in runs of whole blocks so that memory follows a run's size."""
+    parts, too_large = runs(text)
+    if too_large is not None and unterminated_string(text) is not None:
+        message, line = describe(ValueError("unterminated string"), text)  # the cause of the long "block"
         return {}, [Problem(name, "", message, "", line)]
-    return clean(data), []
+    if too_large is not None:
+        message = (
+            f"a top-level block of {too_large.size} bytes is over vmbake's limit of {MAX_BLOCK_BYTES} bytes "
+            "for one block (parsing it would take hundreds of megabytes)"
+        )
+        hint = "split the block, or move long inline scripts and data into files that the template names"
+        return {}, [Problem(name, "", message, hint, too_large.line)]
+    data: dict[str, Any] = {}
+    for run in parts:
+        chunk = text[run.start : run.end]
+        try:  # leading newlines keep lark's line numbers those of the file
+            raw = hcl2.loads("\n" * (run.line - 1) + chunk, serialization_options=_OPTIONS)
+        except Exception as exc:  # lark raises many kinds; all mean a syntax error here
+            message, line = describe(exc, text)
+            return {}, [Problem(name, "", message, "", line)]
+        for key, value in raw.items():
+            if key in data and _blocks(raw[key]) and isinstance(data[key], list):
+                data[key].extend(clean(value))  # blocks of a type seen in an earlier run: one list
+            else:
+                data[key] = clean(value)  # a repeated attribute: the last one wins, as in one parse
+    return data, []
+
+
+def _blocks(value: Any) -> bool:
+    """python-hcl2's list of top-level blocks: each is marked, or a label over a marked body."""
+
+    def block(item: Any) -> bool:
+        if not isinstance(item, dict):
+            return False
+        return bool(item.get("__is_block__")) or (len(item) == 1 and block(next(iter(item.values()))))
+
+    return isinstance(value, list) and all(block(v) for v in value)
 
 
 def read_hcl_values(text: str, name: str) -> tuple[dict[str, Any], list[Problem]]:
