@@ -28,7 +28,7 @@ import pytest
 
 from vmbake import procs
 
-pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.timeout(2700)]
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ansible"
 BUILD = "ansible-guest"
@@ -51,7 +51,7 @@ def template(work: Path) -> dict[str, object]:
                 "include": ["ansible-core"],
                 "disk_size": "2G",
                 "accelerator": "tcg",
-                "ssh_timeout": "20m",
+                "ssh_timeout": "30m",
                 "skip_compaction": True,
                 # An HTTP server, so that the playbook's packer_http_addr has a value from both provisioners.
                 "http_content": {"/hello.txt": "hello\n"},
@@ -108,7 +108,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         [sys.executable, "-m", "vmbake", "build", "-color=false", "-report=false", str(path)],
         cwd=work,
         check=False,
-        timeout=1700,
+        timeout=2400,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
