@@ -3,6 +3,7 @@ against a real sshd on loopback (the "guest" is a throwaway user of this machine
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -324,3 +325,31 @@ def test_user_is_the_builds_unless_use_proxy_is_false(tmp_path: Path) -> None:
     )
     assert target(ctx, AnsibleConfig(playbook_file="p", user="ops", use_proxy=False)).user == "ops"
     assert target(ctx, AnsibleConfig(playbook_file="p", use_proxy=False)).user == "debian"
+
+
+def test_validate_refuses_ansible_in_a_tree_stage_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """provision_stage "tree" has no SSH server when the provisioners run; ansible-local runs in the chroot."""
+    from vmbake.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    template = tmp_path / "tree.json"
+    template.write_text(
+        json.dumps(
+            {
+                "builders": [{"type": "debian-bootstrap", "provision_stage": "tree"}],
+                "provisioners": [
+                    {"type": "ansible-local", "playbook_file": PLAYBOOK},
+                    {"type": "ansible", "playbook_file": PLAYBOOK},
+                ],
+            }
+        )
+    )
+    assert main(["validate", str(template)]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "tree.json" in text and "provisioners[1].type" in text and "provisioners[0]" not in text
+    assert 'provision_stage "tree"' in text and 'set provision_stage = "vm"' in text
+    template.write_text(template.read_text().replace('"tree"', '"vm"'))
+    assert main(["validate", str(template)]) == 0

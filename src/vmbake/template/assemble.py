@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmbake import registry
+from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.config.fields import Decoder, suggest
 from vmbake.errors import Problem
 from vmbake.template.model import BuildSpec, PostProcessorSpec, ProvisionerSpec
@@ -356,6 +357,9 @@ class Assembler:
             if getattr(config, "communicator", "") == "none":
                 blocks = [b for b in [*self.provisioners, *self.cleanups] if self._applies(b, t)]
                 self._no_guest(blocks, t.name)
+            if isinstance(config, BootstrapConfig) and config.provision_stage == "tree":
+                blocks = [b for b in [*self.provisioners, *self.cleanups] if self._applies(b, t)]
+                self._no_ssh_in_tree(blocks, t.name)
             specs.append(
                 BuildSpec(
                     t.name,
@@ -400,6 +404,20 @@ class Assembler:
                     f'the {block.type} provisioner needs a guest, but build {build!r} has communicator "none"',
                     'set the build\'s communicator to "ssh", or bind the provisioner to other builds with '
                     'only/except (with "none" only shell-local and breakpoint run)',
+                )
+
+    def _no_ssh_in_tree(self, blocks: Sequence[GatheredBlock], build: str) -> None:
+        """provision_stage "tree" runs the provisioners in a chroot before the first boot: there is no SSH
+        server yet for the ansible provisioner's ansible-playbook on the host to log in to."""
+        for block in blocks:
+            if block.type == "ansible":
+                self._problem_in(
+                    block.file,
+                    block.type_path or f"{block.path}.type",
+                    f"the ansible provisioner logs in to the guest over SSH, but build {build!r} provisions "
+                    'in a chroot before the first boot (provision_stage "tree")',
+                    'set provision_stage = "vm"; or use ansible-local, which runs in the chroot once the '
+                    'builder\'s "include" has ansible-core',
                 )
 
     def _provisioner(self, block: GatheredBlock, target: Target, check: bool) -> ProvisionerSpec | None:
