@@ -2,8 +2,9 @@
 
 Pure data and pure functions. `ARCHES` says, per Debian architecture, which QEMU program, machine, kernel
 package, boot loader and firmware a guest needs. `machine_defaults` turns a decoded builder config's
-x86 defaults into aarch64 ones when the template chose the aarch64 QEMU (or `architecture = "arm64"`),
-leaving every key the template gave alone. `host_problems` names the Debian packages an arm64 build
+x86 defaults into aarch64 ones when the template chose the aarch64 QEMU (debian-bootstrap's
+`architecture = "arm64"` chooses it: config.bootstrap.with_arch_defaults), leaving every key the template
+gave alone. `host_problems` names the Debian packages an arm64 build
 needs on an amd64 host (qemu-user through binfmt for mmdebstrap, qemu-system-arm and AAVMF to boot).
 """
 
