@@ -174,3 +174,17 @@ def test_run_config_for_arm64(tmp_path: Path) -> None:
     assert config.efi_firmware_vars == arch.AAVMF_VARS
     amd = run_config(RunOptions(tmp_path / "d.qcow2"), "qcow2", "bios", paths)
     assert (amd.qemu_binary, amd.machine_type) == ("qemu-system-x86_64", "pc")
+
+
+def test_verify_boots_an_arm64_disk_on_the_aarch64_machine(tmp_path: Path) -> None:
+    from vmbake.verify import _parse
+
+    image = tmp_path / "disk.raw"
+    procs.run(["qemu-img", "create", "-f", "raw", str(image), "64M"])
+    table = (
+        f"label: gpt\nsize=16MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype={arch.ARM64.root_type}\n"
+    )
+    procs.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(image)], input=table)
+    _, config = _parse([str(image)])
+    assert (config.qemu_binary, config.machine_type, config.efi_boot) == (AARCH64, "virt", True)
+    assert (config.firmware, config.efi_firmware_code) == ("", arch.AAVMF_CODE)
