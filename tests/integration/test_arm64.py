@@ -5,7 +5,9 @@ through qemu-user (binfmt), grub-efi-arm64 goes on an ESP, and the disk boots un
 -M virt with AAVMF. The guest reaches SSH, a shell provisioner prints `uname -m`, the disk is compacted,
 and the post-build verify boots the artifact alone (on a snapshot) and checks it. The image is the
 smallest that does this: the cloud kernel, no shipped provisioning. Needs root, Debian's archive and the
-arm64 host packages (scripts/install-deps.sh).
+arm64 host packages (scripts/install-deps.sh). On this 2-core host at a load average of 7 to 16 the build
+took about 26 minutes, 20 of them in mmdebstrap (every maintainer script under qemu-user), 2m20s from
+starting QEMU to SSH: hence the long timeouts; the suite's time budget skips it when the run is late.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tests.helpers.bootstrap_disk import make_key
 from vmbake import arch, procs
 from vmbake.run_image import arch_of, read_head
 
-pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.network, pytest.mark.timeout(2900)]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     path.write_text(json.dumps(template(public), indent=2))
     result = procs.run(
         [sys.executable, "-m", "vmbake", "build", "-color=false", "-timestamp-ui", str(path)],
-        cwd=base, check=False, timeout=1700, env={"VMBAKE_CACHE_DIR": str(base / "cache")},
+        cwd=base, check=False, timeout=2700, env={"VMBAKE_CACHE_DIR": str(base / "cache")},
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
