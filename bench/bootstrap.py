@@ -27,13 +27,14 @@ MiB = 1 << 20
 TARGETS = {"cold_s": 150.0, "warm_s": 90.0, "cloud_mib": 100.0}
 
 
-def template(kernel: str, root_keys: tuple[str, ...] = ()) -> dict[str, object]:
+def template(kernel: str, root_keys: tuple[str, ...] = (), architecture: str = "amd64") -> dict[str, object]:
     return {
         "builders": [
             {
                 "type": "debian-bootstrap",
                 "name": "bench",
                 "suite": "bookworm",
+                "architecture": architecture,
                 "kernel": kernel,
                 "disk_size": "2G",
                 "accelerator": "tcg",
@@ -50,12 +51,14 @@ def template(kernel: str, root_keys: tuple[str, ...] = ()) -> dict[str, object]:
     }
 
 
-def build(work: Path, cache: Path, kernel: str, root_keys: tuple[str, ...] = ()) -> tuple[float, float]:
+def build(
+    work: Path, cache: Path, kernel: str, root_keys: tuple[str, ...] = (), architecture: str = "amd64"
+) -> tuple[float, float]:
     """(seconds, output MiB) of one whole build with the .deb cache in `cache`; `root_keys` may log in
     to the image as root afterwards."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "t.json").write_text(json.dumps(template(kernel, root_keys)))
+    (work / "t.json").write_text(json.dumps(template(kernel, root_keys, architecture)))
     env = {**os.environ, "VMBAKE_CACHE_DIR": str(cache)}
     started = time.monotonic()
     result = subprocess.run(

@@ -9,6 +9,9 @@ Rows (each the median of the per-run ratios over --runs runs, A and B alternatin
   main job           `vmbake build -only=bootstrap trixie`, provision_stage tree vs vm, each against
                      debvm-create, with each build's step timings (bench/mainjob.py)
   parallel vs serial two builds of the disk-image template at once, against -parallel-builds=1
+  arm64 vs amd64     the debian-bootstrap build for arm64 (qemu-user mmdebstrap, an emulated aarch64 boot)
+                     against the same build for amd64, both cold: what emulating another architecture
+                     under TCG costs. Not in the default set (about 40 min): --only arm64
 Writes bench/results.md and bench/results.svg after every section, so a cut-short run keeps what it
 measured. Timings are reported, never asserted.
 """
@@ -239,6 +242,32 @@ def bootstrap(runs: int, work: Path, key: Path | None = None) -> tuple[Row, Row,
     return cold_warm, versus_cold, versus_warm
 
 
+def arm64(runs: int, work: Path) -> Row:
+    """The bench/bootstrap.py build (bookworm, cloud kernel, a one-line provisioner) for arm64 and amd64,
+    each with a new .deb cache."""
+    import bootstrap as bs  # bench/bootstrap.py
+
+    row = Row("debian-bootstrap build (cold): arm64 vs amd64", "arm64", "amd64")
+    kernels = {"arm64": "linux-image-cloud-arm64", "amd64": "linux-image-cloud-amd64"}
+
+    def one(architecture: str) -> Callable[[int], float]:
+        def run(i: int) -> float:
+            cache = work / f"cache-{architecture}-{i}"
+            seconds, mib = bs.build(work / architecture, cache, kernels[architecture], (), architecture)
+            shutil.rmtree(cache, ignore_errors=True)
+            print(f"    {architecture}: {mib:.1f} MiB image", flush=True)
+            return seconds
+
+        return run
+
+    alternate(row, runs, one("arm64"), one("amd64"), estimate=900.0)
+    row.note = (
+        "on an amd64 host: arm64's mmdebstrap runs the packages' scripts through qemu-user, and its check "
+        "boot emulates an aarch64 CPU (qemu-system-aarch64 -M virt -cpu max, AAVMF); amd64 boots under TCG too"
+    )
+    return row
+
+
 def mainjob(runs: int, work: Path) -> list[Row]:
     """The README's main job (trixie, cold cache), provisioned as a tree and in the guest, and debvm-create;
     the note gives each build's step medians."""
@@ -393,6 +422,7 @@ def main() -> int:
         ("packer", lambda: [packer(runs, base / "packer", *disk(args, base, key))]),
         ("mainjob", lambda: mainjob(runs, base / "mainjob")),
         ("parallel", lambda: [parallel(runs, base / "parallel", *disk(args, base, key))]),
+        ("arm64", lambda: [arm64(runs, base / "arm64")]),
     ]
     try:
         for name, section in sections:
@@ -402,6 +432,7 @@ def main() -> int:
             (base / "packer").mkdir(exist_ok=True)
             (base / "bootstrap").mkdir(exist_ok=True)
             (base / "mainjob").mkdir(exist_ok=True)
+            (base / "arm64").mkdir(exist_ok=True)
             t0 = time.monotonic()
             try:
                 rows += section()

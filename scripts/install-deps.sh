@@ -18,6 +18,9 @@ packages=(
   e2fsprogs dosfstools mtools fdisk mount util-linux
   grub-pc-bin grub-efi-amd64-bin grub2-common
   openssh-client xorriso cpio zstd procps ca-certificates libcrypt1
+  # arm64 images (architecture = "arm64"): mmdebstrap runs arm64 programs through qemu-user, registered
+  # with binfmt_misc; the image boots under qemu-system-aarch64 with AAVMF (UEFI).
+  qemu-user-static binfmt-support qemu-system-arm qemu-efi-aarch64
 )
 if [ "${1:-}" != "--no-tests" ]; then
   # To test: a real sshd, shellcheck for provision.sh, d-i's netboot files and isolinux for a
@@ -36,4 +39,26 @@ $SUDO apt-get install -y -q "${packages[@]}"
 # Debian's packer (1.6.6, in bookworm; installed where the archive has it) judges the template corpus beside vmbake.
 if [ "${1:-}" != "--no-tests" ] && apt-cache policy packer 2>/dev/null | grep -q 'Candidate: [0-9]'; then
   $SUDO apt-get install -y -q packer
+fi
+
+# qemu-user-static registers its binfmt entries only where binfmt_misc is mounted, and a container without
+# systemd as PID 1 does not mount it: mount it, register qemu-aarch64, and run a tiny arm64 program
+# (132 bytes: exit(42)) to show that the host now runs arm64 programs.
+if [ "$(dpkg --print-architecture)" != arm64 ]; then
+  if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
+    $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  if ! grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+    $SUDO update-binfmts --enable qemu-aarch64
+  fi
+  probe="$(mktemp)"
+  printf '\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00\x01\x00\x00\x00\x78\x00\x40\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x38\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x84\x00\x00\x00\x00\x00\x00\x00\x84\x00\x00\x00\x00\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x40\x05\x80\xd2\xa8\x0b\x80\xd2\x01\x00\x00\xd4' > "$probe"
+  chmod 755 "$probe"
+  status=0
+  "$probe" || status=$?
+  rm -f "$probe"
+  if [ "$status" -ne 42 ]; then
+    echo "install-deps: this host cannot run arm64 programs through qemu-user (binfmt_misc); arm64 builds will fail" >&2
+    exit 1
+  fi
 fi

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmbake import procs
+from vmbake import arch, procs
 from vmbake.errors import VmbakeError
 
 PROBE_TIMEOUT = 2.0  # a working KVM needs about 0.1 s; TCG about 0.2 s
@@ -99,6 +99,10 @@ def choose(configured: str, qemu_binary: str = "qemu-system-x86_64") -> AccelCho
 
 
 def _probe(qemu_binary: str) -> AccelChoice:
+    if arch.emulated(qemu_binary):
+        return AccelChoice(
+            "tcg", f"{os.path.basename(qemu_binary)} emulates another architecture than the host's"
+        )
     if not os.path.exists("/dev/kvm"):
         return AccelChoice("tcg", "/dev/kvm does not exist")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):

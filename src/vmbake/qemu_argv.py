@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmbake.arch import cpu_default
 from vmbake.comm.probe import NET_PROBE_GUEST_PORT
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
@@ -154,8 +155,9 @@ def default_args(config: QemuConfig, state: BuildState, facts: RunFacts) -> list
         args.append(("-machine", [f"type={config.machine_type}"]))
     else:
         args.append(("-machine", [f"type={config.machine_type},accel={facts.accelerator}"]))
-    if config.cpu_model:
-        args.append(("-cpu", [config.cpu_model]))
+    cpu = config.cpu_model or cpu_default(config.qemu_binary, facts.accelerator)
+    if cpu:
+        args.append(("-cpu", [cpu]))
     args.append(("-smp", [smp_arg(config, facts.host_cpus)]))
     args.append(("-m", [f"{config.memory}M"]))
     if not config.efi_boot:

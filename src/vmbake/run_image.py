@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from vmbake import procs, qemu_img
+from vmbake import arch, procs, qemu_img
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import UsageError, VmbakeError
 from vmbake.qmp import QmpError
@@ -146,6 +146,15 @@ def firmware_of(head: bytes) -> tuple[str, str]:
     return "bios", "the image has an MBR partition table"
 
 
+def arch_of(head: bytes) -> str:
+    """The Debian architecture of a disk, from its root partition's GPT type (the Discoverable Partitions
+    Specification's, which vmbake's debian-bootstrap builder writes); amd64 when the disk does not say."""
+    for found in partition_types(head)[1]:
+        if isinstance(found, uuid.UUID) and str(found) in arch.BY_ROOT_TYPE:
+            return arch.BY_ROOT_TYPE[str(found)].name
+    return "amd64"
+
+
 # -- the QEMU command line (pure) ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunPaths:
@@ -158,16 +167,20 @@ class RunPaths:
     efivars: Path | None = None
 
 
-def run_config(options: RunOptions, disk_format: str, firmware: str, paths: RunPaths) -> QemuConfig:
+def run_config(
+    options: RunOptions, disk_format: str, firmware: str, paths: RunPaths, architecture: str = "amd64"
+) -> QemuConfig:
     """The machine: a build's defaults, the disk booted as it is, no display. With a console socket the
-    VM starts paused (-S) so that the first line of the firmware reaches the terminal."""
+    VM starts paused (-S) so that the first line of the firmware reaches the terminal. An arm64 disk gets
+    qemu-system-aarch64's virt machine with AAVMF (arch.machine_defaults)."""
     qemuargs: list[list[str]] = []
     if paths.console_socket is not None:
         chardev = (
             f"socket,id=console0,path={paths.console_socket},server=on,wait=off,logfile={paths.console_log}"
         )
         qemuargs = [["-chardev", chardev], ["-serial", "chardev:console0"], ["-S"]]
-    return QemuConfig(
+    config = QemuConfig(
+        qemu_binary=arch.of(architecture).qemu_binary,
         disk_image=True,
         format=disk_format,
         headless=True,
@@ -178,6 +191,7 @@ def run_config(options: RunOptions, disk_format: str, firmware: str, paths: RunP
         disk_cache="writeback" if options.persist else "unsafe",
         qemuargs=qemuargs,
     )
+    return arch.machine_defaults(config, {"efi_boot"})
 
 
 def run_state(paths: RunPaths) -> BuildState:
@@ -321,7 +335,8 @@ def run(options: RunOptions, say: Callable[[str], None]) -> int:
             console_log=work / "console.log",
             console_socket=work / "console.sock" if console_mode else None,
         )
-        config = run_config(options, fmt, firmware, paths)
+        architecture = arch_of(head)
+        config = run_config(options, fmt, firmware, paths, architecture)
         if config.efi_boot:
             paths = dataclasses.replace(paths, efivars=work / "efivars.fd")
             try:
@@ -329,7 +344,12 @@ def run(options: RunOptions, say: Callable[[str], None]) -> int:
             except OSError as exc:
                 raise VmbakeError(
                     f"cannot copy the UEFI vars template {config.efi_firmware_vars}: {exc.strerror}",
-                    hint="install OVMF: apt-get install ovmf (or boot with -firmware bios)",
+                    hint="install the UEFI firmware: apt-get install "
+                    + (
+                        "qemu-efi-aarch64"
+                        if architecture == "arm64"
+                        else "ovmf (or boot with -firmware bios)"
+                    ),
                 ) from exc
         if paths.console_socket is not None:
             check_socket_path(paths.console_socket, "TMPDIR")
@@ -339,7 +359,12 @@ def run(options: RunOptions, say: Callable[[str], None]) -> int:
             if options.persist
             else "a throw-away overlay (the image is not changed)"
         )
-        say(f"Booting {options.image} on {what}, {firmware.upper()} ({why})")
+        machine = (
+            ""
+            if architecture == "amd64"
+            else f"{architecture} ({config.qemu_binary} -M {config.machine_type}), "
+        )
+        say(f"Booting {options.image} on {what}, {machine}{firmware.upper()} ({why})")
         with boot(config, state, vm_name="vmbake-run", work=work) as vm:
             if not options.persist:
                 disk.unlink()  # QEMU holds it open: even a killed vmbake leaves no overlay behind

@@ -6,6 +6,9 @@ with every write going to a throw-away snapshot. The checks: SSH answers and acc
 /etc/fstab names exists and is the one mounted there. The verdict is PASS or FAIL with the reason and the
 last lines of the guest's serial console.
 
+An arm64 image (its root partition has the aarch64 root type) boots under qemu-system-aarch64 -M virt
+with AAVMF (UEFI).
+
 Usage: vmbake verify [-ssh-key K] [-user root] [-password P] [-timeout 5m] [-efi] [-memory 1024] [-cpus 2]
                      [-accelerator tcg] IMAGE
 """
@@ -22,11 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmbake import qemu_img
+from vmbake import arch, qemu_img
 from vmbake.comm.ssh import SshTarget
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import UsageError, VmbakeError
 from vmbake.report.guestcheck import Check, check_guest
+from vmbake.run_image import arch_of, read_head
 from vmbake.sshkeys import load_private_key
 from vmbake.state import BuildState
 from vmbake.ui import BuildUi, Ui
@@ -77,6 +81,11 @@ def boot_trouble(path: Path | None) -> list[str]:
 
 def image_format(image: Path) -> str:
     return qemu_img.image_info(image)[0]
+
+
+def image_arch(image: Path) -> str:
+    """amd64 or arm64, from the image's partition table (see run_image.arch_of)."""
+    return arch_of(read_head(image, image_format(image)))
 
 
 def boot_config(base: QemuConfig, image_fmt: str) -> QemuConfig:
@@ -194,10 +203,14 @@ def _parse(args: Sequence[str]) -> tuple[VerifyOptions, QemuConfig]:
     except ValueError as exc:
         raise UsageError(f"bad flag value: {exc}", hint="-timeout takes 5m or 90s; -memory and -cpus numbers")
     efi = values.get("efi", "false") not in ("false", "0", "no")
+    image = Path(images[0])
+    architecture = image_arch(image) if image.is_file() else "amd64"
     config = QemuConfig(
         disk_image=True, accelerator=values.get("accelerator", ""), memory=memory, cpus=cpus, headless=True,
-        firmware=OVMF if efi else "",
+        firmware=OVMF if efi and architecture == "amd64" else "", qemu_binary=arch.of(architecture).qemu_binary,
     )  # fmt: skip
+    # An arm64 disk (by its root partition's type) boots on qemu-system-aarch64's virt machine with AAVMF.
+    config = arch.machine_defaults(config, set())
     key = Path(values["ssh-key"]) if values.get("ssh-key") else None
     if key is not None and not key.is_file():
         raise UsageError(f"-ssh-key {key}: no such file", hint="give the private key root logs in with")

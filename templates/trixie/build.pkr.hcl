@@ -1,7 +1,8 @@
-# Debian 13 (trixie): a minimal qcow2 VM image, baked three ways.
+# Debian 13 (trixie): a minimal qcow2 VM image, baked three ways (the bootstrap one for amd64 and arm64).
 #   vmbake build -only=installer trixie   the Debian installer from the netinst ISO, driven by a preseed
 #   vmbake build -only=installer-netboot trixie   the same installer and preseed, fetched from the archive
 #   vmbake build -only=bootstrap trixie   mmdebstrap onto a partitioned disk, no installer
+#   vmbake build -only=bootstrap-arm64 trixie   the same for arm64 (qemu-user on an amd64 host; UEFI)
 # Both builds end with the same provisioning (provision.sh). See README.md.
 
 variable "iso_directory" {
@@ -189,8 +190,51 @@ source "debian-bootstrap" "bootstrap" {
   shutdown_timeout = "15m"
 }
 
+# The bootstrap build for arm64 servers. On an amd64 host mmdebstrap runs the arm64 packages' scripts
+# through qemu-user (binfmt), and the check boot emulates an aarch64 CPU (qemu-system-aarch64 -M virt,
+# AAVMF): several times slower than the amd64 build. arm64 boots with UEFI only: grub-efi-arm64 on an ESP.
+source "debian-bootstrap" "bootstrap-arm64" {
+  suite        = "trixie"
+  architecture = "arm64"
+  firmware     = "efi"
+  hostname     = "debian"
+  domain       = "localdomain"
+  # As the amd64 build: provisioning in a chroot (here through qemu-user), then one check boot.
+  provision_stage = "tree"
+  partitions = [
+    { mountpoint = "/boot", size = "512M", fs = "ext4" },
+    { mountpoint = "/", size = "2G", fs = "ext4" },
+    { mountpoint = "/var", size = "1G", fs = "ext4" },
+    { mountpoint = "/tmp", size = "512M", fs = "ext4" },
+    { mountpoint = "swap", fs = "swap" },
+  ]
+
+  memory             = 1024
+  disk_size          = "5120M"
+  format             = "qcow2"
+  disk_compression   = true
+  disk_discard       = "unmap"
+  disk_detect_zeroes = "unmap"
+  accelerator        = ""
+  headless           = true
+  output_directory   = "output-bootstrap-arm64"
+  vm_name            = "trixie-arm64.qcow2"
+
+  root_ssh_keys = var.ssh_authorized_keys
+  root_password = var.root_password
+  users         = local.users
+  cloud_init    = var.cloud_init
+  apt_proxy     = var.apt_proxy
+
+  ssh_username     = "root"
+  ssh_timeout      = "30m"
+  shutdown_command = local.shutdown
+  shutdown_timeout = "15m"
+}
+
 build {
-  sources = ["source.qemu.installer", "source.qemu.installer-netboot", "source.debian-bootstrap.bootstrap"]
+  sources = ["source.qemu.installer", "source.qemu.installer-netboot", "source.debian-bootstrap.bootstrap",
+             "source.debian-bootstrap.bootstrap-arm64"]
 
   provisioner "file" {
     source      = "${path.root}/provision.sh"

@@ -147,7 +147,7 @@ def test_bash_completion(tmp_path: Path) -> None:
     assert _complete(script, ["vmbake", "build", "book"], 2) == ["bookworm"]
     # bash splits "-only=" at "=": the builds of the template named on the line, shipped or a file
     assert _complete(script, ["vmbake", "build", "-only", "=", "", "bookworm"], 4) == [
-        "debian-bootstrap.bootstrap", "qemu.installer", "qemu.installer-netboot",
+        "debian-bootstrap.bootstrap", "debian-bootstrap.bootstrap-arm64", "qemu.installer", "qemu.installer-netboot",
     ]  # fmt: skip
     seed = str((SEED / "build.pkr.hcl").relative_to(ROOT))
     assert _complete(script, ["vmbake", "validate", "-except", "=", "q", seed], 4) == ["qemu.buster"]

@@ -44,6 +44,9 @@ def test_both_builds_of_two_templates(
          "type": "qemu", "architecture": "amd64", "output_directory": "output-installer-netboot"},
         {"name": "trixie-bootstrap", "template": "templates/trixie", "build": "debian-bootstrap.bootstrap",
          "type": "debian-bootstrap", "architecture": "amd64", "output_directory": "output-bootstrap"},
+        {"name": "trixie-bootstrap-arm64", "template": "templates/trixie",
+         "build": "debian-bootstrap.bootstrap-arm64", "type": "debian-bootstrap", "architecture": "arm64",
+         "output_directory": "output-bootstrap-arm64"},
         {"name": "buster-installer", "template": "templates/buster", "build": "installer", "type": "qemu",
          "architecture": "amd64", "output_directory": "output-installer"},
         {"name": "buster-bootstrap", "template": "templates/buster", "build": "bootstrap",
@@ -63,6 +66,7 @@ def test_only_and_except_select_as_build_does(
     assert [(e["build"], e["output_directory"]) for e in excepted] == [
         ("qemu.installer", "output-installer"),
         ("qemu.installer-netboot", "output-installer-netboot"),
+        ("debian-bootstrap.bootstrap-arm64", "output-bootstrap-arm64"),
     ]
 
 
@@ -74,7 +78,7 @@ def test_a_variable_reaches_the_templates(
     err = capsys.readouterr().err
     assert "apt_proxy" in err and "is not an http:// URL" in err
     entries = matrix(["-var", "apt_proxy=http://cache:3142", "templates/trixie"], capsys, monkeypatch)
-    assert len(entries) == 3
+    assert len(entries) == 4
 
 
 def test_foreign_builder_types_are_left_out(

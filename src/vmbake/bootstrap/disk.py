@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from vmbake import procs
+from vmbake import arch, procs
 from vmbake.bootstrap.layout import (
-    EFI_MODULES,
     Planned,
     efi_early_config,
+    efi_modules,
     fstab_text,
     mkfs_argv,
     mount_order,
@@ -155,17 +155,22 @@ def grub_install_argvs(firmware: str, loop: str) -> list[list[str]]:
     return []
 
 
-def install_efi(root: Path, loop: str, plan: list[Planned], debug: Say | None) -> None:
+def install_efi(
+    root: Path, loop: str, plan: list[Planned], debug: Say | None, architecture: str = "amd64"
+) -> None:
     """UEFI boot without mounting the ESP: the image's grub-mkimage makes the removable-media loader
-    EFI/BOOT/BOOTX64.EFI (it finds /boot/grub by UUID), and mtools writes it onto the ESP."""
+    EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI on arm64; it finds /boot/grub by UUID), and mtools writes it onto
+    the ESP. For arm64 the chroot's grub-mkimage runs through qemu-user."""
     esp = next(p for p in plan if p.fs == "vfat")
     early, prefix = efi_early_config(plan)
+    target_arch = arch.of(architecture)
+    loader_name = target_arch.efi_loader
     (root / "tmp" / "vmbake-early.cfg").write_text(early)
-    argv = ["grub-mkimage", "-O", "x86_64-efi", "-o", "/tmp/vmbake-BOOTX64.EFI", "-p", prefix,
-            "-c", "/tmp/vmbake-early.cfg", *EFI_MODULES]  # fmt: skip
+    argv = ["grub-mkimage", "-O", target_arch.grub_efi_target, "-o", f"/tmp/vmbake-{loader_name}", "-p", prefix,
+            "-c", "/tmp/vmbake-early.cfg", *efi_modules(architecture)]  # fmt: skip
     chroot_run(root, argv, "grub-mkimage", on_line=debug)
-    modules = root / "usr" / "lib" / "grub" / "x86_64-efi"
-    target = root / "boot" / "grub" / "x86_64-efi"
+    modules = root / "usr" / "lib" / "grub" / target_arch.grub_efi_target
+    target = root / "boot" / "grub" / target_arch.grub_efi_target
     target.mkdir(parents=True, exist_ok=True)
     for item in modules.iterdir():
         if item.suffix in (".mod", ".lst"):
@@ -174,9 +179,9 @@ def install_efi(root: Path, loop: str, plan: list[Planned], debug: Say | None) -
     env = {"MTOOLS_SKIP_CHECK": "1"}
     hint = "install mtools (apt-get install mtools)"
     procs.run(["mmd", "-i", device, "::/EFI", "::/EFI/BOOT"], env=env, what="mmd", hint=hint)
-    loader = root / "tmp" / "vmbake-BOOTX64.EFI"
+    loader = root / "tmp" / f"vmbake-{loader_name}"
     procs.run(
-        ["mcopy", "-i", device, str(loader), "::/EFI/BOOT/BOOTX64.EFI"], env=env, what="mcopy", hint=hint
+        ["mcopy", "-i", device, str(loader), f"::/EFI/BOOT/{loader_name}"], env=env, what="mcopy", hint=hint
     )
     loader.unlink()
     (root / "tmp" / "vmbake-early.cfg").unlink()
@@ -191,6 +196,7 @@ def lay_disk(
     mount_dir: Path,
     say: Say,
     debug: Say | None = None,
+    architecture: str = "amd64",
 ) -> None:
     """Make the raw disk `image`: partitions, filesystems, the root fs from `tarball`, fstab, grub."""
     require_root()
@@ -228,7 +234,7 @@ def lay_disk(
                 chroot_run(mount_dir, argv, "grub-install", on_line=debug)
             if firmware in ("efi", "hybrid"):
                 (mount_dir / "boot" / "efi").mkdir(parents=True, exist_ok=True)
-                install_efi(mount_dir, loop, plan, debug)
+                install_efi(mount_dir, loop, plan, debug, architecture)
             chroot_run(mount_dir, ["update-grub"], "update-grub", on_line=debug)
             # The chroot's grub.cfg names the loop device nowhere (root=UUID=...); check that it does not.
             cfg = (mount_dir / "boot" / "grub" / "grub.cfg").read_text()

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmbake import arch
 from vmbake.config.bootstrap import (
     BIOS_BOOT_SIZE,
     ESP_SIZE,
@@ -31,7 +32,7 @@ TYPE_VAR = "4D21B016-B534-45C2-A9FB-5C16E091FD2D"
 # The specification has no type for /tmp. Its "temporary data" type means /var/tmp, and
 # systemd-gpt-auto-generator mounts such a partition there, racing fstab's /tmp mount of the same device
 # (seen here: "Can't open blockdev", then emergency mode). So /tmp gets the plain Linux type.
-_TYPES = {"/": TYPE_ROOT_X86_64, "/var": TYPE_VAR, "swap": TYPE_SWAP}
+_TYPES = {"/var": TYPE_VAR, "swap": TYPE_SWAP}
 SECTOR = 512
 
 
@@ -84,7 +85,14 @@ def plan_layout(config: BootstrapConfig, *, make_uuid: Callable[[str], str] = _n
         )
     for p in parts:
         size = _mib_align(parse_size(p.size)) if p.size else rest // MiB * MiB
-        add(_name(p), _TYPES.get(p.mountpoint, TYPE_LINUX), size, p.mountpoint, p.fs)
+        root_type = arch.of(config.architecture).root_type
+        add(
+            _name(p),
+            root_type if p.mountpoint == "/" else _TYPES.get(p.mountpoint, TYPE_LINUX),
+            size,
+            p.mountpoint,
+            p.fs,
+        )
     return plan
 
 
@@ -148,6 +156,12 @@ EFI_MODULES = (
     "part_gpt", "part_msdos", "fat", "ext2", "search", "search_fs_uuid", "normal", "configfile", "linux", "echo",
     "test", "gzio", "efi_gop", "efi_uga", "serial", "terminal", "terminfo", "reboot", "halt",
 )  # fmt: skip
+# efi_uga (an old x86 Mac display protocol) exists only for x86; arm64's EFI console needs no serial module.
+EFI_MODULES_ARM64 = tuple(m for m in EFI_MODULES if m not in ("efi_uga", "serial"))
+
+
+def efi_modules(architecture: str) -> tuple[str, ...]:
+    return EFI_MODULES if architecture == "amd64" else EFI_MODULES_ARM64
 
 
 def efi_early_config(plan: list[Planned]) -> tuple[str, str]:

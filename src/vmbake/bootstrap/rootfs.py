@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmbake import procs
+from vmbake import arch, procs
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
 from vmbake.config.login import active_users
 from vmbake.login import CLOUD_INIT_CFG, CLOUD_INIT_CFG_PATH, crypted, user_commands
@@ -36,11 +36,11 @@ MERGED_USR_HOOKS = "/usr/share/mmdebstrap/hooks/maybe-merged-usr"
 OLD_SUITES = ("buster", "bullseye")  # systemd-resolved is still part of systemd there
 
 
-def grub_packages(firmware: str) -> list[str]:
+def grub_packages(firmware: str, architecture: str = "amd64") -> list[str]:
     if firmware == "bios":
         return ["grub-pc"]
     if firmware == "efi":
-        return ["grub-efi-amd64", "dosfstools"]
+        return [arch.of(architecture).grub_efi, "dosfstools"]
     return ["grub-pc", "grub-efi-amd64-bin", "dosfstools"]  # hybrid: grub-pc owns the config
 
 
@@ -48,7 +48,7 @@ def packages(config: BootstrapConfig) -> list[str]:
     """The packages added to the variant: boot, network, SSH, bootloader, then the user's."""
     wanted = [
         config.kernel, "initramfs-tools", "zstd", "systemd-sysv", "udev", "dbus", "e2fsprogs", "openssh-server",
-        "libnss-resolve", *grub_packages(config.firmware),
+        "libnss-resolve", *grub_packages(config.firmware, config.architecture),
     ]  # fmt: skip
     if config.locale not in ("C.UTF-8", "C", "POSIX"):
         wanted.append("locales")
@@ -107,13 +107,13 @@ def initramfs_hook_script(mode: str) -> str:
 
 
 def grub_defaults(config: BootstrapConfig) -> str:
-    """The image's /etc/default/grub.d drop-in: the menu (none by default) on the console and the serial port."""
-    return (
-        f"GRUB_TIMEOUT={config.grub_timeout}\n"
-        f"GRUB_CMDLINE_LINUX_DEFAULT={shlex.quote(config.kernel_cmdline)}\n"
-        'GRUB_TERMINAL="console serial"\n'
-        'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n'
-    )
+    """The image's /etc/default/grub.d drop-in: the menu (none by default) on the console and the serial port.
+    On arm64 the UEFI console is the serial port already (AAVMF writes to the PL011), and grub's own
+    serial driver does not know that port."""
+    text = f"GRUB_TIMEOUT={config.grub_timeout}\nGRUB_CMDLINE_LINUX_DEFAULT={shlex.quote(config.kernel_cmdline)}\n"
+    if config.architecture != "amd64":
+        return text + 'GRUB_TERMINAL="console"\n'
+    return text + 'GRUB_TERMINAL="console serial"\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n'
 
 
 def network_unit() -> str:
@@ -195,8 +195,9 @@ def customize_script(config: BootstrapConfig, authorized_keys: list[str]) -> str
     parts.append(_heredoc("/etc/default/grub.d/50-vmbake.cfg", grub_defaults(config)))
     selections = [f"grub-pc grub-pc/install_devices multiselect {disk}"]
     if config.firmware != "bios":
-        selections += ["grub-efi-amd64 grub2/force_efi_extra_removable boolean true",
-                       "grub-efi-amd64 grub2/update_nvram boolean false"]  # fmt: skip
+        grub_efi = arch.of(config.architecture).grub_efi
+        selections += [f"{grub_efi} grub2/force_efi_extra_removable boolean true",
+                       f"{grub_efi} grub2/update_nvram boolean false"]  # fmt: skip
     parts.append(
         f"printf '%s\\n' {' '.join(shlex.quote(s) for s in selections)} | chroot \"$root\" debconf-set-selections\n"
     )
@@ -242,6 +243,8 @@ def mmdebstrap_argv(
 ) -> list[str]:
     """The exact mmdebstrap command line (pure: tested against exact lists)."""
     argv = ["mmdebstrap", f"--variant={config.variant}", f"--components={','.join(config.components)}"]
+    if config.architecture != "amd64":
+        argv.append(f"--architectures={config.architecture}")
     names = packages(config)
     if names:
         argv.append(f"--include={','.join(names)}")

@@ -16,10 +16,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vmbake import arch
+from vmbake.config.bootstrap import BootstrapConfig
+from vmbake.config.qemu import MachineConfig
 from vmbake.template import load_template
 from vmbake.template.model import Template
 
-ARCHITECTURE = "amd64"  # the only guest architecture vmbake builds today
+
+def architecture_of(config: object) -> str:
+    """The guest's Debian architecture: debian-bootstrap's `architecture`, else from `qemu_binary`."""
+    if isinstance(config, BootstrapConfig):
+        return config.architecture
+    if isinstance(config, MachineConfig):
+        found = arch.of_binary(config.qemu_binary)
+        return found.name if found is not None else config.qemu_binary.rsplit("-", 1)[-1]
+    return arch.host_arch()  # the null builder: the machine it runs on
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ def entries(template_arg: str, template: Template) -> list[MatrixEntry]:
             template_arg,
             build.name,
             build.type,
-            ARCHITECTURE,
+            architecture_of(build.config),
             str(build.config.output_directory),
         )
         for build in template.runnable

@@ -7,12 +7,13 @@ differ suit a small image: a 2G qcow2 disk, 1 GiB of memory, headless, root logg
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from vmbake import aptproxy
+from vmbake import aptproxy, arch
 from vmbake.config.fields import Decoder, opt
 from vmbake.config.login import LoginConfig, validate_login
 from vmbake.config.qemu import CommConfig, HTTPConfig, MachineConfig, ShutdownConfig
@@ -23,7 +24,8 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 SUITES = ("buster", "bullseye", "bookworm", "trixie", "forky", "sid")
-KERNELS = ("linux-image-amd64", "linux-image-cloud-amd64")
+KERNELS = ("linux-image-amd64", "linux-image-cloud-amd64", "linux-image-arm64", "linux-image-cloud-arm64")
+ARCHITECTURES = ("amd64", "arm64")
 FIRMWARES = ("bios", "efi", "hybrid")
 VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
 FILESYSTEMS = ("ext4", "ext3", "ext2", "swap")
@@ -90,8 +92,15 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
     )
     kernel: str = opt(
         "linux-image-amd64",
-        "Kernel package: linux-image-amd64 or linux-image-cloud-amd64",
+        "Kernel package: linux-image-ARCH or linux-image-cloud-ARCH (default: the architecture's generic one)",
         choices=KERNELS,
+        vmbake=True,
+    )
+    architecture: str = opt(
+        "amd64",
+        "Debian architecture of the image: amd64, or arm64 (mmdebstrap through qemu-user and binfmt on an "
+        "amd64 host, grub-efi-arm64 on an ESP, booted by qemu-system-aarch64 -M virt with AAVMF)",
+        choices=ARCHITECTURES,
         vmbake=True,
     )
     hostname: str = opt("debian", "Host name of the image", vmbake=True)
@@ -167,6 +176,24 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
     )
 
 
+def with_arch_defaults(config: BootstrapConfig, given: Collection[str]) -> BootstrapConfig:
+    """`config` with the defaults of its architecture for the keys the template did not give (`given`):
+    for arm64 the arm64 kernel, UEFI, the PL011 serial console, and qemu-system-aarch64's machine."""
+    target = arch.of(config.architecture)
+    if target is arch.AMD64:
+        return config
+    config = dataclasses.replace(
+        config,
+        qemu_binary=config.qemu_binary if "qemu_binary" in given else target.qemu_binary,
+        kernel=config.kernel if "kernel" in given else target.kernel,
+        firmware=config.firmware if "firmware" in given else "efi",
+        kernel_cmdline=config.kernel_cmdline
+        if "kernel_cmdline" in given
+        else f"console={target.console},115200",
+    )
+    return arch.machine_defaults(config, given)
+
+
 def effective_mirror(config: BootstrapConfig) -> str:
     """The mirror the build uses: the key, else the suite's default."""
     if config.mirror:
@@ -177,7 +204,7 @@ def effective_mirror(config: BootstrapConfig) -> str:
 def content_estimate(suite: str, kernel: str) -> int:
     """Bytes the root filesystem needs for `suite` with `kernel` (see _BASE_ESTIMATE)."""
     base = _BASE_ESTIMATE.get(suite, max(_BASE_ESTIMATE.values()))
-    return base + (_GENERIC_KERNEL_EXTRA if kernel == "linux-image-amd64" else 0)
+    return base + (_GENERIC_KERNEL_EXTRA if kernel in ("linux-image-amd64", "linux-image-arm64") else 0)
 
 
 def effective_partitions(config: BootstrapConfig) -> list[Partition]:
@@ -231,9 +258,31 @@ def validate_bootstrap(
             report(
                 f"exclude[{i}]", f"{name!r} cannot be excluded", "the image needs it to boot and be reached"
             )
+    _check_arch(config, report)
     if config.format not in ("qcow2", "raw"):
         report("format", f"format {config.format!r} is not supported by debian-bootstrap", "use qcow2 or raw")
     _check_layout(config, report)
+
+
+def _check_arch(config: BootstrapConfig, report: Callable[[str, str, str], None]) -> None:
+    """The kernel and firmware fit the architecture, and the host has what building it takes."""
+    target = arch.of(config.architecture)
+    if config.kernel not in target.kernels:
+        report("kernel", f"kernel {config.kernel!r} is not an {target.name} kernel",
+               f"use {' or '.join(target.kernels)}, or leave kernel out")  # fmt: skip
+    if config.firmware not in target.firmwares:
+        report("firmware", f"an {target.name} image cannot boot with firmware {config.firmware!r}",
+               f"use firmware {' or '.join(repr(f) for f in target.firmwares)}, or leave firmware out")  # fmt: skip
+    missing = arch.host_problems(target)
+    if missing:
+        report(
+            "architecture",
+            f"building {target.name} images here needs "
+            + "; ".join(f"{m.what} (Debian package {m.package})" for m in missing),
+            "apt-get install "
+            + " ".join(dict.fromkeys(m.package for m in missing))
+            + " (scripts/install-deps.sh installs them and registers the binfmt entry)",
+        )
 
 
 def _reporter(out: Decoder | list[Problem], path: str, file: str) -> Callable[[str, str, str], None]:

@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmbake import registry
-from vmbake.config.bootstrap import BootstrapConfig
+from vmbake import arch, registry
+from vmbake.config.bootstrap import BootstrapConfig, with_arch_defaults
 from vmbake.config.fields import Decoder, suggest
+from vmbake.config.qemu import MachineConfig
 from vmbake.errors import Problem
 from vmbake.template.model import BuildSpec, PostProcessorSpec, ProvisionerSpec
 from vmbake.template.validate import check_builder, check_post_processor, check_provisioner
@@ -389,7 +390,14 @@ class Assembler:
         cls = registry.builder_class(build.target.type)
         assert cls is not None  # resolve() keeps other types aside
         decoder = self._decoder(build.file)
-        config: Any = decoder.decode(cls, build.body(), build.path, ignore=frozenset({"type", "name"}))
+        body = build.body()
+        config: Any = decoder.decode(cls, body, build.path, ignore=frozenset({"type", "name"}))
+        # aarch64's machine and firmware (debian-bootstrap: also its kernel and console) for the keys not given
+        given = {key for key, value in body.items() if value is not None}
+        if isinstance(config, BootstrapConfig):
+            config = with_arch_defaults(config, given)
+        elif isinstance(config, MachineConfig):
+            config = arch.machine_defaults(config, given)
         check_builder(build.target.type, config, decoder, build.path)
         self._flush(decoder)
         return config
