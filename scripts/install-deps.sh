@@ -46,10 +46,10 @@ fi
 # (132 bytes: exit(42)) to show that the host now runs arm64 programs.
 if [ "$(dpkg --print-architecture)" != arm64 ]; then
   if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
-    $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || true
   fi
   if ! grep -qs '^enabled' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
-    $SUDO update-binfmts --enable qemu-aarch64
+    $SUDO update-binfmts --enable qemu-aarch64 || true
   fi
   probe="$(mktemp)"
   printf '\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00\x01\x00\x00\x00\x78\x00\x40\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x38\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x84\x00\x00\x00\x00\x00\x00\x00\x84\x00\x00\x00\x00\x00\x00\x00\x00\x10\x00\x00\x00\x00\x00\x00\x40\x05\x80\xd2\xa8\x0b\x80\xd2\x01\x00\x00\xd4' > "$probe"
@@ -58,7 +58,9 @@ if [ "$(dpkg --print-architecture)" != arm64 ]; then
   "$probe" || status=$?
   rm -f "$probe"
   if [ "$status" -ne 42 ]; then
-    echo "install-deps: this host cannot run arm64 programs through qemu-user (binfmt_misc); arm64 builds will fail" >&2
-    exit 1
+    # A warning, not a failure: amd64 builds need none of this, and `vmbake validate` names the gap for
+    # an arm64 build.
+    echo "install-deps: warning: this host cannot run arm64 programs through qemu-user (binfmt_misc);" \
+      "arm64 builds will fail" >&2
   fi
 fi
