@@ -51,7 +51,7 @@ variable "apt_proxy" {
 
 locals {
   # An empty name makes no user.
-  users = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
+  users   = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
   vm_name = "forky.qcow2"
   # Sections run while provisioning: the default ones, then the free space is wiped so the image compacts.
   provision = "/tmp/provision.sh --batch --section default --section zero_freespace"
@@ -78,17 +78,17 @@ source "qemu" "installer" {
     "<esc><wait5>expert<spacebar>ipv6.disable=1<spacebar>net.ifnames=0<spacebar>auto=true<spacebar>priority=critical<spacebar>url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/virtual-host.cfg<wait5><enter>"
   ]
 
-  memory            = 1024
-  disk_size         = "5120M"
-  format            = "qcow2"
-  disk_compression  = true
-  disk_interface    = "virtio"
-  disk_discard      = "unmap"
+  memory             = 1024
+  disk_size          = "5120M"
+  format             = "qcow2"
+  disk_compression   = true
+  disk_interface     = "virtio"
+  disk_discard       = "unmap"
   disk_detect_zeroes = "unmap"
-  accelerator       = ""
-  headless          = true
-  output_directory  = "output-installer"
-  vm_name           = local.vm_name
+  accelerator        = ""
+  headless           = true
+  output_directory   = "output-installer"
+  vm_name            = local.vm_name
 
   root_ssh_keys = var.ssh_authorized_keys
   root_password = var.root_password
@@ -138,7 +138,7 @@ source "debian-bootstrap" "bootstrap" {
   cloud_init    = var.cloud_init
   apt_proxy     = var.apt_proxy
 
-  ssh_username     = "root"
+  ssh_username = "root"
   # The first boot makes the SSH host keys; under TCG on a busy host that alone can take minutes.
   ssh_timeout      = "30m"
   shutdown_command = local.shutdown
