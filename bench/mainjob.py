@@ -149,11 +149,16 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print(f"host load average at start: {load:.1f} (on {os.cpu_count()} CPUs)")
+    end_load = os.getloadavg()[0]
+    print(f"host load average: {load:.1f} at the start, {end_load:.1f} at the end (on {os.cpu_count()} CPUs)")
     for line in step_table({"vm": vms, "tree": trees}):
         print(line)
     tree_s = statistics.median(b.seconds for b in trees)
     print(f"tree build {tree_s:.1f} s, target {TARGET_S:.0f} s")
+    # What the build adds to mmdebstrap (debvm-create is little more than mmdebstrap): disk, provisioning,
+    # the check boot, the artifact.
+    beyond = [b.seconds - b.steps.get("stepBootstrapRootfs", 0.0) for b in trees]
+    print(f"tree build beyond mmdebstrap {statistics.median(beyond):.1f} s")
     if debvms:
         debvm_s = statistics.median(debvms)
         ratios = [t.seconds / d for t, d in zip(trees, debvms, strict=False)]

@@ -123,6 +123,15 @@ def test_tree_build_provisions_in_the_chroot_and_boots_once_for_the_report(build
     assert "image tree: nothing to power off" in out
     assert "kept '/etc/fstab': the builder wrote it from its layout" in out
     assert "Stopping the check VM" in out
+    # The report's file facts come from the tree (devices named as the guest sees them), the running
+    # system's from the check boot.
+    assert "Collecting facts for the image report from the image tree..." in out
+    report = builds["tree"].report
+    assert report["kernel"] and report["system_state"] in ("running", "degraded")
+    filesystems = report["filesystems"]
+    assert isinstance(filesystems, list)
+    sources = {str(fs["source"]) for fs in filesystems}
+    assert sources and all(source.startswith("/dev/vda") for source in sources), sources
     assert "Gracefully halting" not in out  # no guest shutdown: the check boot ran on a snapshot
     assert out.count("Starting VM") == 1
 

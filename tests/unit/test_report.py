@@ -20,12 +20,16 @@ from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError
 from vmbake.report.collect import (
     DF_CMD,
+    LIVE_CMD,
     PACKAGES_CMD,
     ImageFacts,
+    add_live_facts,
     collect,
+    collect_files,
     parse_df,
     parse_du,
     parse_failed_units,
+    parse_live,
     parse_packages,
 )
 from vmbake.report.render import ArtifactInfo, render_html, report_data, summary_lines
@@ -150,6 +154,24 @@ def test_collect_asks_each_fact_once_and_keeps_output_quiet() -> None:
     assert "du -x -B1 -d 3 / /boot/efi" in comm.commands[2]
     assert facts.system_state == "degraded" and facts.failed_units == ["systemd-networkd-wait-online.service"]
     assert facts.biggest_packages(1)[0].name.startswith("linux-image")
+
+
+def test_files_then_live_facts_ask_the_guest_once_for_what_is_running() -> None:
+    """The tree stage's split: the files' facts in the chroot, then one command in the booted guest."""
+    tree = ScriptedComm(answers())
+    facts = collect_files(tree)
+    assert len(tree.commands) == 4 and not facts.kernel and not facts.system_state
+    assert facts.os == "Debian" and facts.biggest_packages(1)[0].name.startswith("linux-image")
+    guest = ScriptedComm({LIVE_CMD: "6.12.1-amd64\n--vmbake--\ndegraded\n--vmbake--\n" + FAILED})
+    add_live_facts(guest, facts)
+    assert guest.commands == [LIVE_CMD]
+    assert facts.kernel == "6.12.1-amd64" and facts.system_state == "degraded"
+    assert facts.failed_units == ["systemd-networkd-wait-online.service"]
+
+
+def test_parse_live_tolerates_missing_sections() -> None:
+    assert parse_live("6.1.0\n--vmbake--\nrunning\n--vmbake--\n") == ("6.1.0", "running", [])
+    assert parse_live("6.1.0\n") == ("6.1.0", "", [])
 
 
 def context(tmp_path: Path, *, report: bool = True, **config: object) -> tuple[BuildContext, io.StringIO]:

@@ -46,11 +46,17 @@ def names(tmp_path: Path, **keys: object) -> list[str]:
 def test_tree_plan_provisions_before_the_only_boot_and_finishes_after_it(tmp_path: Path) -> None:
     steps = names(tmp_path, provision_stage="tree")
     order = ["stepBootstrapRootfs", "stepBootstrapDisk", "StepTreeProvision", "stepRun", "StepConnect",
-             "StepCollectReport", "StepCheckBoot", "StepTreeFinish", "StepWriteReport",
-             "StepCheckSizeBudget", "StepVerifyImage"]  # fmt: skip
+             "StepCheckBoot", "StepTreeFinish", "StepWriteReport", "StepCheckSizeBudget", "StepVerifyImage"]  # fmt: skip
     assert [n for n in steps if n in order] == order
-    # No provisioning, shutdown or second conversion in the guest.
-    for absent in ("StepProvision", "stepShutdown", "stepConvertDisk", "stepBootstrapClearKey"):
+    # No provisioning, shutdown or second conversion in the guest, and no report gathered there: the
+    # tree gives the files' facts (StepTreeProvision), the check boot the running system's.
+    for absent in (
+        "StepProvision",
+        "stepShutdown",
+        "stepConvertDisk",
+        "stepBootstrapClearKey",
+        "StepCollectReport",
+    ):
         assert absent not in steps
 
 
@@ -108,3 +114,26 @@ def test_trim_covers_every_ext_filesystem_of_the_tree_and_nothing_else() -> None
     )
     argvs = trim_argvs(Path("/w/tree"), plan_layout(config))
     assert argvs == [["fstrim", "--verbose", m] for m in ("/w/tree", "/w/tree/boot", "/w/tree/var")]
+
+
+def test_report_facts_of_the_tree_name_the_guests_devices() -> None:
+    from vmbake.report.collect import Filesystem, ImageFacts, rename_sources
+    from vmbake.steps.tree_provision import guest_devices
+
+    config = BootstrapConfig(
+        disk_size="6G",
+        partitions=[Partition("/boot", "512M"), Partition("/", "3G"), Partition("swap", "", "swap")],
+    )
+    plan = plan_layout(config)
+    names = guest_devices(RawDisk(Path("disk.raw"), plan, "/dev/vda"))
+    numbers = {p.mountpoint: p.number for p in plan}
+    assert names == {"/boot": f"/dev/vda{numbers['/boot']}", "/": f"/dev/vda{numbers['/']}"}
+    facts = ImageFacts(
+        filesystems=[
+            Filesystem("/dev/loop7p2", "ext4", "/boot", 1, 1, 0),
+            Filesystem("/dev/loop7p3", "ext4", "/", 1, 1, 0),
+            Filesystem("tmpfs", "tmpfs", "/run", 1, 1, 0),
+        ]
+    )
+    rename_sources(facts, names)
+    assert [fs.source for fs in facts.filesystems] == [names["/boot"], names["/"], "tmpfs"]

@@ -13,7 +13,14 @@ import pytest
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
 from vmbake.qemu_argv import RunFacts, qemu_argv
-from vmbake.report.guestcheck import block_devices, fstab_problems, parse_fstab, root_options
+from vmbake.report.guestcheck import (
+    CHECK_CMD,
+    block_devices,
+    check_guest,
+    fstab_problems,
+    parse_fstab,
+    root_options,
+)
 from vmbake.state import BuildState
 from vmbake.verify import _parse, boot_config, boot_trouble, console_tail
 
@@ -71,6 +78,41 @@ def test_dev_paths_and_blkid_fill_in() -> None:
     blkid = "DEVNAME=/dev/vdb1\nUUID=1234\nTYPE=ext4\n\nDEVNAME=/dev/vda1\nLABEL=root\n"
     assert fstab_problems(entries, block_devices(LSBLK, blkid), {"/dev/disk/by-id/virtio-x"}) == []
     assert fstab_problems(parse_fstab("UUID=1234 /d ext4 defaults 0 2\n"), block_devices("", blkid)) == []
+
+
+class OneAnswer:
+    """Answers CHECK_CMD with recorded sections (a stand-in for the guest; real guests boot in
+    tests/integration/test_report_verify.py) and records every command it is asked."""
+
+    def __init__(self, sections: list[str]) -> None:
+        self.output = "\n--vmbake-check--\n".join(sections)
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, on_stdout, on_stderr, pty=False, timeout=None) -> int:  # type: ignore[no-untyped-def]
+        self.commands.append(command)
+        for line in self.output.splitlines():
+            on_stdout(line)
+        return 0
+
+
+def test_check_guest_asks_once_and_judges_each_section() -> None:
+    mounts = "/dev/vda1 / ext4 rw,relatime 0 0\n/dev/vda15 /boot/efi vfat rw 0 0"
+    # A blank first line in fstab: the line numbers in problems stay those of the file.
+    fstab = "\n" + FSTAB.replace("0A1B2C3D", "0A1B2C3E")
+    failed = "e2scrub_reap.service loaded failed failed Remove Stale Snapshots"
+    comm = OneAnswer(["degraded", failed, mounts, fstab, LSBLK, ""])
+    checks = check_guest(comm)
+    assert comm.commands == [CHECK_CMD]
+    assert [c.ok for c in checks] == [True, True, False]
+    assert checks[0].detail == "systemctl is-system-running: degraded (failed units: e2scrub_reap.service)"
+    assert checks[1].detail == "the root filesystem is mounted read-write"
+    assert checks[2].detail.startswith("/etc/fstab line 3: UUID=0A1B2C3E")
+
+
+def test_check_guest_with_a_silent_guest_fails_every_check() -> None:
+    checks = check_guest(OneAnswer([""]))
+    assert [c.ok for c in checks] == [False, False, True]  # no fstab: nothing to disagree with
+    assert checks[0].detail == "systemctl is-system-running: (no answer)"
 
 
 def test_root_options_take_the_last_mount_of_slash() -> None:

@@ -26,7 +26,6 @@ from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.bootstrap_disk import StepBootstrapDisk
 from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
 from vmbake.steps.check_size_budget import StepCheckSizeBudget
-from vmbake.steps.collect_report import StepCollectReport
 from vmbake.steps.connect import StepConnect
 from vmbake.steps.forward_port import StepPortForward
 from vmbake.steps.http_server import StepHTTPServer
@@ -104,9 +103,9 @@ def steps(ctx: BuildContext) -> list[Step]:
 
 
 def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:
-    """provision_stage "tree": the provisioners run in a chroot of the disk before it ever boots; then one
-    boot on a snapshot, for the report and verify's checks; then the shutdown_command in the chroot, and
-    the artifact.
+    """provision_stage "tree": the provisioners run in a chroot of the disk before it ever boots, and the
+    report's facts come from that tree; then one boot on a snapshot, for verify's checks and the running
+    system's facts; then the shutdown_command in the chroot, and the artifact.
     Without a communicator there is nothing to log in to, so there is no boot at all."""
     ctx.config = qemu_view(config, check_boot=True)
     plan: list[Step] = [
@@ -123,7 +122,6 @@ def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:
             StepPrepareEfivars(),
             StepRun(),
             StepConnect(),
-            StepCollectReport(),
             StepCheckBoot(),
         ]
     plan += [

@@ -159,7 +159,7 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
         "vm",
         "Where the provisioners and shutdown_command run: 'vm' (in the booted guest, over the communicator) "
         "or 'tree' (in a chroot of the image before its first boot, at the host's speed; the guest then "
-        "boots once, on a throw-away snapshot, for the report)",
+        "boots once, on a throw-away snapshot, to be checked)",
         choices=PROVISION_STAGES,
         vmbake=True,
     )

@@ -148,16 +148,38 @@ def _capture(comm: Communicator, command: str, timeout: float) -> tuple[int, str
     return status, "\n".join(out)
 
 
+# Everything the checks read, in one command: each command to a guest under TCG costs a round trip and a
+# session. The sections follow systemd's wait for the boot to settle, so they see the settled system.
+_MARK = "--vmbake-check--"
+CHECK_CMD = (
+    f"; echo {_MARK}; ".join(
+        [
+            f"timeout {STATE_WAIT} systemctl is-system-running --wait 2>/dev/null",
+            "systemctl list-units --failed --plain --no-legend --no-pager 2>/dev/null",
+            "cat /proc/self/mounts",
+            "cat /etc/fstab",
+            LSBLK_CMD + " 2>/dev/null",
+            BLKID_CMD,
+        ]
+    )
+    + "; true"
+)
+
+
+def check_sections(output: str) -> list[str]:
+    """CHECK_CMD's output cut into its six sections (missing ones empty: the connection dropped)."""
+    sections = [part.removeprefix("\n").removesuffix("\n") for part in output.split(_MARK)]
+    return [*sections, *[""] * 6][:6]
+
+
 def check_guest(comm: Communicator, say: Callable[[str], None] = lambda _t: None) -> list[Check]:
     """Run the three checks in the guest; each result says what was seen."""
     checks: list[Check] = []
-    status, state = _capture(
-        comm, f"timeout {STATE_WAIT} systemctl is-system-running --wait 2>/dev/null", STATE_WAIT + 30
-    )
+    status, output = _capture(comm, CHECK_CMD, STATE_WAIT + 60)
+    state, failed, mounts, fstab, lsblk, blkid = check_sections(output)
     state = (state.strip().splitlines() or ["(no answer)"])[-1]
     detail = f"systemctl is-system-running: {state}"
     if state == "degraded":
-        _, failed = _capture(comm, "systemctl list-units --failed --plain --no-legend --no-pager", 60)
         units = [line.split()[0] for line in failed.splitlines() if line.strip()]
         detail += " (failed units: " + (", ".join(units) or "none listed") + ")"
     if status == DISCONNECTED:
@@ -165,7 +187,6 @@ def check_guest(comm: Communicator, say: Callable[[str], None] = lambda _t: None
     checks.append(Check("system state", state in GOOD_STATES and status != DISCONNECTED, detail))
     say(("ok    " if checks[-1].ok else "FAIL  ") + detail)
 
-    _, mounts = _capture(comm, "cat /proc/self/mounts", 60)
     options = root_options(mounts)
     rw = "rw" in options
     detail = "the root filesystem is mounted " + (
@@ -174,9 +195,6 @@ def check_guest(comm: Communicator, say: Callable[[str], None] = lambda _t: None
     checks.append(Check("root read-write", rw, detail))
     say(("ok    " if rw else "FAIL  ") + detail)
 
-    _, fstab = _capture(comm, "cat /etc/fstab", 60)
-    _, lsblk = _capture(comm, LSBLK_CMD, 60)
-    _, blkid = _capture(comm, BLKID_CMD, 60)
     entries = parse_fstab(fstab)
     paths = sorted({e.source for e in entries if e.source.startswith("/dev/")})
     existing: set[str] = set()

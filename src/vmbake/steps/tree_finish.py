@@ -2,9 +2,10 @@
 
 StepCheckBoot ends the check boot. The guest ran on a throw-away snapshot, booted from the provisioned
 tree; this step checks it as `vmbake verify` does (systemd's state, the root filesystem read-write,
-fstab against the disk's partitions) and fails the build when a check fails. QEMU is then stopped at
-once rather than shut down: its writes are discarded anyway. Reads state.comm, state.qemu; leaves
-state.comm None and QEMU stopped.
+fstab against the disk's partitions) and fails the build when a check fails. It adds the running
+system's facts (kernel, state, failed units) to the report StepTreeProvision gathered from the tree.
+QEMU is then stopped at once rather than shut down: its writes are discarded anyway. Reads state.comm,
+state.qemu, state.report; updates state.report; leaves state.comm None and QEMU stopped.
 
 StepTreeFinish mounts the tree once more and, in the chroot, cleans cloud-init's state and takes the
 build's key out (as stepBootstrapCleanCloudInit and stepBootstrapClearKey do in a guest) and runs
@@ -25,6 +26,7 @@ from vmbake.comm import DISCONNECTED
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError
+from vmbake.report.collect import ImageFacts, add_live_facts
 from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
@@ -42,6 +44,13 @@ class StepCheckBoot(Step):
             raise StepError(self.name, "no connection to the check VM", hint="this is a vmbake bug")
         ctx.ui.say("Checking the booted image (as vmbake verify does)...")
         checks = check_guest(comm, say=ctx.ui.message)
+        if ctx.state.report is not None:
+            facts = ImageFacts.from_json(ctx.state.report)
+            try:
+                add_live_facts(comm, facts)
+            except VmbakeError as err:
+                ctx.ui.warn(f"could not ask the guest for the image report's running facts: {err}")
+            ctx.state.report = facts.to_json()
         comm.close()
         ctx.state.comm = None
         ctx.ui.say("Stopping the check VM (its writes went to a snapshot)...")
