@@ -2,8 +2,7 @@
 
 The first steps are this builder's own (root filesystem, disk). From the boot on, the steps are the
 QEMU builder's: they read the machine, communicator and shutdown keys through a QemuConfig view of the
-same template block (`qemu_view`), booting the made disk as a disk image. Steps written by other parts
-of vmbake are imported when the list is built, so a missing one is skipped rather than breaking builds.
+same template block (`qemu_view`), booting the made disk as a disk image.
 
 What this builder needs on the host: root (loop devices, mount, chroot), mmdebstrap, sfdisk and partx
 (fdisk, util-linux), mkfs.ext4, for UEFI mkfs.vfat and mtools (the ESP is written without mounting it,
