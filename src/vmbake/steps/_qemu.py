@@ -7,11 +7,9 @@ from pathlib import Path
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError
 from vmbake.qemu_argv import output_dir_of, vm_name_of
-from vmbake.qmp import Qmp
 from vmbake.state import BuildContext
 from vmbake.units import parse_duration
 from vmbake.vm import stop_qemu
-from vmbake.vmwatch import VmWatch
 
 
 def qemu_config(ctx: BuildContext, step: str) -> QemuConfig:
@@ -48,9 +46,8 @@ def seconds(text: str, default: float) -> float:
 
 def stop_vm(ctx: BuildContext, *, quit_timeout: float = 5.0) -> None:
     """Stop the build's QEMU if it runs (vm.stop_qemu: QMP quit, SIGTERM, SIGKILL). Idempotent."""
-    if isinstance(ctx.state.vm_watch, VmWatch):
+    if ctx.state.vm_watch is not None:
         ctx.state.vm_watch.stop()  # first: stopping QEMU is no failure of the VM
         ctx.state.vm_watch = None
-    qmp = ctx.state.qmp
-    stop_qemu(ctx.state.qemu, qmp if isinstance(qmp, Qmp) else None, quit_timeout)
+    stop_qemu(ctx.state.qemu, ctx.state.qmp, quit_timeout)
     ctx.state.qmp = None

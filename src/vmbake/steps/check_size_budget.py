@@ -45,7 +45,7 @@ class StepCheckSizeBudget(Step):
                 f"Artifact size {format_size(size)} is within the size budget of {format_size(budget)}"
             )
             return
-        facts = ImageFacts.from_json(ctx.state.report) if ctx.state.report else None
+        facts = ctx.state.report
         raise StepError(
             self.name,
             overrun_message(str(disk), size, budget, facts),

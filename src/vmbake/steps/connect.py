@@ -45,11 +45,7 @@ def _seconds(text: str, default: float) -> float:
 def _direct(ctx: BuildContext) -> bool:
     """True when vmbake reaches the guest's SSH port itself, not through QEMU's port forward."""
     config = ctx.config
-    return (
-        bool(getattr(config, "ssh_host", ""))
-        or getattr(config, "skip_nat_mapping", False)
-        or (ctx.state.ssh_host_port is None)
-    )
+    return bool(config.ssh_host) or config.skip_nat_mapping or (ctx.state.ssh_host_port is None)
 
 
 def net_probe_port(ctx: BuildContext) -> int | None:
@@ -60,20 +56,20 @@ def net_probe_port(ctx: BuildContext) -> int | None:
 def ssh_target(ctx: BuildContext) -> SshTarget:
     """Where and how to log in to this build's guest, from its config and state."""
     config = ctx.config
-    ssh_host = getattr(config, "ssh_host", "")
-    port = getattr(config, "ssh_port", 22) if _direct(ctx) else ctx.state.ssh_host_port
+    ssh_host = config.ssh_host
+    port = config.ssh_port if _direct(ctx) else ctx.state.ssh_host_port
     key = None
     if ctx.state.ssh_private_key_path is not None:
-        key = load_private_key(ctx.state.ssh_private_key_path, getattr(config, "ssh_key_passphrase", ""))
+        key = load_private_key(ctx.state.ssh_private_key_path, config.ssh_key_passphrase)
     return SshTarget(
         host=ssh_host or "127.0.0.1",
         port=int(port or 22),
-        username=getattr(config, "ssh_username", "") or "root",
-        password=getattr(config, "ssh_password", ""),
+        username=config.ssh_username or "root",
+        password=config.ssh_password,
         key=key,
-        agent=getattr(config, "ssh_agent_auth", False),
-        keep_alive=_seconds(getattr(config, "ssh_keep_alive_interval", "5s"), 5.0),
-        transfer=getattr(config, "ssh_file_transfer_method", "sftp") or "sftp",
+        agent=config.ssh_agent_auth,
+        keep_alive=_seconds(config.ssh_keep_alive_interval, 5.0),
+        transfer=config.ssh_file_transfer_method or "sftp",
         pinned_host_key=ctx.state.ssh_host_key,
         progress=lambda name, size: ctx.ui.progress(name, size),
     )
@@ -92,24 +88,22 @@ class StepConnect(Step):
     name = "StepConnect"
 
     def run(self, ctx: BuildContext) -> None:
-        kind = getattr(ctx.config, "communicator", "ssh")
+        kind = ctx.config.communicator
         if kind == "none":
             return
         if kind != "ssh":
             raise StepError(self.name, f"communicator {kind!r} is not supported", hint="use 'ssh' or 'none'")
         target = ssh_target(ctx)
         ctx.ui.say(f"Using ssh communicator to connect: {target.host}")
-        pause = _seconds(getattr(ctx.config, "pause_before_connecting", ""), 0.0)
+        pause = _seconds(ctx.config.pause_before_connecting, 0.0)
         if pause > 0:
             ctx.ui.say(f"Pausing {format_duration(pause)} before connecting...")
             if ctx.cancel.wait(pause):
                 raise BuildCancelled()
         config = ctx.config
-        timeout = _seconds(
-            getattr(config, "ssh_wait_timeout", "") or getattr(config, "ssh_timeout", "5m"), 300.0
-        )
+        timeout = _seconds(config.ssh_wait_timeout or config.ssh_timeout, 300.0)
         ctx.ui.say("Waiting for SSH to become available...")
-        comm = self.wait(ctx, target, timeout, max(1, getattr(config, "ssh_handshake_attempts", 10)))
+        comm = self.wait(ctx, target, timeout, max(1, config.ssh_handshake_attempts))
         comm.cancel = ctx.cancel
         ctx.state.comm = comm
         ctx.state.ssh_host_key = comm.host_key

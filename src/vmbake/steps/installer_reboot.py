@@ -40,7 +40,7 @@ class StepInstallerReboot(Step):
         child = state.qemu
         if child is None:
             raise StepError(self.name, "the VM is not running", hint="this is a vmbake bug")
-        limit = seconds(getattr(ctx.config, "ssh_timeout", ""), 300.0)
+        limit = seconds(ctx.config.ssh_timeout, 300.0)
         ctx.ui.say("Waiting for the installer to finish and power off the VM...")
         started = time.monotonic()
         while (code := child.wait(POLL)) is None:

@@ -27,6 +27,7 @@ from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.template.gotemplate import fill_build_data
 from vmbake.template.model import ProvisionerSpec
+from vmbake.units import go_duration
 
 KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
     "shell": (ShellConfig, shell_provisioner.provision),
@@ -36,16 +37,6 @@ KINDS: dict[str, tuple[type[Any], Callable[[Run, Any], None]]] = {
     "ansible": (AnsibleConfig, ansible_provisioner.provision),
     "ansible-local": (AnsibleLocalConfig, ansible_local_provisioner.provision),
 }
-
-
-def go_duration(seconds: float) -> str:
-    """Seconds as Go prints a duration: 5s, 1m30s, 1h0m0s, 1.5s."""
-    if seconds != int(seconds) or seconds < 60:
-        return f"{seconds:g}s"
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes}m{secs}s" if hours else f"{minutes}m{secs}s"
 
 
 def run_provisioner(ctx: BuildContext, spec: ProvisionerSpec) -> None:
@@ -102,7 +93,7 @@ class StepProvision(Step):
                     raise
                 raise StepError(self.name, exc.message, exc.hint) from None
 
-        if getattr(ctx.config, "ssh_clear_authorized_keys", False):
+        if ctx.config.ssh_clear_authorized_keys:
             clear_temporary_key(ctx)
 
     def _error_cleanup(self, ctx: BuildContext) -> None:

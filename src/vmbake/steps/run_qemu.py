@@ -25,7 +25,6 @@ from vmbake.errors import BuildCancelled, StepError
 from vmbake.installer.console_watch import installer_console
 from vmbake.ports import PortReservation
 from vmbake.qemu_argv import RunFacts, host_cpus, qemu_argv
-from vmbake.qmp import Qmp
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, qemu_config, stop_vm, vm_name
@@ -163,9 +162,9 @@ class StepRun(Step):
                 "Error launching VM: Qemu failed to start" + (f":\n{error}" if error else ""),
                 hint="see the QEMU command line with -debug",
             )
-        if state.vnc_password and isinstance(state.qmp, Qmp):
+        if state.vnc_password and state.qmp is not None:
             state.qmp.change_vnc_password(state.vnc_password)
-        if isinstance(state.qmp, Qmp):
+        if state.qmp is not None:
             installer = installer_console(config, state.kernel_path, state.iso_path)
             state.vm_watch = VmWatch(
                 ctx, state.qmp, installer_console=state.console_log if installer else None

@@ -15,7 +15,7 @@ import time
 from vmbake.comm import DISCONNECTED
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.procs import Child
-from vmbake.qmp import Qmp, QmpError
+from vmbake.qmp import QmpError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import qemu_config, seconds, stop_vm
@@ -89,7 +89,7 @@ class StepShutdown(Step):
     def _powerdown(self, ctx: BuildContext, child: Child, timeout: float) -> None:
         qmp = ctx.state.qmp
         ctx.ui.say("Halting the virtual machine with an ACPI power-down request...")
-        if isinstance(qmp, Qmp):
+        if qmp is not None:
             try:
                 qmp.system_powerdown()
             except QmpError as err:
@@ -108,7 +108,7 @@ class StepShutdown(Step):
             "sending an ACPI power-down request"
         )
         qmp = ctx.state.qmp
-        if isinstance(qmp, Qmp):
+        if qmp is not None:
             try:
                 qmp.system_powerdown()
             except QmpError as err:
@@ -135,7 +135,7 @@ class StepShutdown(Step):
                 hint="see the QEMU log in the work directory with -debug",
             )
         qmp = ctx.state.qmp
-        event = qmp.wait_event("SHUTDOWN", SHUTDOWN_EVENT_WAIT) if isinstance(qmp, Qmp) else None
+        event = qmp.wait_event("SHUTDOWN", SHUTDOWN_EVENT_WAIT) if qmp is not None else None
         reason = str((event or {}).get("data", {}).get("reason", ""))
         if reason.startswith("host-"):
             raise StepError(

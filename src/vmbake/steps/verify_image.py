@@ -23,7 +23,7 @@ class StepVerifyImage(Step):
         if not config.verify:
             return
         disk = main_disk(ctx)
-        user_key = getattr(config, "ssh_private_key_file", "")
+        user_key = config.ssh_private_key_file
         key = ctx.state.ssh_private_key_path
         options = VerifyOptions(
             image=disk,
@@ -31,7 +31,7 @@ class StepVerifyImage(Step):
             user=config.ssh_username or "root",
             password=config.ssh_password,
             timeout=seconds(config.ssh_timeout, 300.0),
-            key_passphrase=getattr(config, "ssh_key_passphrase", ""),
+            key_passphrase=config.ssh_key_passphrase,
             login_optional=not user_key and not config.ssh_password,
         )
         ctx.ui.say("Verifying the image: booting it alone...")
