@@ -16,6 +16,8 @@ from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.steps.connect import StepConnect
 from vmbake.steps.ssh_key_pair import StepSSHKeyPair
 
+pytestmark = pytest.mark.host_tools("sshd", "ssh-keygen")
+
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
