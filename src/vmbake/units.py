@@ -63,6 +63,16 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s"
 
 
+def seconds(text: str, default: float) -> float:
+    """A duration key in seconds ('' means the default); the loader has already checked the syntax."""
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return default
+
+
 def go_duration(seconds: float) -> str:
     """A duration as Go prints it: 5s, 1m30s, 1h0m0s, 300ms."""
     if seconds == 0:

@@ -22,7 +22,7 @@ from vmbake.bootstrap.layout import (
 from vmbake.builders.bootstrap import qemu_view
 from vmbake.config.bootstrap import BootstrapConfig, Partition
 from vmbake.errors import VmbakeError
-from vmbake.steps.bootstrap_clear_key import clear_key_command
+from vmbake.steps._bootstrap import clear_key_command
 
 MiB = 1 << 20
 

@@ -147,10 +147,10 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
     import socket
     import threading
 
-    from vmbake.steps import connect as connect_step
+    from vmbake import vm
 
-    monkeypatch.setattr(connect_step, "TRY_TIMEOUT", 0.2)
-    monkeypatch.setattr(connect_step, "POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(vm, "TRY_TIMEOUT", 0.2)
+    monkeypatch.setattr(vm, "SSH_POLL", 0.05)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
     slow_tries: list[float] = []

@@ -24,6 +24,7 @@ from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.bootstrap_disk import StepBootstrapDisk
 from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
 from vmbake.steps.check_size_budget import StepCheckSizeBudget
+from vmbake.steps.collect_report import StepCollectReport
 from vmbake.steps.connect import StepConnect
 from vmbake.steps.convert_disk import StepConvertDisk
 from vmbake.steps.forward_port import StepPortForward

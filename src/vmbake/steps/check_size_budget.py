@@ -12,8 +12,7 @@ from vmbake.report.collect import ImageFacts
 from vmbake.report.render import biggest_names
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import main_disk
-from vmbake.steps.collect_report import budget_bytes
+from vmbake.steps._qemu import budget_bytes, main_disk
 from vmbake.units import format_size
 
 

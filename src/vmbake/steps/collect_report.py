@@ -8,25 +8,12 @@ they fail (no dpkg, say) gets a warning, not a failed build.
 
 from __future__ import annotations
 
-from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.report.collect import collect
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import qemu_config
-from vmbake.units import format_duration, parse_size
-
-
-def budget_bytes(ctx: BuildContext, step: str) -> int | None:
-    """config.size_budget in bytes, None when unset; a bad value is an error naming the key."""
-    text = qemu_config(ctx, step).size_budget.strip()
-    if not text:
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise StepError(
-            step, f"size_budget: {exc}", hint='write a size with a unit, for example "120MiB" or "2G"'
-        ) from None
+from vmbake.steps._qemu import budget_bytes
+from vmbake.units import format_duration
 
 
 class StepCollectReport(Step):

@@ -18,8 +18,9 @@ from vmbake.procs import Child
 from vmbake.qmp import QmpError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import qemu_config, seconds, stop_vm
-from vmbake.units import format_duration
+from vmbake.steps._qemu import qemu_config
+from vmbake.units import format_duration, seconds
+from vmbake.vm import stop_build_vm
 
 ACPI_GRACE = 30.0  # seconds the guest gets to honour an ACPI power-down after shutdown_timeout
 SHUTDOWN_EVENT_WAIT = 0.5  # QEMU sends its SHUTDOWN event just before it exits
@@ -62,7 +63,7 @@ class StepShutdown(Step):
         if ctx.state.qmp is not None:  # not after _powerdown had to stop QEMU itself
             self._check_exit(ctx, child)
         ctx.state.shutdown_done = True
-        stop_vm(ctx)  # reaps QEMU and closes QMP; QEMU has exited by now
+        stop_build_vm(ctx)  # reaps QEMU and closes QMP; QEMU has exited by now
 
     def _command(self, ctx: BuildContext, command: str, child: Child, timeout: float) -> None:
         comm = ctx.state.comm
@@ -97,7 +98,7 @@ class StepShutdown(Step):
         if wait_for_exit(ctx, child, timeout):
             return
         ctx.ui.say(f"The guest did not power off within {format_duration(timeout)}; stopping QEMU")
-        stop_vm(ctx)
+        stop_build_vm(ctx)
 
     def _escalate(self, ctx: BuildContext, child: Child, timeout: float, what: str) -> None:
         """After shutdown_timeout: an ACPI power-down request, then QEMU stopped by force; each is said.
@@ -117,7 +118,7 @@ class StepShutdown(Step):
             ctx.ui.say("The VM powered off after the ACPI request")
             return
         ctx.ui.say(f"The VM ignored the ACPI request for {format_duration(grace)}; stopping QEMU by force")
-        stop_vm(ctx)
+        stop_build_vm(ctx)
 
     def _check_exit(self, ctx: BuildContext, child: Child) -> None:
         """QEMU ended: make sure the guest powered off, rather than QEMU being killed or stopped."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 from vmbake.errors import StepError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import main_disk, qemu_config, seconds
+from vmbake.steps._qemu import main_disk, qemu_config
+from vmbake.units import seconds
 from vmbake.verify import VerifyOptions, verify_image
 
 
