@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.bootstrap_disk import BootstrappedDisk, build_bootstrapped_disk
+from vmbake.procs import TOOL_PACKAGES
 
 REPO = Path(__file__).resolve().parents[1]
 DI_NETBOOT = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
@@ -132,17 +134,54 @@ SUITE_BUDGET = float(os.environ.get("VMBAKE_TEST_BUDGET_MINUTES", "55")) * 60
 _STARTED = time.monotonic()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def key(item: pytest.Item) -> tuple[int, int]:
+_DEFINED = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Tiers in turn, and the guest modules in _GUEST_ORDER, each module's tests as written.
+
+    An outer wrapper: it notes the order as written before any plugin reorders, and sorts after every
+    plugin; so pytest-randomly shuffles the unit and
+    reliability tests (order dependence shows there), but not tests/integration, whose guests share
+    disks and a time budget and run cheapest first."""
+    for index, item in enumerate(items):
+        item.stash[_DEFINED] = index  # before any plugin reorders them
+    yield
+
+    def key(item: pytest.Item) -> tuple[int, int, int]:
         path = Path(str(item.fspath))
         module = path.stem
         order = _GUEST_ORDER.index(module) if module in _GUEST_ORDER else len(_GUEST_ORDER)
-        return _TIER.get(path.parent.name, 1), order
+        tier = _TIER.get(path.parent.name, 1)
+        return tier, order, item.stash[_DEFINED] if tier == _TIER["integration"] else 0
 
-    items.sort(key=key)  # stable: tests keep their order within a module
+    items.sort(key=key)  # stable: other tests keep the order they have (pytest-randomly's, if it runs)
+
+
+# -- host tools -----------------------------------------------------------------------------------------
+# The Debian package of each tool that only the tests run (vmbake's own are in procs.TOOL_PACKAGES).
+_TEST_TOOL_PACKAGES = {"shellcheck": "shellcheck", "groff": "groff-base"}
+
+
+def missing_tools(item: pytest.Item) -> list[str]:
+    """The tools named by the item's `host_tools` marks that are not on PATH, each with its package."""
+    missing = []
+    for mark in item.iter_markers("host_tools"):
+        for tool in mark.args:
+            if shutil.which(tool) is None:
+                package = TOOL_PACKAGES.get(tool) or _TEST_TOOL_PACKAGES.get(tool, tool)
+                missing.append(f"{tool} (apt-get install {package})")
+    return missing
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    missing = missing_tools(item)
+    if missing:
+        # In CI a missing tool is a gap in scripts/install-deps.sh, which a skip would hide.
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"not installed: {', '.join(missing)}; add it to scripts/install-deps.sh")
+        pytest.skip(f"not installed: {', '.join(missing)}")
     spent = time.monotonic() - _STARTED
     if item.get_closest_marker("integration") and spent > SUITE_BUDGET:
         pytest.skip(f"the suite's time budget is spent ({spent / 60:.0f} min; VMBAKE_TEST_BUDGET_MINUTES)")

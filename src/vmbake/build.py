@@ -11,7 +11,6 @@ way out, whatever happened.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import tempfile
@@ -23,8 +22,10 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from vmbake import procs
+from vmbake.builders import bootstrap, null, qemu
 from vmbake.cancel import cancel_on_signals
 from vmbake.errors import BuildCancelled, VmbakeError
+from vmbake.postprocessors import run_chains
 from vmbake.state import Artifact, BuildContext, Options
 from vmbake.steps import AbortBuild, Step, run_steps
 from vmbake.template.model import BuildSpec, Template
@@ -32,11 +33,13 @@ from vmbake.ui import BuildUi, Ui
 
 log = logging.getLogger("vmbake.build")
 
-# Builder type -> module with `steps(ctx) -> list[Step]`.
-BUILDERS = {
-    "qemu": "vmbake.builders.qemu",
-    "debian-bootstrap": "vmbake.builders.bootstrap",
-    "null": "vmbake.builders.null",
+# Builder type -> the id of its artifact (the output directory); a null build has none.
+ARTIFACT_IDS = {"qemu": qemu.BUILDER_ID, "debian-bootstrap": bootstrap.BUILDER_ID}
+# Builder type -> its ordered step list.
+BUILDERS: dict[str, Callable[[BuildContext], list[Step]]] = {
+    "qemu": qemu.steps,
+    "debian-bootstrap": bootstrap.steps,
+    "null": null.steps,
 }
 INCOMPLETE_MARKER = "INCOMPLETE"
 EXIT_CANCELLED = 130  # as a shell reports a command ended by Ctrl-C
@@ -86,17 +89,12 @@ def packer_duration(seconds: float) -> str:
 
 
 def builder_steps(ctx: BuildContext) -> list[Step]:
-    module_name = BUILDERS.get(ctx.builder_type)
-    if module_name is None:
+    plan = BUILDERS.get(ctx.builder_type)
+    if plan is None:
         raise VmbakeError(
             f"unknown builder type {ctx.builder_type!r}", hint="use 'qemu', 'debian-bootstrap' or 'null'"
         )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise VmbakeError(f"the {ctx.builder_type} builder is not available: {exc}") from exc
-    step_list: list[Step] = module.steps(ctx)
-    return step_list
+    return plan(ctx)
 
 
 def default_artifacts(ctx: BuildContext) -> list[Artifact]:
@@ -104,9 +102,9 @@ def default_artifacts(ctx: BuildContext) -> list[Artifact]:
     if ctx.state.artifacts:
         return list(ctx.state.artifacts)
     out = ctx.state.output_dir
-    if out is None or not out.is_dir():
+    builder_id = ARTIFACT_IDS.get(ctx.builder_type)
+    if out is None or not out.is_dir() or builder_id is None:
         return []
-    builder_id = "transcend.qemu" if ctx.builder_type == "qemu" else f"vmbake.{ctx.builder_type}"
     return [Artifact(builder_id, out, f"VM files in directory: {out}")]
 
 
@@ -120,12 +118,7 @@ def run_post_processors(ctx: BuildContext, artifacts: list[Artifact]) -> list[Ar
     chains = ctx.post_processors
     if not chains:
         return artifacts
-    try:
-        run_chains = importlib.import_module("vmbake.postprocessors").run_chains
-    except (ImportError, AttributeError) as exc:
-        raise VmbakeError(f"post-processors are not available: {exc}") from exc
-    result: list[Artifact] = run_chains(ctx, chains, artifacts)
-    return result
+    return run_chains(ctx, chains, artifacts)
 
 
 def run_one(

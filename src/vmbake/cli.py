@@ -6,17 +6,16 @@ a traceback appears only with -debug. Ctrl-C exits 130 once cleanups have run.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vmbake import __version__, run_image
+from vmbake import __version__, build, run_image, verify
 from vmbake.cancel import cancel_on_signals
 from vmbake.errors import BuildCancelled, Problem, TemplateError, UsageError, VmbakeError
 from vmbake.state import Options
@@ -245,7 +244,7 @@ def command_help(command: str) -> str:
         ]
     if command == "verify":
         # verify parses its own flags; its module docstring is their reference.
-        doc = importlib.import_module("vmbake.verify").__doc__ or ""
+        doc = verify.__doc__ or ""
         if "Usage: " in doc:
             lines += ["", "  " + doc.split("Usage: ", 1)[1].strip().replace("\n", "\n  ")]
     if command == "run":
@@ -416,15 +415,7 @@ def cmd_build(parsed: Parsed) -> int:
         if parsed.values.get("parallel") is False
         else parsed.values.get("parallel-builds", 0),
     )
-    try:
-        build = importlib.import_module("vmbake.build")
-    except ImportError:
-        raise VmbakeError(
-            "the build command is not available in this installation",
-            hint="reinstall vmbake; 'vmbake validate' and 'inspect' still work",
-        ) from None
-    run_builds: Callable[..., int] = build.run_builds
-    return run_builds(template, options, ui)
+    return build.run_builds(template, options, ui)
 
 
 def cmd_fix(parsed: Parsed) -> int:
@@ -450,15 +441,7 @@ def cmd_fix(parsed: Parsed) -> int:
 
 
 def cmd_verify(args: Sequence[str]) -> int:
-    try:
-        verify = importlib.import_module("vmbake.verify")
-    except ImportError:
-        raise VmbakeError(
-            "'vmbake verify' is not available yet in this version",
-            hint="boot the image with qemu-system-x86_64 by hand meanwhile",
-        ) from None
-    result: int = verify.main(list(args))
-    return result
+    return verify.main(list(args))
 
 
 def cmd_run(parsed: Parsed) -> int:

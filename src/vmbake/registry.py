@@ -5,10 +5,11 @@ Also finds shipped templates: a bare name such as `bookworm` is a directory of t
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
+from vmbake.config.bootstrap import BootstrapConfig
+from vmbake.config.null import NullConfig
 from vmbake.config.postprocessors import (
     ArtificeConfig,
     ChecksumConfig,
@@ -21,12 +22,10 @@ from vmbake.config.postprocessors import (
 from vmbake.config.provisioners import BreakpointConfig, FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.config.qemu import QemuConfig
 
-# Builder configs are looked up by module and class name so a builder that is not written yet does not
-# stop the others from loading.
-_BUILDERS: dict[str, tuple[str, str]] = {
-    "qemu": ("vmbake.config.qemu", "QemuConfig"),
-    "debian-bootstrap": ("vmbake.config.bootstrap", "BootstrapConfig"),
-    "null": ("vmbake.config.null", "NullConfig"),
+BUILDERS: dict[str, type] = {
+    "qemu": QemuConfig,
+    "debian-bootstrap": BootstrapConfig,
+    "null": NullConfig,
 }
 
 PROVISIONERS: dict[str, type] = {
@@ -61,23 +60,13 @@ NOT_RUN_POST_PROCESSORS = {
 
 
 def builder_types() -> list[str]:
-    """The builder types this installation can load."""
-    return [name for name in _BUILDERS if builder_class(name) is not None]
+    """The builder types vmbake runs."""
+    return list(BUILDERS)
 
 
 def builder_class(type_name: str) -> type | None:
-    """The config class of a builder type, or None when the type is unknown (or not installed yet)."""
-    if type_name == "qemu":
-        return QemuConfig
-    where = _BUILDERS.get(type_name)
-    if where is None:
-        return None
-    try:
-        module = importlib.import_module(where[0])
-    except ImportError:
-        return None
-    cls = getattr(module, where[1], None)
-    return cls if isinstance(cls, type) else None
+    """The config class of a builder type, or None when vmbake does not run that type."""
+    return BUILDERS.get(type_name)
 
 
 def provisioner_class(type_name: str) -> type:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vmbake.ui import BuildUi
 
@@ -16,9 +16,14 @@ if TYPE_CHECKING:
     from vmbake.bootstrap.tree import RawDisk
     from vmbake.comm import Communicator
     from vmbake.config.bootstrap import BootstrapConfig
+    from vmbake.config.null import NullConfig
     from vmbake.config.qemu import QemuConfig
+    from vmbake.httpserver import HttpServer
     from vmbake.procs import Child
+    from vmbake.qmp import Qmp
+    from vmbake.report.collect import ImageFacts
     from vmbake.template.model import PostProcessorSpec, ProvisionerSpec, Template
+    from vmbake.vmwatch import VmWatch
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class BuildState:
     cd_path: Path | None = None
     http_ip: str = "10.0.2.2"  # the host as the guest sees it through SLIRP
     http_port: int | None = None
-    http_server: Any = None  # vmbake.httpserver.HttpServer
+    http_server: HttpServer | None = None
     vnc_port: int | None = None
     vnc_password: str = ""
     ssh_host_port: int | None = None  # host side of the forward to the guest's SSH port
@@ -66,15 +71,15 @@ class BuildState:
     ssh_host_key: str = ""  # pinned at the first connection
     accelerator: str = ""
     qmp_path: Path | None = None
-    qmp: Any = None  # vmbake.qmp.Qmp once connected
-    vm_watch: Any = None  # vmbake.vmwatch.VmWatch while QEMU runs
+    qmp: Qmp | None = None  # once connected
+    vm_watch: VmWatch | None = None  # while QEMU runs
     qemu: Child | None = None
     qemu_argv: list[str] = field(default_factory=list)
     console_log: Path | None = None
     comm: Communicator | None = None
     artifacts: list[Artifact] = field(default_factory=list)
     step_times: list[tuple[str, float]] = field(default_factory=list)
-    report: dict[str, Any] | None = None  # facts gathered for the image report
+    report: ImageFacts | None = None  # facts gathered for the image report
     rootfs_tarball: Path | None = None  # debian-bootstrap: the mmdebstrap output
     raw_disk: RawDisk | None = None  # debian-bootstrap, provision_stage "tree": the disk being provisioned
     shutdown_done: bool = False
@@ -85,8 +90,10 @@ class BuildContext:
     """Everything a step sees: the build's name and config, the template, the options, the state."""
 
     name: str  # the build's name, as in "==> qemu: ..."
-    builder_type: str  # "qemu", "debian-bootstrap" or "null" (a null build's config is a NullConfig)
-    config: QemuConfig | BootstrapConfig
+    builder_type: str  # "qemu", "debian-bootstrap" or "null"
+    # The build's own config. The debian-bootstrap builder sets a QemuConfig view here before the QEMU
+    # builder's steps (they narrow with steps._qemu.qemu_config); its own steps get its BootstrapConfig directly.
+    config: QemuConfig | BootstrapConfig | NullConfig
     template: Template
     ui: BuildUi
     options: Options

@@ -63,6 +63,36 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s"
 
 
+def seconds(text: str, default: float) -> float:
+    """A duration key in seconds ('' means the default); the loader has already checked the syntax."""
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return default
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it: 5s, 1m30s, 1h0m0s, 300ms."""
+    if seconds == 0:
+        return "0s"
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 1:
+        for unit, scale in (("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
+            if seconds * scale >= 1 or unit == "ns":
+                return f"{sign}{seconds * scale:.6f}".rstrip("0").rstrip(".") + unit
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{secs:.9f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{sign}{int(hours)}h{int(minutes)}m{text}"
+    if minutes:
+        return f"{sign}{int(minutes)}m{text}"
+    return sign + text
+
+
 def parse_size(text: str | int, default_unit: str = "M") -> int:
     """Bytes in a disk size: Packer reads a bare number as MiB. Raises ValueError."""
     if isinstance(text, bool):

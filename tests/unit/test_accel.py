@@ -6,6 +6,8 @@ import pytest
 
 from vmbake import accel
 
+pytestmark = pytest.mark.host_tools("qemu-system-x86_64")
+
 
 def test_probe_boot_sector_is_a_valid_mbr() -> None:
     sector = accel.boot_sector()

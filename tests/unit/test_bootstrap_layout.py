@@ -22,7 +22,7 @@ from vmbake.bootstrap.layout import (
 from vmbake.builders.bootstrap import qemu_view
 from vmbake.config.bootstrap import BootstrapConfig, Partition
 from vmbake.errors import VmbakeError
-from vmbake.steps.bootstrap_clear_key import clear_key_command
+from vmbake.steps._bootstrap import clear_key_command
 
 MiB = 1 << 20
 
@@ -59,6 +59,7 @@ def test_hybrid_layout_with_rest_in_the_middle() -> None:
     assert [p.mountpoint for p in mount_order(plan)] == ["/", "/var"]  # the ESP is written with mtools
 
 
+@pytest.mark.host_tools("sfdisk")
 def test_sfdisk_accepts_the_script_on_a_file(tmp_path: Path) -> None:
     config = BootstrapConfig(disk_size="512M", firmware="efi", partitions=[Partition("/", "", "ext4")])
     plan = plan_layout(config)

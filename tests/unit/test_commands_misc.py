@@ -102,9 +102,7 @@ def test_generated_docs_are_current() -> None:
         assert committed == text, f"docs/{name} is stale: run python -m vmbake.commands.docs"
 
 
-@pytest.mark.skipif(
-    shutil.which("groff") is None, reason="groff-base is not installed (scripts/install-deps.sh)"
-)
+@pytest.mark.host_tools("groff")
 def test_man_page_renders_without_warnings() -> None:
     result = subprocess.run(
         ["groff", "-man", "-Tutf8", "-ww", str(ROOT / "docs" / "vmbake.1")],

@@ -28,6 +28,8 @@ from vmbake.state import Artifact, BuildContext, Options
 from vmbake.template.model import PostProcessorSpec
 from vmbake.ui import BuildUi, Ui
 
+pytestmark = pytest.mark.host_tools("qemu-img")
+
 MIB = 1 << 20
 SIZE = 10_000_000  # not a whole MiB: the vhd must round it up
 OVF = "{http://schemas.dmtf.org/ovf/envelope/1}"

@@ -10,6 +10,8 @@ from tests.helpers.installer import make_netinst_iso, sha256
 from vmbake.errors import VmbakeError
 from vmbake.installer.iso_extract import extract_installer, find_installer
 
+pytestmark = pytest.mark.host_tools("xorriso")
+
 
 @pytest.fixture(scope="module")
 def real_iso(tmp_path_factory: pytest.TempPathFactory, di_netboot: Path) -> Path:

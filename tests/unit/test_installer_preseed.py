@@ -14,6 +14,8 @@ from vmbake import procs
 from vmbake.errors import VmbakeError
 from vmbake.installer.preseed_inject import append_preseed, newc_archive, read_newc
 
+pytestmark = pytest.mark.host_tools("cpio")
+
 PRESEED = b"d-i debian-installer/locale string en_US\nd-i debian-installer/exit/poweroff boolean true\n"
 
 

@@ -72,7 +72,7 @@ def steps(ctx: BuildContext) -> list[Step]:
 
 @pytest.fixture(autouse=True)
 def planned_builder(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setitem(build.BUILDERS, "planned", __name__)
+    monkeypatch.setitem(build.BUILDERS, "planned", steps)
     EVENTS.clear()
     yield
     assert not procs.live_children()

@@ -238,6 +238,7 @@ def _box(tar_path: Path) -> dict[str, bytes]:
         return {m.name: cast(Any, tar.extractfile(m)).read() for m in tar.getmembers() if m.isfile()}
 
 
+@pytest.mark.host_tools("qemu-img")
 def test_vagrant_libvirt_box_members_metadata_and_disk(here: Path) -> None:
     disk = _qcow2(here / "output-qemu" / "disk.qcow2")
     (here / "output-qemu" / "disk.console.log").write_text("boot\n")
@@ -265,6 +266,7 @@ def test_vagrant_libvirt_box_members_metadata_and_disk(here: Path) -> None:
     assert same.returncode == 0
 
 
+@pytest.mark.host_tools("qemu-img")
 def test_vagrant_level_zero_is_a_plain_tar_and_input_is_dropped(here: Path) -> None:
     disk = _qcow2(here / "out" / "disk.qcow2", "1G")
     ctx, _out = _ctx()

@@ -19,8 +19,10 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.provisioners import flatten_env, quote_value
 from vmbake.provisioners.file import download_target, upload_target
 from vmbake.sshkeys import load_private_key
-from vmbake.steps.provision import StepProvision, go_duration
+from vmbake.steps.provision import StepProvision
 from vmbake.template.model import ProvisionerSpec
+
+pytestmark = pytest.mark.host_tools("sshd", "ssh-keygen")
 
 # Scripts with no remote_path go to the test user's home, not to Packer's default /tmp: a script_NNNN.sh left in
 # the sticky /tmp by another user (of an earlier run on this machine) would make an upload of that name fail.
@@ -86,11 +88,6 @@ def test_download_slash_rules() -> None:
     assert download_target("/etc/ssh/", "keys") == (Path("keys"), Path("."), True)
 
 
-def test_go_durations() -> None:
-    assert [go_duration(s) for s in (5, 90, 3600, 1.5)] == ["5s", "1m30s", "1h0m0s", "1.5s"]
-
-
-# -- shell --------------------------------------------------------------------------------------------------
 def test_inline_shell_streams_output_with_packer_variables(build: Any) -> None:
     ctx, out, err = build
     ctx.state.http_port = 8123
@@ -263,8 +260,9 @@ def test_timeout_stops_a_provisioner(build: Any) -> None:
 
 def test_no_communicator_is_a_clear_error(tmp_path: Path) -> None:
     ctx, _out, _err = make_ctx(tmp_path / "work")
+    # Not `shell()`: its remote_folder is the sshd fixture's user's home, and this test starts no sshd.
     with pytest.raises(StepError, match="needs a connection to the guest"):
-        provision(ctx, shell(inline=["true"]))
+        provision(ctx, ProvisionerSpec("shell", ShellConfig(inline=["true"])))
 
 
 def test_comm_type(build: Any) -> None:

@@ -26,6 +26,8 @@ from vmbake.steps.resize_disk import StepResizeDisk
 from vmbake.template.model import BuildSpec, Template
 from vmbake.ui import BuildUi, Ui
 
+pytestmark = pytest.mark.host_tools("qemu-img")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def import_every_step() -> None:
@@ -291,6 +293,7 @@ def test_report_lists_artifacts_and_machine_readable_records(tmp_path: Path) -> 
     assert ["qemu", "step-time,stepRun,2.000"] in records
 
 
+@pytest.mark.host_tools("xorriso")
 def test_cd_files_and_content_become_a_labelled_iso(tmp_path: Path) -> None:
     import pycdlib
 

@@ -15,6 +15,8 @@ from vmbake.errors import VmbakeError
 from vmbake.qmp import Qmp, QmpError
 from vmbake.ui import BuildUi, Ui
 
+pytestmark = pytest.mark.host_tools("qemu-img")
+
 
 def test_create_argv() -> None:
     assert qemu_img.create_argv("out/vm", "5120M", extra=["-o", "preallocation=metadata"]) == [

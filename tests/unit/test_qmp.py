@@ -12,6 +12,8 @@ from vmbake import procs
 from vmbake.procs import Child
 from vmbake.qmp import Qmp, QmpError, make_key_event
 
+pytestmark = pytest.mark.host_tools("qemu-system-x86_64")
+
 
 @pytest.fixture
 def qemu(tmp_path: Path, no_qemu_left: None) -> Iterator[tuple[Child, Path]]:

@@ -196,6 +196,7 @@ def small_qcow2(path: Path, mib: int = 3) -> Path:
     return path
 
 
+@pytest.mark.host_tools("qemu-img")
 def test_budget_of_1mib_fails_and_names_the_biggest_packages(tmp_path: Path) -> None:
     disk = small_qcow2(tmp_path / "vm.qcow2")
     ctx, _ = context(tmp_path, size_budget="1MiB")
@@ -212,6 +213,7 @@ def test_budget_of_1mib_fails_and_names_the_biggest_packages(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.host_tools("qemu-img")
 def test_budget_passes_when_the_artifact_fits_and_rejects_bad_values(tmp_path: Path) -> None:
     disk = small_qcow2(tmp_path / "vm.qcow2", mib=1)
     ctx, out = context(tmp_path, size_budget="120MiB")
@@ -223,11 +225,12 @@ def test_budget_passes_when_the_artifact_fits_and_rejects_bad_values(tmp_path: P
         StepCheckSizeBudget().run(ctx)
 
 
+@pytest.mark.host_tools("qemu-img")
 def test_write_report_step_writes_json_and_html_beside_the_image(tmp_path: Path) -> None:
     disk = small_qcow2(tmp_path / "vm.qcow2", mib=2)
     ctx, out = context(tmp_path)
     ctx.state.disk_paths = [disk]
-    ctx.state.report = sample_facts().to_json()
+    ctx.state.report = sample_facts()
     StepWriteReport().run(ctx)
     data = json.loads((tmp_path / "vm.qcow2.report.json").read_text())
     assert data["artifact"]["file_bytes"] == disk.stat().st_size
@@ -238,6 +241,7 @@ def test_write_report_step_writes_json_and_html_beside_the_image(tmp_path: Path)
     assert "virtual size 2.0 MiB" in text and "The 5 biggest packages:" in text
 
 
+@pytest.mark.host_tools("qemu-img")
 def test_report_false_writes_nothing(tmp_path: Path) -> None:
     disk = small_qcow2(tmp_path / "vm.qcow2", mib=1)
     ctx, _ = context(tmp_path, report=False)

@@ -15,7 +15,7 @@ from vmbake.bootcommand import KeyEvent, parse, to_events
 from vmbake.rfb import RfbClient, VncConnectionDropped, VncError, VncUnreachable, vnc_auth_response
 from vmbake.steps.type_boot_command import TypingStopped, type_over_vnc
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.host_tools("qemu-system-x86_64")]
 
 US_KEYBOARD = string.ascii_letters + string.digits + "`-=[]\\;',./ ~!@#$%^&*()_+{}|:\"<>?"
 

@@ -31,6 +31,8 @@ from vmbake.run_image import (
 )
 from vmbake.vm import Vm
 
+pytestmark = pytest.mark.host_tools("qemu-img", "sfdisk")
+
 FACTS = RunFacts(vm_name="vmbake-run", accelerator="tcg", host_cpus=2)
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"

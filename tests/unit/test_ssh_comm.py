@@ -16,6 +16,8 @@ from vmbake.comm.ssh import ConnectError, HostKeyChanged, SshCommunicator, SshTa
 from vmbake.errors import VmbakeError
 from vmbake.sshkeys import load_private_key
 
+pytestmark = pytest.mark.host_tools("sshd", "ssh-keygen")
+
 
 @pytest.fixture(scope="module")
 def user() -> Iterator[str]:

@@ -16,6 +16,8 @@ from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.steps.connect import StepConnect
 from vmbake.steps.ssh_key_pair import StepSSHKeyPair
 
+pytestmark = pytest.mark.host_tools("sshd", "ssh-keygen")
+
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
@@ -145,10 +147,10 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
     import socket
     import threading
 
-    from vmbake.steps import connect as connect_step
+    from vmbake import vm
 
-    monkeypatch.setattr(connect_step, "TRY_TIMEOUT", 0.2)
-    monkeypatch.setattr(connect_step, "POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(vm, "TRY_TIMEOUT", 0.2)
+    monkeypatch.setattr(vm, "SSH_POLL", 0.05)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
     slow_tries: list[float] = []

@@ -15,10 +15,11 @@ from vmbake.bootcommand import KeyEvent, parse, to_events
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError
 from vmbake.state import BuildContext, Options
-from vmbake.steps.type_boot_command import StepTypeBootCommand, go_duration, key_interval
+from vmbake.steps.type_boot_command import StepTypeBootCommand, key_interval
 from vmbake.ui import BuildUi, Ui
+from vmbake.units import go_duration
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.host_tools("qemu-system-x86_64")]
 
 
 @pytest.fixture
@@ -50,7 +51,8 @@ def expected(text: str) -> list[tuple[str | None, bool]]:
 
 
 def test_go_durations() -> None:
-    assert [go_duration(s) for s in (5, 10, 90, 3600, 0.3, 1.5, 0)] == [
+    # One function for every duration vmbake prints in Packer's words (boot_wait, pause_before, timeout).
+    assert [go_duration(s) for s in (5, 10, 90, 3600, 0.3, 1.5, 0, 61.5)] == [
         "5s",
         "10s",
         "1m30s",
@@ -58,6 +60,7 @@ def test_go_durations() -> None:
         "300ms",
         "1.5s",
         "0s",
+        "1m1.5s",
     ]
 
 

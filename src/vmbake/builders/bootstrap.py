@@ -2,8 +2,7 @@
 
 The first steps are this builder's own (root filesystem, disk). From the boot on, the steps are the
 QEMU builder's: they read the machine, communicator and shutdown keys through a QemuConfig view of the
-same template block (`qemu_view`), booting the made disk as a disk image. Steps written by other parts
-of vmbake are imported when the list is built, so a missing one is skipped rather than breaking builds.
+same template block (`qemu_view`), booting the made disk as a disk image.
 
 What this builder needs on the host: root (loop devices, mount, chroot), mmdebstrap, sfdisk and partx
 (fdisk, util-linux), mkfs.ext4, for UEFI mkfs.vfat and mtools (the ESP is written without mounting it,
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from vmbake.builders.qemu import optional_step
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
@@ -26,19 +24,23 @@ from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
 from vmbake.steps.bootstrap_disk import StepBootstrapDisk
 from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
 from vmbake.steps.check_size_budget import StepCheckSizeBudget
+from vmbake.steps.collect_report import StepCollectReport
 from vmbake.steps.connect import StepConnect
+from vmbake.steps.convert_disk import StepConvertDisk
 from vmbake.steps.forward_port import StepPortForward
 from vmbake.steps.http_server import StepHTTPServer
 from vmbake.steps.prepare_efivars import StepPrepareEfivars
 from vmbake.steps.prepare_output_dir import StepPrepareOutputDir
+from vmbake.steps.provision import StepProvision
 from vmbake.steps.run_qemu import StepRun
+from vmbake.steps.shutdown import StepShutdown
 from vmbake.steps.ssh_key_pair import StepSSHKeyPair
 from vmbake.steps.tree_finish import StepCheckBoot, StepTreeFinish
 from vmbake.steps.tree_provision import StepTreeProvision
 from vmbake.steps.verify_image import StepVerifyImage
 from vmbake.steps.write_report import StepWriteReport
 
-BUILDER_ID = "vmbake.debian-bootstrap"
+BUILDER_ID = "vmbake.debian-bootstrap"  # the id of this builder's artifacts
 # Keys both configs have but that mean different things: `firmware` is bios/efi/hybrid here and a -bios
 # file there; `suite` and `mirror` pick what to install here and the installer's source there.
 _NOT_SHARED = frozenset({"firmware", "suite", "mirror"})
@@ -71,35 +73,35 @@ def steps(ctx: BuildContext) -> list[Step]:
     if config.provision_stage == "tree":
         return tree_steps(ctx, config)
     ctx.config = qemu_view(config)
-    plan: list[Step | None] = [
-        optional_step("prepare_output_dir", "StepPrepareOutputDir"),
-        optional_step("ssh_key_pair", "StepSSHKeyPair"),
+    plan: list[Step] = [
+        StepPrepareOutputDir(),
+        StepSSHKeyPair(),
         StepBootstrapRootfs(config),
         StepBootstrapDisk(config),
-        optional_step("http_server", "StepHTTPServer"),
-        optional_step("forward_port", "StepPortForward"),
-        optional_step("prepare_efivars", "StepPrepareEfivars"),
-        optional_step("run_qemu", "StepRun"),
+        StepHTTPServer(),
+        StepPortForward(),
+        StepPrepareEfivars(),
+        StepRun(),
     ]
     if config.communicator == "none":
         # Only the provisioners that need no guest (shell-local, breakpoint); validate refuses the others.
-        plan += [optional_step("provision", "StepProvision")]
+        plan += [StepProvision()]
     else:
         plan += [
-            optional_step("connect", "StepConnect"),
-            optional_step("provision", "StepProvision"),
-            optional_step("collect_report", "StepCollectReport"),
+            StepConnect(),
+            StepProvision(),
+            StepCollectReport(),
             StepBootstrapCleanCloudInit(config),
             StepBootstrapClearKey(config),
         ]
     plan += [
-        optional_step("shutdown", "StepShutdown"),
-        optional_step("convert_disk", "StepConvertDisk"),
-        optional_step("write_report", "StepWriteReport"),
-        optional_step("check_size_budget", "StepCheckSizeBudget"),
-        optional_step("verify_image", "StepVerifyImage"),
+        StepShutdown(),
+        StepConvertDisk(),
+        StepWriteReport(),
+        StepCheckSizeBudget(),
+        StepVerifyImage(),
     ]
-    return [step for step in plan if step is not None]
+    return plan
 
 
 def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:

@@ -15,8 +15,6 @@ from vmbake.steps.connect import StepConnect
 from vmbake.steps.provision import StepProvision
 from vmbake.steps.ssh_key_pair import StepSSHKeyPair
 
-BUILDER_ID = "fnoeding.null"  # Packer's id for the null builder
-
 
 def steps(ctx: BuildContext) -> list[Step]:
     """The ordered steps of one null build."""

@@ -31,6 +31,7 @@ from typing import Any
 from vmbake import procs, qemu_img
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.config.postprocessors import CONVERT_FORMATS, ConvertConfig
+from vmbake.config.qemu import MachineConfig
 from vmbake.errors import VmbakeError
 from vmbake.postprocessors import files_of, render_output
 from vmbake.postprocessors.ova import OvfDisk, OvfHardware, write_ova
@@ -155,7 +156,8 @@ def write_format(ctx: BuildContext, disk: Disk, fmt: str, target: Path) -> bool:
 
 def hardware(ctx: BuildContext) -> OvfHardware:
     """The OVF's CPUs, memory and firmware, from the build's config (cpus, else sockets*cores*threads, else 1)."""
-    config = ctx.config
+    # A null build has no machine to describe: the defaults.
+    config = ctx.config if isinstance(ctx.config, MachineConfig) else MachineConfig()
     topology = 1
     for n in (config.sockets, config.cores, config.threads):
         topology *= max(n, 1)

@@ -44,7 +44,7 @@ class Target:
 
 def target(ctx: BuildContext, config: AnsibleConfig) -> Target:
     """The build's own SSH connection: the address it logged in to, its user and its private key file."""
-    from vmbake.steps.connect import ssh_target  # the connect step's rule for host and port, not a copy
+    from vmbake.vm import ssh_target  # the connect step's rule for host and port, not a copy
 
     ssh = ssh_target(ctx)
     user = ssh.username

@@ -1,4 +1,4 @@
-"""Helpers shared by the QEMU builder's steps: the typed config, the VM's name, its main disk, its stop."""
+"""Helpers shared by the QEMU builder's steps: the typed config, the VM's name, its main disk, the size budget."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ from pathlib import Path
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError
 from vmbake.qemu_argv import output_dir_of, vm_name_of
-from vmbake.qmp import Qmp
 from vmbake.state import BuildContext
-from vmbake.units import parse_duration
-from vmbake.vm import stop_qemu
-from vmbake.vmwatch import VmWatch
+from vmbake.units import parse_size
 
 
 def qemu_config(ctx: BuildContext, step: str) -> QemuConfig:
@@ -36,21 +33,14 @@ def main_disk(ctx: BuildContext) -> Path:
     return output_dir(ctx) / vm_name(ctx)
 
 
-def seconds(text: str, default: float) -> float:
-    """A duration key in seconds ('' means the default); the loader has already checked the syntax."""
+def budget_bytes(ctx: BuildContext, step: str) -> int | None:
+    """config.size_budget in bytes, None when unset; a bad value is an error naming the key."""
+    text = qemu_config(ctx, step).size_budget.strip()
     if not text:
-        return default
+        return None
     try:
-        return parse_duration(text)
-    except ValueError:
-        return default
-
-
-def stop_vm(ctx: BuildContext, *, quit_timeout: float = 5.0) -> None:
-    """Stop the build's QEMU if it runs (vm.stop_qemu: QMP quit, SIGTERM, SIGKILL). Idempotent."""
-    if isinstance(ctx.state.vm_watch, VmWatch):
-        ctx.state.vm_watch.stop()  # first: stopping QEMU is no failure of the VM
-        ctx.state.vm_watch = None
-    qmp = ctx.state.qmp
-    stop_qemu(ctx.state.qemu, qmp if isinstance(qmp, Qmp) else None, quit_timeout)
-    ctx.state.qmp = None
+        return parse_size(text)
+    except ValueError as exc:
+        raise StepError(
+            step, f"size_budget: {exc}", hint='write a size with a unit, for example "120MiB" or "2G"'
+        ) from None

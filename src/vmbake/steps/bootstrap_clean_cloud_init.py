@@ -8,11 +8,9 @@ data source (no seed is attached), but whatever it left in /var/lib/cloud and /v
 from __future__ import annotations
 
 from vmbake.config.bootstrap import BootstrapConfig
-from vmbake.errors import StepError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-
-CLEAN_COMMAND = "cloud-init clean --logs"
+from vmbake.steps._bootstrap import clean_cloud_init
 
 
 class StepBootstrapCleanCloudInit(Step):
@@ -22,16 +20,4 @@ class StepBootstrapCleanCloudInit(Step):
         self.config = config
 
     def run(self, ctx: BuildContext) -> None:
-        comm = ctx.state.comm
-        if not self.config.cloud_init or comm is None:
-            return
-        ctx.ui.say("Cleaning cloud-init's state so that it runs on the first boot...")
-        command = CLEAN_COMMAND if self.config.ssh_username == "root" else f"sudo -n {CLEAN_COMMAND}"
-        output: list[str] = []
-        status = comm.run(command, on_stdout=output.append, on_stderr=output.append, timeout=120)
-        if status != 0:
-            raise StepError(
-                self.name,
-                f"'{CLEAN_COMMAND}' failed (exit status {status}): {' '.join(output)[-300:]}",
-                hint="check that the cloud-init package is still installed after provisioning",
-            )
+        clean_cloud_init(ctx, self.config, self.name)

@@ -12,8 +12,7 @@ from vmbake.report.collect import ImageFacts
 from vmbake.report.render import biggest_names
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import main_disk
-from vmbake.steps.collect_report import budget_bytes
+from vmbake.steps._qemu import budget_bytes, main_disk
 from vmbake.units import format_size
 
 
@@ -45,7 +44,7 @@ class StepCheckSizeBudget(Step):
                 f"Artifact size {format_size(size)} is within the size budget of {format_size(budget)}"
             )
             return
-        facts = ImageFacts.from_json(ctx.state.report) if ctx.state.report else None
+        facts = ctx.state.report
         raise StepError(
             self.name,
             overrun_message(str(disk), size, budget, facts),

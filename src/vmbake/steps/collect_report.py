@@ -1,6 +1,6 @@
 """StepCollectReport: gather the image report's facts in the guest, after provisioning, before shutdown.
 
-Reads options.report, config.size_budget, state.comm. Writes state.report (ImageFacts as JSON data).
+Reads options.report, config.size_budget, state.comm. Writes state.report (ImageFacts).
 Runs when the report is on (the default) or a size_budget is set, so that a budget failure can name the
 biggest packages. The commands are read-only and their output is kept out of the terminal. A guest where
 they fail (no dpkg, say) gets a warning, not a failed build.
@@ -8,24 +8,12 @@ they fail (no dpkg, say) gets a warning, not a failed build.
 
 from __future__ import annotations
 
-from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.report.collect import collect
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.units import format_duration, parse_size
-
-
-def budget_bytes(ctx: BuildContext, step: str) -> int | None:
-    """config.size_budget in bytes, None when unset; a bad value is an error naming the key."""
-    text = str(getattr(ctx.config, "size_budget", "") or "").strip()
-    if not text:
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise StepError(
-            step, f"size_budget: {exc}", hint='write a size with a unit, for example "120MiB" or "2G"'
-        ) from None
+from vmbake.steps._qemu import budget_bytes
+from vmbake.units import format_duration
 
 
 class StepCollectReport(Step):
@@ -48,7 +36,7 @@ class StepCollectReport(Step):
         except VmbakeError as err:
             ctx.ui.warn(f"could not collect the image report: {err}")
             return
-        ctx.state.report = facts.to_json()
+        ctx.state.report = facts
         ctx.ui.message(
             f"{len(facts.packages)} packages, {len(facts.filesystems)} filesystems "
             f"(in {format_duration(facts.collect_seconds)})"

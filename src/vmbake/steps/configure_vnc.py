@@ -12,10 +12,11 @@ import string
 
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError
-from vmbake.ports import PortReservation, reserve_port, search_message
+from vmbake.ports import PortReservation, search_message
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import qemu_config
+from vmbake.vm import reserve_vnc_port
 
 _PASSWORD_CHARS = string.ascii_letters + string.digits
 
@@ -30,15 +31,6 @@ def vnc_password(config: QemuConfig) -> str:
             hint="shorten vnc_password, or leave it empty for a random one",
         )
     return config.vnc_password or "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(8))
-
-
-def reserve_vnc_port(config: QemuConfig) -> PortReservation:
-    return reserve_port(
-        config.vnc_bind_address,
-        config.vnc_port_min,
-        config.vnc_port_max,
-        keys=("vnc_port_min", "vnc_port_max"),
-    )
 
 
 class StepConfigureVNC(Step):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vmbake import aptproxy
 from vmbake.config.login import LoginConfig, gives_a_way_in
+from vmbake.config.null import NullConfig
 from vmbake.config.qemu import HTTPConfig
 from vmbake.errors import StepError, VmbakeError
 from vmbake.httpserver import Content, HttpServer, Request
@@ -38,15 +39,15 @@ def runtime_values(ctx: BuildContext, login: LoginConfig | None = None) -> dict[
         "LoginPreseed": preseed_fragment(login, state.ssh_public_key) if login is not None else "",
         # The package proxy as the guest reaches it (a loopback proxy is the host's, at HTTPIP).
         "AptProxy": aptproxy.for_guest(
-            aptproxy.resolve(getattr(ctx.config, "apt_proxy", "")).url, state.http_ip or "10.0.2.2"
+            aptproxy.resolve("" if isinstance(ctx.config, NullConfig) else ctx.config.apt_proxy).url,
+            state.http_ip or "10.0.2.2",
         ),
     }
 
 
-def login_config(ctx: BuildContext) -> LoginConfig:
+def login_config(ctx: BuildContext, config: LoginConfig) -> LoginConfig:
     """The login keys with root's password hashed once per build (a fresh salt at each request would
     serve a different hash each time), after a warning when they give no way in."""
-    config = ctx.config
     if not gives_a_way_in(config):
         ctx.ui.warn(NO_WAY_IN)
     ctx.ui.add_secret(config.root_password)
@@ -69,7 +70,7 @@ class StepHTTPServer(Step):
             return
         login = None
         if any("LoginPreseed" in text for text in config.http_content.values()):
-            login = login_config(ctx)
+            login = login_config(ctx, config)
         for key, text in config.http_content.items():
             try:  # fail now, not when the installer asks
                 render_runtime(text, runtime_values(ctx, login))
@@ -102,7 +103,7 @@ class StepHTTPServer(Step):
 
     def cleanup(self, ctx: BuildContext) -> None:
         server = ctx.state.http_server
-        if isinstance(server, HttpServer):
+        if server is not None:
             server.stop()
         ctx.state.http_server = None
 

@@ -6,6 +6,7 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.installer.iso_extract import extract_installer
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.steps._qemu import qemu_config
 
 
 class StepExtractInstallerKernel(Step):
@@ -18,11 +19,8 @@ class StepExtractInstallerKernel(Step):
     name = "StepExtractInstallerKernel"
 
     def run(self, ctx: BuildContext) -> None:
-        config = ctx.config
-        if (
-            getattr(config, "installer_boot", "cdrom") != "kernel"
-            or getattr(config, "iso_source", "iso") != "iso"
-        ):
+        config = qemu_config(ctx, self.name)
+        if config.installer_boot != "kernel" or config.iso_source != "iso":
             return
         if ctx.state.iso_path is None or ctx.state.work_dir is None:
             raise StepError(self.name, "no ISO was downloaded", hint="set iso_url (and iso_checksum)")

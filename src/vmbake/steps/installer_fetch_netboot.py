@@ -12,6 +12,7 @@ from vmbake.installer.netboot import fetch_netboot
 from vmbake.iso import cache_dir
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.steps._qemu import qemu_config
 
 # Keyrings that sign a private mirror's InRelease, separated by ':' (default: Debian's archive keyring).
 KEYRING_ENV = "VMBAKE_ARCHIVE_KEYRING"
@@ -32,10 +33,10 @@ class StepFetchNetboot(Step):
     name = "StepFetchNetboot"
 
     def run(self, ctx: BuildContext) -> None:
-        config = ctx.config
-        if getattr(config, "iso_source", "iso") != "debian-netboot":
+        config = qemu_config(ctx, self.name)
+        if config.iso_source != "debian-netboot":
             return
-        suite = getattr(config, "suite", "")
+        suite = config.suite
         if not suite:
             raise StepError(
                 self.name, "iso_source 'debian-netboot' needs a suite", hint="set suite, e.g. bookworm"
@@ -43,12 +44,12 @@ class StepFetchNetboot(Step):
         try:
             files = fetch_netboot(
                 suite,
-                getattr(config, "mirror", "http://deb.debian.org/debian"),
+                config.mirror,
                 cache_dir(),
                 keyrings=keyrings(),
                 ui=ctx.ui,
                 cancel=ctx.cancel,
-                proxy=aptproxy.resolve(getattr(config, "apt_proxy", "")),
+                proxy=aptproxy.resolve(config.apt_proxy),
             )
         except VmbakeError as err:
             raise StepError(self.name, err.message, err.hint) from err

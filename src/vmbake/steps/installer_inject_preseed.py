@@ -8,6 +8,7 @@ from vmbake.errors import StepError, VmbakeError
 from vmbake.installer.preseed_inject import append_preseed
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.steps._qemu import qemu_config
 
 INITRD_NAME = "initrd-preseed.gz"
 
@@ -19,7 +20,7 @@ class StepInjectPreseed(Step):
     name = "StepInjectPreseed"
 
     def run(self, ctx: BuildContext) -> None:
-        preseed = getattr(ctx.config, "preseed_file", "")
+        preseed = qemu_config(ctx, self.name).preseed_file
         if not preseed:
             return
         if ctx.state.initrd_path is None or ctx.state.work_dir is None:

@@ -2,8 +2,8 @@
 
 QEMU boots d-i's kernel with -kernel/-initrd/-append and -no-reboot, so the end of the installation, a
 power-off (`d-i debian-installer/exit/poweroff boolean true`) or a reboot alike, makes QEMU exit. This
-step waits for that exit, then starts QEMU again through the run step with no installer kernel and no
-installer CD: the guest can only boot the system just installed. Watching the process (not QMP) is
+step waits for that exit, then starts QEMU again (vm.BuildVm, as stepRun does) with no installer kernel
+and no installer CD: the guest can only boot the system just installed. Watching the process (not QMP) is
 enough because nothing else ends QEMU while the installer runs, and it cannot miss an event that came
 before the step started.
 """
@@ -16,9 +16,9 @@ from vmbake.errors import BuildCancelled, StepError
 from vmbake.installer import kernel_boot_enabled
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import seconds, stop_vm
-from vmbake.steps.run_qemu import StepRun
-from vmbake.units import format_duration
+from vmbake.steps._qemu import qemu_config
+from vmbake.units import format_duration, seconds
+from vmbake.vm import BuildVm, stop_build_vm
 
 POLL = 0.5
 
@@ -31,7 +31,7 @@ class StepInstallerReboot(Step):
     name = "StepInstallerReboot"
 
     def __init__(self) -> None:
-        self._run: StepRun | None = None
+        self._vm = BuildVm(self.name)
 
     def run(self, ctx: BuildContext) -> None:
         state = ctx.state
@@ -40,7 +40,7 @@ class StepInstallerReboot(Step):
         child = state.qemu
         if child is None:
             raise StepError(self.name, "the VM is not running", hint="this is a vmbake bug")
-        limit = seconds(getattr(ctx.config, "ssh_timeout", ""), 300.0)
+        limit = seconds(ctx.config.ssh_timeout, 300.0)
         ctx.ui.say("Waiting for the installer to finish and power off the VM...")
         started = time.monotonic()
         while (code := child.wait(POLL)) is None:
@@ -60,14 +60,11 @@ class StepInstallerReboot(Step):
                 hint=f"read QEMU's messages with -debug and the console in {state.console_log}",
             )
         ctx.ui.say(f"The installer finished after {format_duration(time.monotonic() - started)}")
-        stop_vm(ctx)
+        stop_build_vm(ctx)
         state.kernel_path = None
         state.initrd_path = None
         state.iso_path = None  # the installer CD is not attached again
-        self._run = StepRun()
-        self._run.run(ctx)
+        self._vm.start(ctx, qemu_config(ctx, self.name))
 
     def cleanup(self, ctx: BuildContext) -> None:
-        if self._run is not None:
-            self._run.cleanup(ctx)
-            self._run = None
+        self._vm.stop(ctx)

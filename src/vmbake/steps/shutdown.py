@@ -15,11 +15,12 @@ import time
 from vmbake.comm import DISCONNECTED
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.procs import Child
-from vmbake.qmp import Qmp, QmpError
+from vmbake.qmp import QmpError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import qemu_config, seconds, stop_vm
-from vmbake.units import format_duration
+from vmbake.steps._qemu import qemu_config
+from vmbake.units import format_duration, seconds
+from vmbake.vm import stop_build_vm
 
 ACPI_GRACE = 30.0  # seconds the guest gets to honour an ACPI power-down after shutdown_timeout
 SHUTDOWN_EVENT_WAIT = 0.5  # QEMU sends its SHUTDOWN event just before it exits
@@ -62,7 +63,7 @@ class StepShutdown(Step):
         if ctx.state.qmp is not None:  # not after _powerdown had to stop QEMU itself
             self._check_exit(ctx, child)
         ctx.state.shutdown_done = True
-        stop_vm(ctx)  # reaps QEMU and closes QMP; QEMU has exited by now
+        stop_build_vm(ctx)  # reaps QEMU and closes QMP; QEMU has exited by now
 
     def _command(self, ctx: BuildContext, command: str, child: Child, timeout: float) -> None:
         comm = ctx.state.comm
@@ -89,7 +90,7 @@ class StepShutdown(Step):
     def _powerdown(self, ctx: BuildContext, child: Child, timeout: float) -> None:
         qmp = ctx.state.qmp
         ctx.ui.say("Halting the virtual machine with an ACPI power-down request...")
-        if isinstance(qmp, Qmp):
+        if qmp is not None:
             try:
                 qmp.system_powerdown()
             except QmpError as err:
@@ -97,7 +98,7 @@ class StepShutdown(Step):
         if wait_for_exit(ctx, child, timeout):
             return
         ctx.ui.say(f"The guest did not power off within {format_duration(timeout)}; stopping QEMU")
-        stop_vm(ctx)
+        stop_build_vm(ctx)
 
     def _escalate(self, ctx: BuildContext, child: Child, timeout: float, what: str) -> None:
         """After shutdown_timeout: an ACPI power-down request, then QEMU stopped by force; each is said.
@@ -108,7 +109,7 @@ class StepShutdown(Step):
             "sending an ACPI power-down request"
         )
         qmp = ctx.state.qmp
-        if isinstance(qmp, Qmp):
+        if qmp is not None:
             try:
                 qmp.system_powerdown()
             except QmpError as err:
@@ -117,7 +118,7 @@ class StepShutdown(Step):
             ctx.ui.say("The VM powered off after the ACPI request")
             return
         ctx.ui.say(f"The VM ignored the ACPI request for {format_duration(grace)}; stopping QEMU by force")
-        stop_vm(ctx)
+        stop_build_vm(ctx)
 
     def _check_exit(self, ctx: BuildContext, child: Child) -> None:
         """QEMU ended: make sure the guest powered off, rather than QEMU being killed or stopped."""
@@ -135,7 +136,7 @@ class StepShutdown(Step):
                 hint="see the QEMU log in the work directory with -debug",
             )
         qmp = ctx.state.qmp
-        event = qmp.wait_event("SHUTDOWN", SHUTDOWN_EVENT_WAIT) if isinstance(qmp, Qmp) else None
+        event = qmp.wait_event("SHUTDOWN", SHUTDOWN_EVENT_WAIT) if qmp is not None else None
         reason = str((event or {}).get("data", {}).get("reason", ""))
         if reason.startswith("host-"):
             raise StepError(

@@ -26,21 +26,21 @@ class StepSSHKeyPair(Step):
 
     def run(self, ctx: BuildContext) -> None:
         config = ctx.config
-        if getattr(config, "communicator", "ssh") != "ssh":
+        if config.communicator != "ssh":
             return
-        ctx.ui.add_secret(getattr(config, "ssh_password", ""))
-        ctx.ui.add_secret(getattr(config, "ssh_key_passphrase", ""))
-        key_file = getattr(config, "ssh_private_key_file", "")
+        ctx.ui.add_secret(config.ssh_password)
+        ctx.ui.add_secret(config.ssh_key_passphrase)
+        key_file = config.ssh_private_key_file
         if key_file:
             ctx.ui.say("Using existing SSH private key")
-            key = sshkeys.load_private_key(Path(key_file), getattr(config, "ssh_key_passphrase", ""))
+            key = sshkeys.load_private_key(Path(key_file), config.ssh_key_passphrase)
             ctx.state.ssh_private_key_path = Path(key_file)
             ctx.state.ssh_public_key = sshkeys.public_line(key, "vmbake")
             return
-        if getattr(config, "ssh_password", "") or getattr(config, "ssh_agent_auth", False):
+        if config.ssh_password or config.ssh_agent_auth:
             return
-        kind = getattr(config, "temporary_key_pair_type", "ed25519") or "ed25519"
-        bits = getattr(config, "temporary_key_pair_bits", 0) or 0
+        kind = config.temporary_key_pair_type or "ed25519"
+        bits = config.temporary_key_pair_bits or 0
         ctx.ui.say(f"Creating temporary {kind.upper()} SSH key for instance...")
         directory = ctx.state.work_dir
         if directory is None:

@@ -26,13 +26,14 @@ from vmbake.comm import DISCONNECTED
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError
-from vmbake.report.collect import ImageFacts, add_live_facts
+from vmbake.report.collect import add_live_facts
 from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import output_dir, seconds, stop_vm
-from vmbake.steps.bootstrap_clean_cloud_init import StepBootstrapCleanCloudInit
-from vmbake.steps.bootstrap_clear_key import StepBootstrapClearKey
+from vmbake.steps._bootstrap import clean_cloud_init, clear_build_key
+from vmbake.steps._qemu import output_dir
+from vmbake.units import seconds
+from vmbake.vm import stop_build_vm
 
 
 class StepCheckBoot(Step):
@@ -45,16 +46,15 @@ class StepCheckBoot(Step):
         ctx.ui.say("Checking the booted image (as vmbake verify does)...")
         checks = check_guest(comm, say=ctx.ui.message)
         if ctx.state.report is not None:
-            facts = ImageFacts.from_json(ctx.state.report)
+            facts = ctx.state.report
             try:
                 add_live_facts(comm, facts)
             except VmbakeError as err:
                 ctx.ui.warn(f"could not ask the guest for the image report's running facts: {err}")
-            ctx.state.report = facts.to_json()
         comm.close()
         ctx.state.comm = None
         ctx.ui.say("Stopping the check VM (its writes went to a snapshot)...")
-        stop_vm(ctx)
+        stop_build_vm(ctx)
         ctx.state.shutdown_done = True
         failed = [c for c in checks if not c.ok]
         if failed:
@@ -82,9 +82,9 @@ class StepTreeFinish(Step):
             comm.cancel = ctx.cancel
             state.comm = comm
             try:
-                StepBootstrapCleanCloudInit(config).run(ctx)  # nothing ran it yet; `clean` is cheap insurance
+                clean_cloud_init(ctx, config, self.name)  # nothing ran it yet; `clean` is cheap insurance
                 if clear_key:
-                    StepBootstrapClearKey(config).run(ctx)
+                    clear_build_key(ctx, config, self.name)
                 if config.shutdown_command:
                     ctx.ui.say("Running shutdown_command in the image tree...")
                     status = comm.run(

@@ -1,8 +1,8 @@
 """StepTreeProvision: run the provisioners in a chroot of the image, before its first boot.
 
 For the debian-bootstrap builder with provision_stage "tree". Reads state.raw_disk (the disk laid by
-stepBootstrapDisk) and state.work_dir; ctx.provisioners through StepProvision, which runs them exactly as
-it does in a guest, over the chroot communicator (vmbake.comm.chroot) that this step puts in state.comm
+stepBootstrapDisk) and state.work_dir; ctx.provisioners through provisioners.sequence, which runs them exactly
+as StepProvision does in a guest, over the chroot communicator (vmbake.comm.chroot) that this step puts in state.comm
 while the tree is mounted. Then, when the report is on or a size_budget is set, it gathers the report's
 facts that the files give (packages, filesystems, directories) from the provisioned tree, at the host's
 speed rather than the guest's: writes state.report (StepCheckBoot adds the running system's facts).
@@ -14,11 +14,11 @@ from __future__ import annotations
 from vmbake.bootstrap.tree import RawDisk, image_tree
 from vmbake.comm.chroot import ChrootCommunicator
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
+from vmbake.provisioners.sequence import run_all
 from vmbake.report.collect import collect_files, rename_sources
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps.collect_report import budget_bytes
-from vmbake.steps.provision import StepProvision
+from vmbake.steps._qemu import budget_bytes
 from vmbake.units import format_duration
 
 
@@ -44,7 +44,7 @@ class StepTreeProvision(Step):
             ctx.state.comm = comm
             try:
                 if ctx.provisioners:
-                    StepProvision().run(ctx)
+                    run_all(ctx)  # as StepProvision runs them in a guest
             finally:
                 ctx.state.comm = None
             if report:
@@ -60,7 +60,7 @@ class StepTreeProvision(Step):
             ctx.ui.warn(f"could not collect the image report: {err}")
             return
         rename_sources(facts, guest_devices(disk))
-        ctx.state.report = facts.to_json()
+        ctx.state.report = facts
         ctx.ui.message(
             f"{len(facts.packages)} packages, {len(facts.filesystems)} filesystems "
             f"(in {format_duration(facts.collect_seconds)})"

@@ -23,7 +23,7 @@ from vmbake.installer import kernel_boot_enabled
 from vmbake.rfb import RfbClient, VncConnectionDropped, VncError, VncUnreachable
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.units import parse_duration
+from vmbake.units import go_duration, parse_duration
 
 log = logging.getLogger("vmbake.steps.type_boot_command")
 
@@ -48,26 +48,6 @@ class TypingStopped(VmbakeError):
         self.where = where
         self.sent = sent
         self.cause = cause
-
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go prints it: 5s, 1m30s, 1h0m0s, 300ms."""
-    if seconds == 0:
-        return "0s"
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    if seconds < 1:
-        for unit, scale in (("ms", 1e3), ("µs", 1e6), ("ns", 1e9)):
-            if seconds * scale >= 1 or unit == "ns":
-                return f"{sign}{seconds * scale:.6f}".rstrip("0").rstrip(".") + unit
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    text = f"{secs:.9f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{sign}{int(hours)}h{int(minutes)}m{text}"
-    if minutes:
-        return f"{sign}{int(minutes)}m{text}"
-    return sign + text
 
 
 def key_interval(config_value: str, *, qmp: bool = False) -> float:

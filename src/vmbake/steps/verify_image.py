@@ -11,7 +11,8 @@ from __future__ import annotations
 from vmbake.errors import StepError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import main_disk, qemu_config, seconds
+from vmbake.steps._qemu import main_disk, qemu_config
+from vmbake.units import seconds
 from vmbake.verify import VerifyOptions, verify_image
 
 
@@ -23,7 +24,7 @@ class StepVerifyImage(Step):
         if not config.verify:
             return
         disk = main_disk(ctx)
-        user_key = getattr(config, "ssh_private_key_file", "")
+        user_key = config.ssh_private_key_file
         key = ctx.state.ssh_private_key_path
         options = VerifyOptions(
             image=disk,
@@ -31,7 +32,7 @@ class StepVerifyImage(Step):
             user=config.ssh_username or "root",
             password=config.ssh_password,
             timeout=seconds(config.ssh_timeout, 300.0),
-            key_passphrase=getattr(config, "ssh_key_passphrase", ""),
+            key_passphrase=config.ssh_key_passphrase,
             login_optional=not user_key and not config.ssh_password,
         )
         ctx.ui.say("Verifying the image: booting it alone...")

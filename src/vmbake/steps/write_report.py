@@ -42,7 +42,7 @@ class StepWriteReport(Step):
             artifact = artifact_info(disk)
         except VmbakeError as err:
             raise StepError(self.name, f"cannot read the image's sizes: {err}", err.hint) from err
-        facts = ImageFacts.from_json(ctx.state.report) if ctx.state.report else ImageFacts()
+        facts = ctx.state.report or ImageFacts()
         json_path, html_path = write_report(output_dir(ctx), vm_name(ctx), ctx.name, facts, artifact)
         ctx.ui.say(f"Image report: {html_path} (data: {json_path.name})")
         for line in summary_lines(facts, artifact):

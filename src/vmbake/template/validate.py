@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vmbake import aptproxy
+from vmbake import aptproxy, bootcommand
 from vmbake.accel import FOREIGN
 from vmbake.checksums import parse_checksum
 from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
+from vmbake.config.bootstrap import validate_bootstrap
 from vmbake.config.fields import Decoder
 from vmbake.config.login import validate_login
 from vmbake.config.null import NullConfig, validate_null
@@ -30,8 +29,6 @@ from vmbake.fetch import url_problem
 from vmbake.units import parse_size
 
 Report = Callable[[str, str, str], None]
-
-_WAIT = re.compile(r"<wait([^>]*)>")
 
 
 def _reporter(decoder: Decoder, path: str) -> Report:
@@ -77,27 +74,9 @@ MAX_DISK_BYTES = 1 << 60  # 1 EiB
 def check_boot_command(text: str) -> str | None:
     """Why the joined boot command cannot be typed, or None."""
     try:
-        bootcommand = importlib.import_module("vmbake.bootcommand")
-    except ImportError:
-        bootcommand = None
-    if bootcommand is not None:
-        try:
-            bootcommand.parse(text)
-        except ValueError as exc:
-            return str(exc)
-        return None
-    from vmbake.units import parse_duration
-
-    for m in _WAIT.finditer(text):  # fallback while the boot command module is missing
-        arg = m.group(1)
-        try:
-            seconds = (
-                1.0 if arg == "" else float(int(arg)) if arg.lstrip("-").isdigit() else parse_duration(arg)
-            )
-        except ValueError:
-            return f"malformed wait {m.group(0)}"
-        if seconds <= 0:
-            return f"wait {m.group(0)} must be longer than zero"
+        bootcommand.parse(text)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -268,13 +247,7 @@ def check_builder(type_name: str, config: Any, decoder: Decoder, path: str) -> N
         return
     _common_machine(config, report)
     if type_name == "debian-bootstrap":
-        try:
-            module = importlib.import_module("vmbake.config.bootstrap")
-        except ImportError:
-            return
-        check = getattr(module, "validate_bootstrap", None)
-        if callable(check):
-            check(config, decoder, path, decoder.file)
+        validate_bootstrap(config, decoder, path, decoder.file)
 
 
 def _installer_console(config: QemuConfig, decoder: Decoder, path: str) -> None:
