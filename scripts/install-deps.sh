@@ -58,8 +58,8 @@ if [ "$(dpkg --print-architecture)" != arm64 ]; then
   "$probe" || status=$?
   rm -f "$probe"
   if [ "$status" -ne 42 ]; then
-    # A warning, not a failure: amd64 builds need none of this, and `vmbake validate` names the gap for
-    # an arm64 build.
+    # A warning, not a failure: amd64 builds need none of this, and an arm64 build names the gap when
+    # it starts.
     echo "install-deps: warning: this host cannot run arm64 programs through qemu-user (binfmt_misc);" \
       "arm64 builds will fail" >&2
   fi

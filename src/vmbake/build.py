@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 from vmbake import procs
 from vmbake.builders import bootstrap, null, qemu
 from vmbake.cancel import cancel_on_signals
+from vmbake.config.bootstrap import BootstrapConfig, host_problem
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.postprocessors import run_chains
 from vmbake.state import Artifact, BuildContext, Options
@@ -74,6 +75,8 @@ def runnable_builds(template: Template, ui: Ui) -> list[BuildSpec]:
                 f"build '{spec.name}': the winrm communicator is not supported (vmbake builds Debian guests)",
                 hint="use communicator ssh (or none), or build Windows guests with Packer",
             )
+        if isinstance(spec.config, BootstrapConfig) and (lacking := host_problem(spec.config)):
+            raise VmbakeError(f"build '{spec.name}': {lacking[0]}", hint=lacking[1])
     return selected
 
 

@@ -12,7 +12,7 @@ from vmbake.bootstrap.disk import grub_install_argvs
 from vmbake.bootstrap.layout import efi_modules, plan_layout
 from vmbake.bootstrap.rootfs import customize_script, grub_defaults, mmdebstrap_argv, packages
 from vmbake.builders.bootstrap import qemu_view
-from vmbake.config.bootstrap import BootstrapConfig, validate_bootstrap, with_arch_defaults
+from vmbake.config.bootstrap import BootstrapConfig, host_problem, validate_bootstrap, with_arch_defaults
 from vmbake.config.fields import Decoder
 from vmbake.config.qemu import QemuConfig
 from vmbake.qemu_argv import RunFacts, qemu_argv
@@ -142,17 +142,24 @@ def test_arm64_refuses_an_amd64_kernel_and_bios(monkeypatch: pytest.MonkeyPatch)
     assert "not an amd64 kernel" in "\n".join(_problems({"kernel": "linux-image-arm64"}))
 
 
-def test_validate_names_the_missing_host_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_names_the_missing_host_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate accepts an arm64 build on a host without the emulators (a template may hold builds this
+    host never runs); the build refuses to start, naming the packages."""
     # A fake host: an empty binfmt_misc directory and a PATH without the emulators (this host has them).
     monkeypatch.setattr(arch, "BINFMT_DIR", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(arch, "host_arch", lambda: "amd64")
-    text = "\n".join(_problems({"architecture": "arm64"}))
-    assert "b.architecture: building arm64 images here needs" in text
+    assert _problems({"architecture": "arm64"}) == []
+    config = with_arch_defaults(Decoder("t.json").decode(BootstrapConfig, {"architecture": "arm64"}, "b"),
+                                {"architecture"})  # fmt: skip
+    lacking = host_problem(config)
+    assert lacking is not None
+    message, hint = lacking
+    assert message.startswith("building arm64 images here needs")
     for package in ("qemu-system-arm", "qemu-user-static", "binfmt-support"):
-        assert f"Debian package {package}" in text
-    assert "apt-get install qemu-system-arm" in text
-    assert _problems({}) == []  # amd64 needs nothing beyond vmbake's base packages
+        assert f"Debian package {package}" in message
+    assert hint.startswith("apt-get install qemu-system-arm")
+    assert host_problem(BootstrapConfig()) is None  # amd64 needs nothing beyond vmbake's base packages
 
 
 # -- run and verify tell arm64 disks apart -----------------------------------------------------------------
