@@ -16,7 +16,7 @@ from typing import Any
 from vmbake.errors import Problem
 from vmbake.template.hcl_lines import HclLines
 from vmbake.template.hcl_values import Block, Expr, Tpl
-from vmbake.template.jsonpos import JsonSyntaxError, child_path
+from vmbake.template.jsonpos import JsonSyntaxError, child_path, syntax_problem
 from vmbake.template.jsonpos import parse as parse_json
 
 # Nested block types of each body: name -> (labels, the body's own nested block types).
@@ -53,18 +53,8 @@ def parse_hcl_json(text: str, name: str, lines: HclLines) -> tuple[dict[str, Any
     """The tree of one .pkr.json file, and its problems; `lines` learns the line of each key path."""
     try:
         data, json_lines = parse_json(text)
-    except RecursionError:
-        return {}, [Problem(name, "", "invalid JSON: nested too deeply")]
-    except JsonSyntaxError as exc:
-        return {}, [
-            Problem(
-                name,
-                "",
-                f"invalid JSON: {exc.reason} (column {exc.column})",
-                "check commas, quotes and brackets near this line",
-                exc.line,
-            )
-        ]
+    except (JsonSyntaxError, RecursionError) as exc:
+        return {}, [syntax_problem(name, exc)]
     problems: list[Problem] = []
     if not isinstance(data, dict):
         return {}, [Problem(name, "", "a .pkr.json file holds one JSON object", "start the file with '{'", 1)]

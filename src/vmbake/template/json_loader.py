@@ -20,7 +20,7 @@ from vmbake.template.assemble import (
 )
 from vmbake.template.decode import render_tree
 from vmbake.template.gotemplate import Pending, RenderContext, TemplateSyntaxError, render
-from vmbake.template.jsonpos import JsonSyntaxError, locator, parse
+from vmbake.template.jsonpos import JsonSyntaxError, locator, parse, syntax_problem
 from vmbake.template.model import Template, Variable
 from vmbake.template.order import dependencies_first
 from vmbake.template.variables import Inputs, as_text
@@ -56,20 +56,8 @@ def load_json(
         raise TemplateError([Problem(name, "", exc.message, exc.hint or "")]) from None
     try:
         data, lines = parse(text)
-    except RecursionError:
-        raise TemplateError([Problem(name, "", "invalid JSON: nested too deeply")]) from None
-    except JsonSyntaxError as exc:
-        raise TemplateError(
-            [
-                Problem(
-                    name,
-                    "",
-                    f"invalid JSON: {exc.reason} (column {exc.column})",
-                    "check commas, quotes and brackets near this line",
-                    exc.line,
-                )
-            ]
-        ) from None
+    except (JsonSyntaxError, RecursionError) as exc:
+        raise TemplateError([syntax_problem(name, exc)]) from None
     locate = locator(lines)
     asm = Assembler(name, locate, format="json", check=check)
     asm.problems.extend(inputs.problems)

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+from vmbake.errors import Problem
+
 _WS = re.compile(r"[ \t\r\n]*")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
@@ -22,6 +24,19 @@ class JsonSyntaxError(ValueError):
         self.line = line
         self.column = column
         self.reason = message
+
+
+def syntax_problem(name: str, exc: JsonSyntaxError | RecursionError) -> Problem:
+    """The problem a JSON file that does not parse is reported as, for the template loaders."""
+    if isinstance(exc, RecursionError):
+        return Problem(name, "", "invalid JSON: nested too deeply")
+    return Problem(
+        name,
+        "",
+        f"invalid JSON: {exc.reason} (column {exc.column})",
+        "check commas, quotes and brackets near this line",
+        exc.line,
+    )
 
 
 def child_path(path: str, key: str | int) -> str:
