@@ -47,8 +47,8 @@ def template_dir(work: Path, stage: str) -> Path:
     shutil.copytree(REPO / "templates" / "trixie", target)
     hcl = target / "build.pkr.hcl"
     text, count = STAGE_LINE.subn(rf'\g<1>"{stage}"', hcl.read_text())
-    if count != 1:
-        sys.exit(f"{hcl}: expected one provision_stage line, found {count}")
+    if count == 0:  # one per bootstrap build (amd64 and arm64); the bench runs -only=bootstrap
+        sys.exit(f"{hcl}: no provision_stage line found")
     hcl.write_text(text)
     return target
 
