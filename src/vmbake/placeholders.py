@@ -2,14 +2,13 @@
 
 The values are taken from the build's config and state when a place asks, that is once they exist: the
 HTTP port after the HTTP server starts, the SSH key after the key step, the forwarded port after QEMU's
-ports are chosen, the connection after SSH is up. Each value has the meaning Packer gives it:
-
-| place            | Packer's data                                            | read by                      |
-|------------------|----------------------------------------------------------|------------------------------|
-| `qemuargs`       | packer-plugin-qemu step_run.go, qemuArgsTemplateData      | `{{ .X }}`                   |
-| `boot_command`   | packer-plugin-qemu step_type_boot_command.go, bootCommandTemplateData | `{{ .X }}`       |
-| `http_content`   | none: Packer renders it before the build (`<no value>`)  | `{{ .X }}`, vmbake's own set |
-| provisioners and post-processors | packer-plugin-sdk commonsteps.PopulateProvisionHookData | `{{ build `X` }}` and `{{ .X }}` |
+ports are chosen, the connection after SSH is up. Each value has the meaning Packer gives it (the table of
+placeholder by place is docs/placeholders.md):
+- qemuargs: packer-plugin-qemu step_run.go, qemuArgsTemplateData;
+- boot_command: packer-plugin-qemu step_type_boot_command.go, bootCommandTemplateData;
+- http_content: none in Packer, which renders it before the build; vmbake gives its own set;
+- provisioners and post-processors: packer-plugin-sdk commonsteps.PopulateProvisionHookData, read with
+  {{ build `X` }} and, in a provisioner, {{ .X }}.
 
 Where Packer has an int (HTTPPort, SSHHostPort), the text is Go's: "0" when there is no HTTP server or no
 communicator. `{{ build_name }}` and `{{ build_type }}` are functions, not fields, and read the build in
