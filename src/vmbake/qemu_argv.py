@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from vmbake import placeholders as runtime
 from vmbake.arch import cpu_default
 from vmbake.comm.probe import NET_PROBE_GUEST_PORT
 from vmbake.config.qemu import QemuConfig
@@ -53,7 +54,6 @@ class RunFacts:
     accelerator: str  # resolved: kvm, tcg, ... (never "")
     display_available: bool = False  # a graphical session is there (DISPLAY or WAYLAND_DISPLAY)
     host_cpus: int = 1  # CPUs this process may run on (see host_cpus()); the default vCPU count
-    extra_placeholders: Mapping[str, str] = field(default_factory=dict)
 
 
 # With no cpus, sockets, cores or threads in the template, the build VM gets the host's CPUs, up to this
@@ -218,16 +218,11 @@ def display_arg(config: QemuConfig, display_available: bool) -> str | None:
 
 
 def placeholders(config: QemuConfig, state: BuildState, facts: RunFacts) -> dict[str, str]:
-    values = {
-        "HTTPIP": state.http_ip,
-        "HTTPPort": str(state.http_port or 0),
-        "HTTPDir": config.http_directory,
-        "Name": facts.vm_name,
-        "OutputDir": str(state.output_dir or ""),
-        "SSHHostPort": str(state.ssh_host_port or 0) if config.communicator != "none" else "0",
-    }
-    values.update(facts.extra_placeholders)
-    return values
+    """What `{{ .X }}` reads in qemuargs and kernel_args (vmbake.placeholders gives Packer's set)."""
+    # qemuargs reads no build name: Packer's data for it has none.
+    return runtime.from_state(
+        config, state, build_name="", builder_type="qemu", vm_name=facts.vm_name
+    ).qemuargs()
 
 
 def fill_placeholders(text: str, values: Mapping[str, str]) -> str:

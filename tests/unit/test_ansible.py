@@ -123,9 +123,9 @@ def test_ansible_inventory_with_groups_and_template(tmp_path: Path) -> None:
     )
     custom = AnsibleConfig(
         playbook_file="p",
-        inventory_file_template="{{ .HostAlias }} ansible_host={{ .Host }} x={{ build `Name` }}\n",
+        inventory_file_template="{{ .HostAlias }} ansible_host={{ .Host }} x={{ build `ConnType` }}\n",
     )
-    assert inventory_text(custom, ctx, where()) == "default ansible_host=127.0.0.1 x=qemu\n"
+    assert inventory_text(custom, ctx, where()) == "default ansible_host=127.0.0.1 x=ssh\n"
 
 
 def test_galaxy_runs_for_roles_and_collections() -> None:

@@ -155,7 +155,7 @@ def test_step_starts_on_loopback_renders_content_and_logs(site: Path) -> None:
         ctx.state.ssh_public_key = "ssh-ed25519 AAAAlate"  # made after the server started
         status, body, _ = _get(server, "/preseed.cfg")
         assert status == 200
-        assert body.decode() == f"url=http://10.0.2.2:{server.port}/ key=ssh-ed25519 AAAAlate qemu"
+        assert body.decode() == f"url=http://10.0.2.2:{server.port}/ key=ssh-ed25519 AAAAlate packer-qemu"
     finally:
         step.cleanup(ctx)
         step.cleanup(ctx)

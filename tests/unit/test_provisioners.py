@@ -317,7 +317,7 @@ def test_throwaway_user_takes_its_files_in_tmp_with_it() -> None:
     ],
 )
 def test_build_values_are_filled_in_when_the_provisioner_runs(tmp_path: Path, name: str, text: str) -> None:
-    from vmbake.provisioners import RUN_UUID
+    from vmbake.placeholders import RUN_UUID
     from vmbake.template import load_template
 
     (tmp_path / name).write_text(text)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vmbake.errors import VmbakeError
-from vmbake.provisioners import runtime_values
+from vmbake.provisioners import build_data
 from vmbake.state import Artifact, BuildContext
 from vmbake.template.gotemplate import fill_build_data, render_runtime
 
@@ -52,7 +52,7 @@ def files_of(artifacts: Sequence[Artifact]) -> list[Path]:
 def render_output(ctx: BuildContext, template: str, **extra: str) -> Path:
     """A post-processor's `output` with {{.BuildName}}, {{.BuilderType}} (and `extra`) filled in."""
     values = {"BuildName": ctx.name, "BuilderType": ctx.builder_type, **extra}
-    return Path(render_runtime(template, values))
+    return Path(render_runtime(template, values, build_name=ctx.name, build_type=ctx.builder_type))
 
 
 def _runners() -> dict[str, Runner]:
@@ -123,7 +123,7 @@ def _run_chain(
             )
         ctx.ui.say(f"Running post-processor: {spec.type}")
         try:
-            config = fill_build_data(spec.config, runtime_values(ctx))
+            config = fill_build_data(spec.config, build_data(ctx))
             produced, default_keep, force = runner(ctx, config, prior)
         except VmbakeError as exc:
             raise VmbakeError(f"post-processor {spec.type} failed: {exc}", exc.hint) from None

@@ -11,17 +11,16 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from vmbake.config.postprocessors import ManifestConfig
 from vmbake.errors import VmbakeError
 from vmbake.locks import FileLock
+from vmbake.placeholders import RUN_UUID
 from vmbake.postprocessors import files_of, render_output
 from vmbake.state import Artifact, BuildContext
 
-RUN_UUID = os.environ.get("PACKER_RUN_UUID") or str(uuid.uuid4())
 _IDS = {"packer.post-processor.compress": "COMPRESS", "packer.post-processor.checksum": ""}
 
 

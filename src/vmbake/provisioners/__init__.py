@@ -1,6 +1,6 @@
 """Provisioners: `shell` and `file` work through the communicator, `shell-local` runs on the host.
 
-Shared here: the run-time values a provisioner's placeholders may read, Packer's injected PACKER_*
+Shared here: the run-time values a provisioner's placeholders may read (vmbake.placeholders builds them), Packer's injected PACKER_*
 variables, the quoting of environment_vars, and the deadline a provisioner's `timeout` sets.
 """
 
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from vmbake import placeholders
 from vmbake.comm import Communicator
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.state import BuildContext
@@ -57,48 +56,16 @@ class Run:
             raise BuildCancelled()
 
 
-# Packer gives every build of one run the same PackerRunUUID (its command/build.go makes one per run).
-RUN_UUID = str(uuid.uuid4())
+def build_data(ctx: BuildContext) -> dict[str, str]:
+    """What {{ build `X` }} reads when a provisioner or post-processor runs (vmbake.placeholders)."""
+    return placeholders.of(ctx).build_data()
 
 
-def _private_key(path: Path | None) -> str:
-    if path is None:
-        return ""
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def runtime_values(ctx: BuildContext, **extra: str) -> dict[str, str]:
-    """The values of run-time placeholders ({{ .HTTPIP }}, {{ .SSHPublicKey }}, {{ build `X` }} ...)."""
-    state = ctx.state
-    config = ctx.config
-    port = "" if state.http_port is None else str(state.http_port)
-    values = {
-        "BuildName": ctx.name,
-        "BuilderType": ctx.builder_type,
-        "Name": ctx.name,
-        "HTTPIP": state.http_ip if state.http_port is not None else "",
-        "HTTPPort": port,
-        "HTTPAddr": f"{state.http_ip}:{port}" if port else "",
-        "SSHPublicKey": state.ssh_public_key,
-        "Host": getattr(config, "ssh_host", "") or "127.0.0.1",
-        "Port": str(state.ssh_host_port or getattr(config, "ssh_port", 22)),
-        "User": getattr(config, "ssh_username", ""),
-        "Password": getattr(config, "ssh_password", ""),
-        "ID": "",
-        "ConnType": getattr(config, "communicator", "") or "ssh",
-        "PackerRunUUID": RUN_UUID,
-        "PackerHTTPAddr": f"{state.http_ip}:{port}" if port else "",
-        "PackerHTTPIP": state.http_ip if port else "",
-        "PackerHTTPPort": port,
-        "SSHPrivateKey": _private_key(state.ssh_private_key_path),
-        "WinRMPassword": "",
-        "SourceName": ctx.name,
-    }
-    values.update(extra)
-    return values
+def render(ctx: BuildContext, text: str, **own: str) -> str:
+    """A provisioner's value with `{{ .X }}` read from the build data and the provisioner's `own` values
+    (Packer renders provisioner fields so), and {{ build `X` }} from the build data."""
+    values = placeholders.of(ctx)
+    return values.render(text, values.provisioner(**own), values.build_data())
 
 
 def packer_env(ctx: BuildContext, user_vars: list[str], label: str) -> dict[str, str]:

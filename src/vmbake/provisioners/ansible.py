@@ -23,9 +23,8 @@ from pathlib import Path
 from vmbake import procs
 from vmbake.config.ansible import ANSIBLE_HINT, INVENTORY_LINE, AnsibleConfig
 from vmbake.errors import VmbakeError
-from vmbake.provisioners import Run, runtime_values
+from vmbake.provisioners import Run, render
 from vmbake.state import BuildContext
-from vmbake.template.gotemplate import render_runtime
 
 _ROLES = re.compile(r"^roles:", re.MULTILINE)
 _COLLECTIONS = re.compile(r"^collections:", re.MULTILINE)
@@ -130,10 +129,14 @@ def galaxy_argvs(config: AnsibleConfig, requirements: str) -> list[list[str]]:
 
 def inventory_text(config: AnsibleConfig, ctx: BuildContext, where: Target) -> str:
     """The generated inventory: the guest's line, then a section per group holding it, then the empty groups."""
-    values = runtime_values(
-        ctx, HostAlias=config.host_alias, Host=where.host, Port=str(where.port), User=where.user
+    line = render(
+        ctx,
+        config.inventory_file_template or INVENTORY_LINE,
+        HostAlias=config.host_alias,
+        Host=where.host,
+        Port=str(where.port),
+        User=where.user,
     )
-    line = render_runtime(config.inventory_file_template or INVENTORY_LINE, values)
     text = line + "".join(f"[{group}]\n{line}" for group in config.groups)
     return text + "".join(f"[{group}]\n" for group in config.empty_groups)
 
@@ -157,11 +160,10 @@ def shown(argv: list[str], config: AnsibleConfig, ctx: BuildContext) -> str:
 def rendered(config: AnsibleConfig, ctx: BuildContext) -> AnsibleConfig:
     """The config with the build's values filled into extra_arguments and ansible_env_vars, as the plugin
     does when it starts."""
-    values = runtime_values(ctx)
     return dataclasses.replace(
         config,
-        extra_arguments=[render_runtime(a, values) for a in config.extra_arguments],
-        ansible_env_vars=[render_runtime(a, values) for a in config.ansible_env_vars],
+        extra_arguments=[render(ctx, a) for a in config.extra_arguments],
+        ansible_env_vars=[render(ctx, a) for a in config.ansible_env_vars],
     )
 
 

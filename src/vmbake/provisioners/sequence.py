@@ -15,7 +15,7 @@ from typing import Any
 from vmbake.config.ansible import AnsibleConfig, AnsibleLocalConfig
 from vmbake.config.provisioners import BreakpointConfig, FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
-from vmbake.provisioners import Run, runtime_values
+from vmbake.provisioners import Run, build_data
 from vmbake.provisioners import ansible as ansible_provisioner
 from vmbake.provisioners import ansible_local as ansible_local_provisioner
 from vmbake.provisioners import breakpoint as breakpoint_provisioner
@@ -67,7 +67,7 @@ def run_provisioner(ctx: BuildContext, spec: ProvisionerSpec, step: str = STEP) 
             ctx.ui.say(f"Setting a {go_duration(timeout)} timeout for the next provisioner...")
         run = Run(ctx, spec.type, time.monotonic() + timeout if timeout > 0 else None)
         try:
-            provision(run, fill_build_data(spec.config, runtime_values(ctx)))
+            provision(run, fill_build_data(spec.config, build_data(ctx)))
             return
         except BuildCancelled:
             raise

@@ -19,8 +19,7 @@ from vmbake.comm import DISCONNECTED
 from vmbake.comm.ssh import ConnectError
 from vmbake.config.provisioners import ShellConfig
 from vmbake.errors import VmbakeError
-from vmbake.provisioners import Run, flatten_env, packer_env, random_name, runtime_values
-from vmbake.template.gotemplate import render_runtime
+from vmbake.provisioners import Run, flatten_env, packer_env, random_name, render
 from vmbake.units import parse_duration
 
 RETRY_INTERVAL = 1.0
@@ -51,9 +50,8 @@ def provision(run: Run, config: ShellConfig) -> None:
         variables = ""
     else:
         variables = flatten_env(env, config.effective_env_var_format()).rstrip(" ")
-    command = render_runtime(
-        config.effective_execute_command(),
-        runtime_values(ctx, Path=target, Vars=variables, EnvVarFile=env_file),
+    command = render(
+        ctx, config.effective_execute_command(), Path=target, Vars=variables, EnvVarFile=env_file
     )
     with _scripts(run, config) as scripts:
         for local in scripts:

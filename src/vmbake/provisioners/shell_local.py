@@ -16,8 +16,7 @@ from pathlib import Path
 from vmbake import procs
 from vmbake.config.provisioners import SHELL_ENV_FILE_FORMAT, ShellLocalConfig
 from vmbake.errors import VmbakeError
-from vmbake.provisioners import Run, flatten_env, packer_env, runtime_values
-from vmbake.template.gotemplate import render_runtime
+from vmbake.provisioners import Run, flatten_env, packer_env, render
 
 _PLATFORMS = {"linux": "linux", "darwin": "darwin", "win32": "windows", "freebsd": "freebsd"}
 
@@ -38,10 +37,13 @@ def provision(run: Run, config: ShellLocalConfig) -> None:
             variables = flatten_env(env, config.env_var_format or "%s='%s' ").rstrip(" ")
         for script in scripts:
             ctx.ui.say(f"Running local shell script: {script}")
-            values = runtime_values(
-                ctx, Vars=variables, Script=str(script), Command=config.command, EnvVarFile=env_file
-            )
-            argv = [render_runtime(part, values) for part in config.execute_command]
+            own = {
+                "Vars": variables,
+                "Script": str(script),
+                "Command": config.command,
+                "EnvVarFile": env_file,
+            }
+            argv = [render(ctx, part, **own) for part in config.execute_command]
             if not argv:
                 raise VmbakeError(
                     "shell-local: execute_command is empty", hint="remove it to use the default"

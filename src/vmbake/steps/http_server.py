@@ -1,6 +1,6 @@
 """StepHTTPServer: serve http_directory and http_content to the guest.
 
-Reads: config.http_directory, http_content, http_port_min/max, http_bind_address; state.http_ip,
+Reads: config.http_directory, http_content, http_port_min/max, http_bind_address, vm_name; state.http_ip,
 ssh_public_key (when a request arrives, so a key made by a later step is still filled in); with
 {{ .LoginPreseed }} in http_content, the login keys (root_password, root_ssh_keys, users, cloud_init); with
 {{ .AptProxy }}, apt_proxy (or APT_PROXY/http_proxy from the environment).
@@ -13,36 +13,21 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from vmbake import aptproxy
+from vmbake import placeholders
 from vmbake.config.login import LoginConfig, gives_a_way_in
-from vmbake.config.null import NullConfig
 from vmbake.config.qemu import HTTPConfig
 from vmbake.errors import StepError, VmbakeError
 from vmbake.httpserver import Content, HttpServer, Request
-from vmbake.login import NO_WAY_IN, crypted, preseed_fragment, read_keys
+from vmbake.login import NO_WAY_IN, crypted, read_keys
 from vmbake.ports import bind_in_range
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.template.gotemplate import render_runtime
 
 
-def runtime_values(ctx: BuildContext, login: LoginConfig | None = None) -> dict[str, str]:
-    state = ctx.state
-    return {
-        "HTTPIP": state.http_ip,
-        "HTTPPort": str(state.http_port or ""),
-        "Name": ctx.name,
-        "BuildName": ctx.name,
-        "BuilderType": ctx.builder_type,
-        "SSHPublicKey": state.ssh_public_key,
-        # The build's key is read when the installer asks, like SSHPublicKey.
-        "LoginPreseed": preseed_fragment(login, state.ssh_public_key) if login is not None else "",
-        # The package proxy as the guest reaches it (a loopback proxy is the host's, at HTTPIP).
-        "AptProxy": aptproxy.for_guest(
-            aptproxy.resolve("" if isinstance(ctx.config, NullConfig) else ctx.config.apt_proxy).url,
-            state.http_ip or "10.0.2.2",
-        ),
-    }
+def render_content(ctx: BuildContext, text: str, login: LoginConfig | None) -> str:
+    """One http_content value with the build's values as they stand now (vmbake.placeholders)."""
+    values = placeholders.of(ctx)
+    return values.render(text, values.http_content(login, placeholders.apt_proxy_of(ctx)))
 
 
 def login_config(ctx: BuildContext, config: LoginConfig) -> LoginConfig:
@@ -73,7 +58,7 @@ class StepHTTPServer(Step):
             login = login_config(ctx, config)
         for key, text in config.http_content.items():
             try:  # fail now, not when the installer asks
-                render_runtime(text, runtime_values(ctx, login))
+                render_content(ctx, text, login)
             except VmbakeError as exc:
                 raise StepError(self.name, f"http_content[{key!r}]: {exc}", exc.hint) from None
         directory: Path | None = None
@@ -109,7 +94,7 @@ class StepHTTPServer(Step):
 
     @staticmethod
     def _renderer(ctx: BuildContext, text: str, login: LoginConfig | None) -> Callable[[], str]:
-        return lambda: render_runtime(text, runtime_values(ctx, login))
+        return lambda: render_content(ctx, text, login)
 
     @staticmethod
     def _reporter(ctx: BuildContext) -> Callable[[Request], None]:

@@ -1,7 +1,7 @@
 """Type the boot command into the VM: over VNC as Packer does, or over QMP (`boot_command_transport: qmp`).
 
 The step waits `boot_wait`, fills the run-time placeholders ({{ .HTTPIP }}, {{ .HTTPPort }}, {{ .Name }},
-{{ .SSHPublicKey }}), parses the boot command language (vmbake.bootcommand) and sends the key events.
+{{ .SSHPublicKey }}: vmbake.placeholders), parses the boot command language (vmbake.bootcommand) and sends the key events.
 A connection that drops half-way stops the build at once, saying how far typing got, instead of
 leaving a half-typed installer line and an SSH timeout minutes later.
 """
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from vmbake import placeholders
 from vmbake.bootcommand import BootCommandError, KeyEvent, Wait, parse, strokes, to_events
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
@@ -166,8 +167,9 @@ class StepTypeBootCommand(Step):
                 hint="set boot_command_transport to 'qmp', or remove disable_vnc",
             )
         # Every run-time value is known by now, so a command that cannot be typed fails before the wait.
-        values = self._values(ctx, config)
-        rendered = [(self._render(command, values), description) for command, description in steps]
+        values = placeholders.of(ctx)
+        fields = values.boot_command()
+        rendered = [(self._render(values, command, fields), description) for command, description in steps]
         planned = [
             (command, description, self._events(command, transport)) for command, description in rendered
         ]
@@ -199,22 +201,9 @@ class StepTypeBootCommand(Step):
         except VmbakeError as exc:
             raise StepError(self.name, str(exc), hint="see QEMU's output above or with -debug") from exc
 
-    @staticmethod
-    def _values(ctx: BuildContext, config: QemuConfig) -> dict[str, str]:
-        return {
-            "HTTPIP": ctx.state.http_ip,
-            "HTTPPort": str(ctx.state.http_port or 0),
-            "Name": config.vm_name or f"packer-{ctx.name}",
-            "SSHPublicKey": ctx.state.ssh_public_key,
-            "BuildName": ctx.name,
-            "BuilderType": ctx.builder_type,
-        }
-
-    def _render(self, command: str, values: dict[str, str]) -> str:
-        from vmbake.template.gotemplate import render_runtime
-
+    def _render(self, values: placeholders.RuntimeValues, command: str, fields: dict[str, str]) -> str:
         try:
-            return render_runtime(command, values)
+            return values.render(command, fields)
         except VmbakeError as exc:
             raise StepError(self.name, f"cannot prepare the boot command: {exc}", hint=exc.hint) from exc
 

@@ -365,16 +365,27 @@ def has_runtime(text: str) -> bool:
     return "{{" in text
 
 
-def render_runtime(text: str, values: Mapping[str, str]) -> str:
+def render_runtime(
+    text: str,
+    values: Mapping[str, str],
+    *,
+    build_name: str | None = None,
+    build_type: str | None = None,
+    source_name: str | None = None,
+    build_data: Mapping[str, str] | None = None,
+) -> str:
     """Fill the run-time placeholders ({{ .HTTPIP }}, {{ .Path }}, {{ build `X` }} ...) of a loaded value.
 
-    `values` maps field names without the dot (HTTPIP, HTTPPort, Name, SSHPublicKey, ...) to their text.
-    Raises VmbakeError naming the placeholder when a value is missing."""
+    `values` maps field names without the dot (HTTPIP, HTTPPort, Name, SSHPublicKey, ...) to their text;
+    `build_data` is what {{ build `X` }} reads (`values` when None). {{ build_name }}, {{ build_type }} and
+    {{ source_name }} read the keywords (kept for later when None). vmbake.placeholders says which values
+    each place gives. Raises VmbakeError naming the placeholder when a value is missing."""
     ctx = RenderContext(
         fields=values,
-        build_name=values.get("BuildName", ""),
-        build_type=values.get("BuilderType", ""),
-        source_name=values.get("SourceName", ""),
+        build_name=build_name,
+        build_type=build_type,
+        source_name=source_name,
+        build_data=build_data,
     )
     try:
         return render(text, ctx)

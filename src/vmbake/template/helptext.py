@@ -18,10 +18,16 @@ JSON templates (Packer's Go-template actions, {{ ... }}):
   {{break}}/{{continue}}, {{ $v := x }}, {{-  -}} trim markers, and eq ne lt le gt ge and or not len index
   slice print printf println; an {{if}} on a run-time placeholder is kept whole for the build.
 
-Run-time placeholders, kept as written and filled in during the build:
-  {{ .HTTPIP }} {{ .HTTPPort }} {{ .Name }} {{ .SSHPublicKey }} (boot_command, qemuargs, http_content,
-  kernel_args); {{ .LoginPreseed }} (http_content: preseed answers from the login keys); {{ .AptProxy }} (http_content: the package proxy as the guest reaches it); {{.Path}} {{.Vars}} {{.EnvVarFile}} (shell execute_command); {{.Script}} (shell-local);
-  {{.BuildName}} {{.BuilderType}} {{.ChecksumType}} (post-processor output paths)
+Run-time placeholders, kept as written and filled in during the build (docs/placeholders.md):
+  qemuargs, kernel_args: {{ .HTTPIP }} {{ .HTTPPort }} {{ .HTTPDir }} {{ .OutputDir }} {{ .Name }}
+    {{ .SSHHostPort }}
+  boot_command, boot_steps: {{ .HTTPIP }} {{ .HTTPPort }} {{ .Name }} {{ .SSHPublicKey }}
+  http_content: those four, and vmbake's {{ .LoginPreseed }} (preseed answers from the login keys) and
+    {{ .AptProxy }} (the package proxy as the guest reaches it)
+  provisioners, post-processors: {{ build `Host` }} and Port User Password ConnType SSHPublicKey
+    SSHPrivateKey PackerHTTPIP PackerHTTPPort PackerHTTPAddr PackerRunUUID ID WinRMPassword (in a
+    provisioner also as {{ .Host }} ...); {{.Path}} {{.Vars}} {{.EnvVarFile}} (shell execute_command);
+    {{.Script}} (shell-local); {{.BuildName}} {{.BuilderType}} {{.ChecksumType}} (post-processor outputs)
 
 HCL2 templates (.pkr.hcl, or a directory of them):
   blocks: variable "x" {type, default, sensitive, description}, variables {}, locals {}, local "x" {},
