@@ -31,7 +31,7 @@ from vmbake import __version__
 from vmbake.checksums import Checksum, algorithm_for, hash_file, make_checksum
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.files import read_regular_bytes
-from vmbake.locks import FileLock
+from vmbake.locks import FileLock, wait_saying
 from vmbake.ui import ProgressHandle
 from vmbake.units import LONGEST_WAIT, format_size, parse_duration
 
@@ -502,12 +502,8 @@ def fetch_checked(
         except ValueError as exc:
             raise VmbakeError(f"bad checksum for {url}: {exc}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(dest.with_name(dest.name + ".lock"))
-    if not lock.try_acquire():
-        if say is not None:
-            say(f"Waiting for another vmbake to finish downloading {dest.name}...")
-        if not lock.acquire(cancel=cancel):
-            raise BuildCancelled()
+    lock = FileLock(dest.with_name(dest.name + ".lock"), owner=f"downloading {url_file_name(url)}")
+    wait_saying(lock, say, f"Another vmbake is fetching {dest.name}", cancel=cancel)
     try:
         if dest.exists() and checksum is not None:
             found = verify_file(dest, checksum, progress=progress, cancel=cancel, label=url_file_name(url))

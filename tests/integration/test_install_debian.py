@@ -14,11 +14,13 @@ the tree is thrown away at the end (target /dev/null): nothing is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,18 +90,24 @@ def _local_cas_hooks() -> list[str]:
     ]
 
 
+@pytest.fixture
+def stack() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as exits:
+        yield exits
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("mmdebstrap") is None, reason="needs root and mmdebstrap"
 )
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("suite", SUITES)
-def test_readme_setup_works_on_stock_debian(suite: str, tmp_path: Path) -> None:
+def test_readme_setup_works_on_stock_debian(suite: str, tmp_path: Path, stack: contextlib.ExitStack) -> None:
     setup = " && ".join(setup_part(readme_first_command()))
     stage = tmp_path / "stage"
     _stage_source(stage / "vmbake")
     cache_dir = debcache.deb_cache_dir(suite, DEFAULT_MIRROR)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    before = debcache.debs_in(cache_dir)
+    # mmdebstrap reads a private copy of the shared cache (another build may add to it meanwhile).
+    view = stack.enter_context(debcache.use_cache(cache_dir, None, suite=suite, architecture="amd64"))
     used = tmp_path / "used-debs"
     used.mkdir()
     inside = f"cd /root/vmbake && {setup} && vmbake --version && vmbake validate {VALIDATED}"
@@ -110,7 +118,7 @@ def test_readme_setup_works_on_stock_debian(suite: str, tmp_path: Path) -> None:
         "--skip=download/empty",
         "--skip=essential/unlink",
         '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
-        f"--setup-hook=sync-in {cache_dir} /var/cache/apt/archives/",
+        f"--setup-hook=sync-in {view.snapshot} /var/cache/apt/archives/",
         f"--customize-hook=sync-out /var/cache/apt/archives {used}",
         *_local_cas_hooks(),
         f"--customize-hook=copy-in {stage / 'vmbake'} /root",
@@ -124,7 +132,7 @@ def test_readme_setup_works_on_stock_debian(suite: str, tmp_path: Path) -> None:
     result = subprocess.run(
         argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=840, env=env, check=False
     )
-    debcache.absorb(used, cache_dir, before)
+    debcache.absorb(used, cache_dir, view.before)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"set-up failed in a stock {suite}:\n{output[-6000:]}"
     assert re.search(r"^vmbake \d", output, re.MULTILINE), output[-3000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -313,9 +314,10 @@ def test_lock_makes_a_second_writer_wait(cache: Path) -> None:
         worker = threading.Thread(target=build)
         worker.start()
         deadline = time.monotonic() + 5
-        while "Waiting for another vmbake" not in out.getvalue() and time.monotonic() < deadline:
+        while "Another vmbake is fetching" not in out.getvalue() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert "Waiting for another vmbake to finish downloading" in out.getvalue()
+        said = f"Another vmbake is fetching {target.name}: the lock is held by vmbake process {os.getpid()}, for "
+        assert said in out.getvalue()
         assert origin.gets("/x.iso") == []  # nothing written while the lock is held
         held.release()
         worker.join(5)

@@ -6,6 +6,7 @@ The build steps (steps/bootstrap_*.py) call these with the build's UI; tests cal
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +45,12 @@ def make_rootfs(
     debug: bool = False,
     use_cache: bool = True,
     cache_root: Path | None = None,
+    owner: str = "",
+    cancel: threading.Event | None = None,
 ) -> RootfsResult:
-    """mmdebstrap `config.suite` into work_dir/rootfs.tar, with the .deb cache unless `use_cache` is off."""
+    """mmdebstrap `config.suite` into work_dir/rootfs.tar, with the .deb cache unless `use_cache` is off.
+
+    `owner` names this build to another one that waits for the cache's fill lock (debcache.fill_lock)."""
     require_root()
     started = time.monotonic()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -53,25 +58,31 @@ def make_rootfs(
     hook.write_text(customize_script(config, authorized_keys))
     hook.chmod(0o700)
     tarball = work_dir / "rootfs.tar"
-    hooks = None
-    before: dict[str, int] = {}
-    if use_cache:
-        cache_dir = debcache.deb_cache_dir(config.suite, effective_mirror(config), cache_root)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        before = debcache.debs_in(cache_dir)
-        used = work_dir / "debs-used"
-        shutil.rmtree(used, ignore_errors=True)
-        used.mkdir()
-        hooks = CacheHooks(cache_dir, used)
-    argv = mmdebstrap_argv(config, tarball, hook, hooks, verbose=debug)
     # Every maintainer script of another architecture runs under qemu-user: on a busy 2-core host an
     # arm64 tree took over 25 minutes (mkinitramfs alone several).
     timeout = 1800.0 if config.architecture == arch.host_arch() else 5400.0
-    run_mmdebstrap(argv, progress_filter(message, debug), timeout)
-    stats = None
-    if hooks is not None:
-        stats = debcache.absorb(hooks.used_dir, hooks.cache_dir, before)
-        shutil.rmtree(hooks.used_dir, ignore_errors=True)
+    on_line = progress_filter(message, debug)
+    if not use_cache:
+        run_mmdebstrap(mmdebstrap_argv(config, tarball, hook, None, verbose=debug), on_line, timeout)
+        return RootfsResult(tarball, time.monotonic() - started, None)
+    cache_dir = debcache.deb_cache_dir(config.suite, effective_mirror(config), cache_root)
+    used = work_dir / "debs-used"
+    shutil.rmtree(used, ignore_errors=True)
+    used.mkdir()
+    try:
+        with debcache.use_cache(
+            cache_dir,
+            message,
+            architecture=config.architecture,
+            owner=owner,
+            suite=config.suite,
+            cancel=cancel,
+        ) as view:
+            hooks = CacheHooks(view.snapshot, used)
+            run_mmdebstrap(mmdebstrap_argv(config, tarball, hook, hooks, verbose=debug), on_line, timeout)
+            stats = debcache.absorb(used, cache_dir, view.before)
+    finally:
+        shutil.rmtree(used, ignore_errors=True)
     return RootfsResult(tarball, time.monotonic() - started, stats)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from vmbake import aptproxy
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.installer import debarchive
-from vmbake.locks import FileLock
+from vmbake.locks import FileLock, wait_saying
 from vmbake.ui import BuildUi
 
 # d-i's netboot package carries the release number, not the codename.
@@ -145,9 +145,10 @@ def fetch_netboot(
             )
         if ui is not None:
             ui.message(f"{package} {entry.version} (sha256 {entry.sha256[:16]}...)")
-        lock = FileLock(store / f"{entry.sha256}.lock")
-        if not lock.acquire(cancel=cancel):
-            raise BuildCancelled()
+        lock = FileLock(store / f"{entry.sha256}.lock", owner=f"fetching {package} {entry.version}")
+        wait_saying(
+            lock, ui.say if ui is not None else None, f"Another vmbake is fetching {package}", cancel=cancel
+        )
         try:
             return _cached_or_fetched(entry, base, store, work, arch, ui, cancel, proxy)
         finally:

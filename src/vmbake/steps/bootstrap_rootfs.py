@@ -67,7 +67,10 @@ class StepBootstrapRootfs(Step):
             aptproxy.check(proxy, effective_mirror(config) + "/")
         except VmbakeError as exc:
             raise StepError(self.name, exc.message, exc.hint) from None
-        result = make_rootfs(config, work / "bootstrap", keys, ctx.ui.message, debug=ctx.ui.ui.debug)
+        result = make_rootfs(
+            config, work / "bootstrap", keys, ctx.ui.message, debug=ctx.ui.ui.debug,
+            owner=f"build {ctx.name!r}", cancel=ctx.cancel,
+        )  # fmt: skip
         ctx.state.rootfs_tarball = result.tarball
         if result.cache is not None:
             ctx.ui.message(f"Package cache: {result.cache.summary()}")
