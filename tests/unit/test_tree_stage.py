@@ -137,3 +137,25 @@ def test_report_facts_of_the_tree_name_the_guests_devices() -> None:
     )
     rename_sources(facts, names)
     assert [fs.source for fs in facts.filesystems] == [names["/boot"], names["/"], "tmpfs"]
+
+
+def loaded_shutdown_command(tmp_path: Path, **keys: object) -> str:
+    import json
+
+    from vmbake.template import load_template
+
+    block = {"type": "debian-bootstrap", "suite": "trixie", **keys}
+    path = tmp_path / "template.json"
+    path.write_text(json.dumps({"builders": [block]}))
+    (build,) = load_template(path).builds
+    assert isinstance(build.config, BootstrapConfig)
+    return build.config.shutdown_command
+
+
+def test_tree_stage_has_no_shutdown_command_unless_given(tmp_path: Path) -> None:
+    # In the tree (a chroot) there is nothing to power off: the default `systemctl poweroff` would fail.
+    assert loaded_shutdown_command(tmp_path, provision_stage="tree") == ""
+    assert loaded_shutdown_command(tmp_path, provision_stage="tree", shutdown_command="apt-get clean") == (
+        "apt-get clean"
+    )
+    assert loaded_shutdown_command(tmp_path) == "systemctl poweroff"

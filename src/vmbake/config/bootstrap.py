@@ -172,8 +172,19 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
     headless: bool = opt(True, "Do not show a display window")
     ssh_username: str = opt("root", "User to log in as (root: the build's key is in root's authorized_keys)")
     shutdown_command: str = opt(
-        "systemctl poweroff", "Command run over the communicator to halt the guest", runtime=True
+        "systemctl poweroff",
+        "Command run over the communicator to halt the guest; with provision_stage 'tree' it runs in the "
+        "image tree after the provisioners, to clean up, and there is none unless given",
+        runtime=True,
     )
+
+
+def with_stage_defaults(config: BootstrapConfig, given: Collection[str]) -> BootstrapConfig:
+    """`config` with no shutdown_command in the tree stage unless the template gave one: the tree is a
+    chroot of the image, with nothing to power off (the default `systemctl poweroff` fails there)."""
+    if config.provision_stage != "tree" or "shutdown_command" in given:
+        return config
+    return dataclasses.replace(config, shutdown_command="")
 
 
 def with_arch_defaults(config: BootstrapConfig, given: Collection[str]) -> BootstrapConfig:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmbake import arch, registry
-from vmbake.config.bootstrap import BootstrapConfig, with_arch_defaults
+from vmbake.config.bootstrap import BootstrapConfig, with_arch_defaults, with_stage_defaults
 from vmbake.config.fields import Decoder, suggest
 from vmbake.config.qemu import MachineConfig
 from vmbake.errors import Problem
@@ -395,7 +395,7 @@ class Assembler:
         # aarch64's machine and firmware (debian-bootstrap: also its kernel and console) for the keys not given
         given = {key for key, value in body.items() if value is not None}
         if isinstance(config, BootstrapConfig):
-            config = with_arch_defaults(config, given)
+            config = with_stage_defaults(with_arch_defaults(config, given), given)
         elif isinstance(config, MachineConfig):
             config = arch.machine_defaults(config, given)
         check_builder(build.target.type, config, decoder, build.path)
