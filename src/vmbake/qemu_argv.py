@@ -40,12 +40,6 @@ def output_dir_of(config: QemuConfig, build_name: str) -> Path:
     return Path(config.output_directory or f"output-{build_name}")
 
 
-def disk_size_arg(size: str) -> str:
-    """The size as qemu-img reads it: Packer adds 'M' to a bare number."""
-    text = size.strip()
-    return f"{text}M" if text.isdigit() else text
-
-
 @dataclass(frozen=True)
 class RunFacts:
     """What the argv needs besides the config and the build state (kept explicit so tests are exact)."""

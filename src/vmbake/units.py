@@ -63,16 +63,6 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s"
 
 
-def seconds(text: str, default: float) -> float:
-    """A duration key in seconds ('' means the default); the loader has already checked the syntax."""
-    if not text:
-        return default
-    try:
-        return parse_duration(text)
-    except ValueError:
-        return default
-
-
 def go_duration(seconds: float) -> str:
     """A duration as Go prints it: 5s, 1m30s, 1h0m0s, 300ms."""
     if seconds == 0:
@@ -110,6 +100,15 @@ def parse_size(text: str | int, default_unit: str = "M") -> int:
         )
     unit = (m.group(2) or default_unit).lower()
     return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def size_text(nbytes: int) -> str:
+    """A size in the largest unit that holds it exactly, as a template writes it: 2147483648 -> "2G",
+    5368709120 -> "5G", 1536 KiB -> "1536K"; parse_size reads it back to the same number."""
+    for suffix, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes and nbytes % scale == 0:
+            return f"{nbytes // scale}{suffix}"
+    return f"{nbytes}B"
 
 
 def format_size(nbytes: float) -> str:

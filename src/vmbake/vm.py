@@ -36,7 +36,7 @@ from vmbake.qemu_argv import RunFacts, host_cpus, output_dir_of, qemu_argv, vm_n
 from vmbake.qmp import Qmp, QmpError
 from vmbake.sshkeys import load_private_key
 from vmbake.state import BuildContext, BuildState
-from vmbake.units import format_duration, seconds
+from vmbake.units import format_duration
 from vmbake.vmwatch import VmWatch
 
 log = logging.getLogger("vmbake.vm")
@@ -149,7 +149,7 @@ def ssh_target(ctx: BuildContext) -> SshTarget:
         password=config.ssh_password,
         key=key,
         agent=config.ssh_agent_auth,
-        keep_alive=seconds(config.ssh_keep_alive_interval, 5.0),
+        keep_alive=config.ssh_keep_alive_interval,
         transfer=config.ssh_file_transfer_method or "sftp",
         pinned_host_key=ctx.state.ssh_host_key,
         progress=lambda name, size: ctx.ui.progress(name, size),

@@ -41,7 +41,7 @@ def disk_config(**overrides: object) -> BootstrapConfig:
         "suite": "bookworm",
         "kernel": "linux-image-cloud-amd64",
         "hostname": HOSTNAME,
-        "disk_size": "2G",
+        "disk_size": 2 << 30,
     }
     values.update(overrides)
     return BootstrapConfig(**values)  # type: ignore[arg-type]

@@ -376,10 +376,10 @@ def boot_until_marker(
         "accelerator": "tcg",
         "headless": True,
         "memory": 1024,
-        "disk_size": "64M",
+        "disk_size": 64 << 20,
         "communicator": "none",
         "output_directory": str(tmp / "output"),
-        "ssh_timeout": "20m",
+        "ssh_timeout": 1200.0,
     }
     cfg = QemuConfig(**{**defaults, **config})
     ctx = BuildContext(
@@ -523,10 +523,10 @@ def run_installer_until_it_ends(tmp: Path, iso_path: Path, dialog_text: str, **c
         "accelerator": "tcg",
         "headless": True,
         "memory": 1024,
-        "disk_size": "64M",
+        "disk_size": 64 << 20,
         "communicator": "none",
         "output_directory": str(tmp / "output"),
-        "ssh_timeout": "20m",
+        "ssh_timeout": 1200.0,
     }
     ctx = BuildContext(
         name="qemu",

@@ -48,7 +48,7 @@ def test_powerdown_then_stop_when_the_guest_ignores_it(
     tmp_path: Path, step_run: tuple[StepRun, list[BuildContext]]
 ) -> None:
     step, contexts = step_run
-    ctx, out = context(tmp_path, shutdown_timeout="1s")
+    ctx, out = context(tmp_path, shutdown_timeout=1.0)
     contexts.append(ctx)
     step.run(ctx)
     assert isinstance(ctx.state.qmp, Qmp) and ctx.state.qmp.query_status() == "running"

@@ -27,7 +27,7 @@ def test_defaults_suit_a_small_image() -> None:
     assert (config.suite, config.kernel, config.firmware, config.variant) == (
         "bookworm", "linux-image-amd64", "bios", "apt",
     )  # fmt: skip
-    assert (config.disk_size, config.format, config.memory, config.headless) == ("2G", "qcow2", 1024, True)
+    assert (config.disk_size, config.format, config.memory, config.headless) == (2 << 30, "qcow2", 1024, True)
     assert config.ssh_username == "root"
     assert config.dpkg_excludes == ["docs", "man", "info", "locales", "hwdb"]
     assert problems({}) == []

@@ -38,7 +38,7 @@ def fixed_uuids() -> object:
 
 
 def test_bios_layout_is_bios_boot_then_root() -> None:
-    plan = plan_layout(BootstrapConfig(disk_size="2G"), make_uuid=fixed_uuids())  # type: ignore[arg-type]
+    plan = plan_layout(BootstrapConfig(disk_size=2 << 30), make_uuid=fixed_uuids())  # type: ignore[arg-type]
     assert [(p.number, p.name, p.type_guid, p.start, p.size) for p in plan] == [
         (1, "bios", TYPE_BIOS_BOOT, MiB, MiB),
         (2, "root", TYPE_ROOT_X86_64, 2 * MiB, 2048 * MiB - 3 * MiB),
@@ -48,8 +48,8 @@ def test_bios_layout_is_bios_boot_then_root() -> None:
 
 def test_hybrid_layout_with_rest_in_the_middle() -> None:
     config = BootstrapConfig(
-        disk_size="4G", firmware="hybrid",
-        partitions=[Partition("/", "", "ext4"), Partition("/var", "1G", "ext4"), Partition("swap", "256M", "swap")],
+        disk_size=4 << 30, firmware="hybrid",
+        partitions=[Partition("/", None, "ext4"), Partition("/var", 1 << 30, "ext4"), Partition("swap", 256 << 20, "swap")],
     )  # fmt: skip
     plan = plan_layout(config, make_uuid=fixed_uuids())  # type: ignore[arg-type]
     assert [p.name for p in plan] == ["bios", "esp", "root", "var", "swap"]
@@ -61,7 +61,7 @@ def test_hybrid_layout_with_rest_in_the_middle() -> None:
 
 @pytest.mark.host_tools("sfdisk")
 def test_sfdisk_accepts_the_script_on_a_file(tmp_path: Path) -> None:
-    config = BootstrapConfig(disk_size="512M", firmware="efi", partitions=[Partition("/", "", "ext4")])
+    config = BootstrapConfig(disk_size=512 << 20, firmware="efi", partitions=[Partition("/", None, "ext4")])
     plan = plan_layout(config)
     image = tmp_path / "disk.raw"
     with open(image, "wb") as f:
@@ -79,8 +79,8 @@ def test_sfdisk_accepts_the_script_on_a_file(tmp_path: Path) -> None:
 
 def test_fstab_by_uuid_root_first() -> None:
     config = BootstrapConfig(
-        disk_size="4G", firmware="efi",
-        partitions=[Partition("/boot", "512M", "ext4"), Partition("/", "", "ext4"), Partition("swap", "128M", "swap")],
+        disk_size=4 << 30, firmware="efi",
+        partitions=[Partition("/boot", 512 << 20, "ext4"), Partition("/", None, "ext4"), Partition("swap", 128 << 20, "swap")],
     )  # fmt: skip
     text = fstab_text(plan_layout(config, make_uuid=fixed_uuids()))  # type: ignore[arg-type]
     assert text.splitlines()[2:] == [
@@ -112,7 +112,7 @@ def test_mkfs_commands_carry_the_planned_uuid() -> None:
 
 def test_layout_that_does_not_fit_is_an_error() -> None:
     with pytest.raises(VmbakeError, match="do not fit"):
-        plan_layout(BootstrapConfig(disk_size="1G", partitions=[Partition("/", "2G", "ext4")]))
+        plan_layout(BootstrapConfig(disk_size=1 << 30, partitions=[Partition("/", 2 << 30, "ext4")]))
 
 
 def test_cache_counts_hits_and_moves_new_debs(tmp_path: Path) -> None:
@@ -167,11 +167,11 @@ def test_clear_key_command_removes_only_that_key(tmp_path: Path) -> None:
 def test_tmp_is_not_typed_as_var_tmp() -> None:
     """A /tmp partition typed as the spec's /var/tmp is also mounted there by systemd-gpt-auto-generator."""
     config = BootstrapConfig(
-        disk_size="4G",
+        disk_size=4 << 30,
         partitions=[
-            Partition("/", "2G", "ext4"),
-            Partition("/tmp", "512M", "ext4"),
-            Partition("swap", "", "swap"),
+            Partition("/", 2 << 30, "ext4"),
+            Partition("/tmp", 512 << 20, "ext4"),
+            Partition("swap", None, "swap"),
         ],
     )
     plan = plan_layout(config, make_uuid=fixed_uuids())  # type: ignore[arg-type]

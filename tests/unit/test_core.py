@@ -66,7 +66,7 @@ def test_format_size() -> None:
 class _Small:
     name: str = opt("x", "a name")
     count: int = opt(1, "a count", minimum=1)
-    wait: str = opt("5s", "a wait", kind="duration")
+    wait: float = opt("5s", "a wait", kind="duration")
     mode: str = opt("a", "a mode", choices=("a", "b"))
     items: list[str] = opt(factory=list, doc="some items")
 
@@ -94,7 +94,7 @@ def test_decoder_weak_types_like_packer_json() -> None:
 def test_qemu_defaults_are_packers() -> None:
     config = QemuConfig()
     assert (config.disk_size, config.memory, config.format, config.machine_type) == (
-        "40960M",
+        40960 << 20,
         512,
         "qcow2",
         "pc",
@@ -108,8 +108,8 @@ def test_qemu_defaults_are_packers() -> None:
     assert (config.host_port_min, config.host_port_max, config.ssh_timeout, config.boot_wait) == (
         2222,
         4444,
-        "5m",
-        "10s",
+        300.0,
+        10.0,
     )
     assert config.http_bind_address == "127.0.0.1"  # vmbake keeps the preseed off the network
     assert all(meta.doc for _key, _type, _default, meta in describe(QemuConfig))

@@ -80,7 +80,7 @@ def test_installer_failure_is_reported_with_the_console_log(tmp_path: Path) -> N
 
 
 def test_installer_that_never_ends_hits_ssh_timeout(tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, installer_boot="kernel", kernel_args="auto=true", ssh_timeout="100ms")
+    ctx = _ctx(tmp_path, installer_boot="kernel", kernel_args="auto=true", ssh_timeout=0.1)
     ctx.state.kernel_path = tmp_path / "vmlinuz"
     child = procs.spawn(["sleep", "30"])
     ctx.state.qemu = child

@@ -104,6 +104,14 @@ def test_inline_shell_streams_output_with_packer_variables(build: Any) -> None:
     assert messages(err) == ["==> qemu: warn"]
 
 
+def test_pause_after_is_said_in_gos_form_and_waited(build: Any) -> None:
+    ctx, out, _err = build
+    started = time.monotonic()
+    provision(ctx, shell(inline=["true"], pause_after=0.3))  # decoded from "300ms" when the template loads
+    assert "==> qemu: Pausing 300ms after this provisioner..." in messages(out)
+    assert time.monotonic() - started >= 0.3
+
+
 def test_script_runs_at_remote_path_and_is_cleaned(build: Any, tmp_path: Path, remote: str) -> None:
     ctx, out, _err = build
     script = tmp_path / "provision.sh"

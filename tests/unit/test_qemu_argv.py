@@ -9,7 +9,7 @@ import pytest
 
 from vmbake.config.qemu import QemuConfig
 from vmbake.errors import VmbakeError
-from vmbake.qemu_argv import RunFacts, disk_size_arg, display_arg, host_cpus, qemu_argv, smp_arg
+from vmbake.qemu_argv import RunFacts, display_arg, host_cpus, qemu_argv, smp_arg
 from vmbake.state import BuildState
 
 FACTS = RunFacts(vm_name="vm", accelerator="tcg")
@@ -290,8 +290,3 @@ def test_kernel_boot_fills_placeholders_in_kernel_args() -> None:
     assert argv[i : i + 7] == [
         "-kernel", "/w/linux", "-initrd", "/w/initrd.gz", "-append", "url=http://10.0.2.2:8123/p.cfg", "-no-reboot",
     ]  # fmt: skip
-
-
-def test_disk_size_gets_packers_default_unit() -> None:
-    assert disk_size_arg("5120") == "5120M"
-    assert disk_size_arg("40G") == "40G"

@@ -102,7 +102,7 @@ def test_output_dir_is_removed_on_failure_and_kept_on_success(tmp_path: Path) ->
 
 def test_default_names_follow_packer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    ctx, _ = context(tmp_path, QemuConfig(disk_size="16M"))
+    ctx, _ = context(tmp_path, QemuConfig(disk_size=16 << 20))
     StepPrepareOutputDir().run(ctx)
     StepCreateDisk().run(ctx)
     assert ctx.state.disk_paths == [Path("output-qemu/packer-qemu")]
@@ -113,8 +113,8 @@ def test_create_disk_with_additional_disks(tmp_path: Path) -> None:
     config = QemuConfig(
         output_directory=str(tmp_path / "out"),
         vm_name="vm",
-        disk_size="16",
-        disk_additional_size=["8M", "1G"],
+        disk_size=16 << 20,
+        disk_additional_size=[8 << 20, 1 << 30],
     )
     ctx, text = context(tmp_path, config)
     StepPrepareOutputDir().run(ctx)
@@ -127,7 +127,9 @@ def test_create_disk_with_additional_disks(tmp_path: Path) -> None:
 def test_disk_image_copy_resize_and_backing_file(tmp_path: Path) -> None:
     base = tmp_path / "base.img"
     base.write_bytes(b"\1" * (1 << 20))
-    config = QemuConfig(output_directory=str(tmp_path / "a"), vm_name="vm", disk_image=True, disk_size="32M")
+    config = QemuConfig(
+        output_directory=str(tmp_path / "a"), vm_name="vm", disk_image=True, disk_size=32 << 20
+    )
     ctx, text = context(tmp_path, config)
     ctx.state.iso_path = base
     for step in (StepPrepareOutputDir(), StepCreateDisk(), StepCopyDisk(), StepResizeDisk()):
@@ -143,7 +145,7 @@ def test_disk_image_copy_resize_and_backing_file(tmp_path: Path) -> None:
         vm_name="vm",
         disk_image=True,
         use_backing_file=True,
-        disk_size="64M",
+        disk_size=64 << 20,
     )
     ctx, _ = context(tmp_path, backed)
     ctx.state.iso_path = disk
@@ -198,7 +200,7 @@ def failing_build(tmp_path: Path, on_error: str, private_tmp: Path) -> tuple[int
         iso_url=str(base),
         iso_checksum="none",
         disk_image=True,
-        disk_size="1M",
+        disk_size=1 << 20,
         output_directory=str(out_dir),
         communicator="none",
     )

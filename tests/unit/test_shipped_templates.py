@@ -75,7 +75,7 @@ def test_installer_build(release: str) -> None:
     assert config.shutdown_command == SHUTDOWN
     assert (config.memory, config.disk_size, config.format, config.disk_compression) == (
         1024,
-        "5120M",
+        5120 << 20,
         "qcow2",
         True,
     )
@@ -109,11 +109,11 @@ def test_bootstrap_build(release: str) -> None:
     assert isinstance(config, BootstrapConfig)
     assert (config.suite, config.kernel) == (release, "linux-image-amd64")
     assert config.shutdown_command == SHUTDOWN
-    assert (config.disk_size, config.format, config.disk_compression) == ("5120M", "qcow2", True)
+    assert (config.disk_size, config.format, config.disk_compression) == (5120 << 20, "qcow2", True)
     layout = [(p.mountpoint, p.size, p.fs) for p in config.partitions]
     assert layout == [
-        ("/boot", "512M", "ext4"), ("/", "2G", "ext4"), ("/var", "1G", "ext4"), ("/tmp", "512M", "ext4"),
-        ("swap", "", "swap"),
+        ("/boot", 512 << 20, "ext4"), ("/", 2 << 30, "ext4"), ("/var", 1 << 30, "ext4"), ("/tmp", 512 << 20, "ext4"),
+        ("swap", None, "swap"),
     ]  # fmt: skip
 
 

@@ -58,7 +58,7 @@ def connected(ctx: Any) -> None:
 
 def test_connect_with_a_key_and_packer_messages(sshd: Sshd, tmp_path: Path) -> None:
     ctx, out, _err = make_ctx(
-        tmp_path / "w", ssh_username=sshd.user, ssh_private_key_file=str(sshd.client_key), ssh_timeout="10s"
+        tmp_path / "w", ssh_username=sshd.user, ssh_private_key_file=str(sshd.client_key), ssh_timeout=10.0
     )
     ctx.state.ssh_host_port = sshd.port  # type: ignore[attr-defined]
     StepSSHKeyPair().run(ctx)
@@ -90,7 +90,7 @@ def test_connect_with_a_password_to_ssh_host(sshd: Sshd, tmp_path: Path) -> None
 
 
 def test_timeout_names_what_was_seen_and_the_console_log(tmp_path: Path) -> None:
-    ctx, _out, _err = make_ctx(tmp_path / "w", ssh_username="root", ssh_password="xyz", ssh_timeout="800ms")
+    ctx, _out, _err = make_ctx(tmp_path / "w", ssh_username="root", ssh_password="xyz", ssh_timeout=0.8)
     ctx.state.ssh_host_port = free_port()  # type: ignore[attr-defined]
     log = tmp_path / "console.log"
     log.write_text("Booting...\nDebian GNU/Linux 12 guest ttyS0\n")
@@ -187,7 +187,7 @@ def test_a_slow_sshd_gets_longer_tries_until_it_answers(sshd: Sshd, tmp_path: Pa
             tmp_path / "w",
             ssh_username=sshd.user,
             ssh_private_key_file=str(sshd.client_key),
-            ssh_timeout="20s",
+            ssh_timeout=20.0,
         )
         ctx.state.ssh_host_port = listener.getsockname()[1]  # type: ignore[attr-defined]
         StepSSHKeyPair().run(ctx)
@@ -228,7 +228,7 @@ def test_timeout_says_the_guest_network_never_came_up(tmp_path: Path, monkeypatc
     from vmbake.comm import probe
 
     monkeypatch.setattr(probe, "SILENT_AFTER", 0.3)
-    ctx, _out, _err = make_ctx(tmp_path / "w", ssh_username="root", ssh_password="xyz", ssh_timeout="1500ms")
+    ctx, _out, _err = make_ctx(tmp_path / "w", ssh_username="root", ssh_password="xyz", ssh_timeout=1.5)
     with socket.create_server(("127.0.0.1", 0)) as ssh, socket.create_server(("127.0.0.1", 0)) as net:
         ctx.state.ssh_host_port = ssh.getsockname()[1]  # type: ignore[attr-defined]
         ctx.state.net_probe_port = net.getsockname()[1]  # type: ignore[attr-defined]

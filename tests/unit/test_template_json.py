@@ -53,7 +53,9 @@ def test_minimal_template_loads_with_defaults(tmp_path: Path) -> None:
     (build,) = t.builds
     assert build.name == "qemu" and build.type == "qemu" and isinstance(build.config, QemuConfig)
     assert (
-        build.config.disk_size == "40960M" and build.config.boot_wait == "10s" and build.config.memory == 512
+        build.config.disk_size == 40960 << 20
+        and build.config.boot_wait == 10.0
+        and build.config.memory == 512
     )
     assert t.format == "json" and t.directory == tmp_path.resolve()
 
@@ -265,7 +267,7 @@ def test_deprecated_keys_that_are_still_keys_are_accepted(tmp_path: Path) -> Non
     # ssh_wait_timeout and ssh_host_port_min/max are still keys of Packer 1.6.6's qemu builder
     raw = builder(ssh_wait_timeout="10m", ssh_host_port_min=2222, ssh_host_port_max=2229)
     t = load_template(write(tmp_path, {"builders": [raw]}))
-    assert t.builds[0].config.ssh_wait_timeout == "10m"
+    assert t.builds[0].config.ssh_wait_timeout == 600.0
     assert [w.key.split(".")[-1] for w in t.warnings] == [
         "ssh_wait_timeout",
         "ssh_host_port_min",

@@ -72,7 +72,9 @@ def test_vm_plan_is_unchanged(tmp_path: Path) -> None:
 
 
 def test_tree_env_names_the_stage_the_root_and_the_guest_disk() -> None:
-    config = BootstrapConfig(partitions=[Partition("/boot", "512M"), Partition("/", "")], disk_size="4G")
+    config = BootstrapConfig(
+        partitions=[Partition("/boot", 512 << 20), Partition("/", None)], disk_size=4 << 30
+    )
     plan = plan_layout(config)
     root = next(p for p in plan if p.mountpoint == "/")
     env = tree_env(RawDisk(Path("disk.raw"), plan, "/dev/vda"))
@@ -104,12 +106,12 @@ def test_trim_covers_every_ext_filesystem_of_the_tree_and_nothing_else() -> None
 
     config = BootstrapConfig(
         firmware="hybrid",
-        disk_size="6G",
+        disk_size=6 << 30,
         partitions=[
-            Partition("/boot", "512M"),
-            Partition("/", "3G"),
-            Partition("/var", "1G"),
-            Partition("swap", "", "swap"),
+            Partition("/boot", 512 << 20),
+            Partition("/", 3 << 30),
+            Partition("/var", 1 << 30),
+            Partition("swap", None, "swap"),
         ],
     )
     argvs = trim_argvs(Path("/w/tree"), plan_layout(config))
@@ -121,8 +123,8 @@ def test_report_facts_of_the_tree_name_the_guests_devices() -> None:
     from vmbake.steps.tree_provision import guest_devices
 
     config = BootstrapConfig(
-        disk_size="6G",
-        partitions=[Partition("/boot", "512M"), Partition("/", "3G"), Partition("swap", "", "swap")],
+        disk_size=6 << 30,
+        partitions=[Partition("/boot", 512 << 20), Partition("/", 3 << 30), Partition("swap", None, "swap")],
     )
     plan = plan_layout(config)
     names = guest_devices(RawDisk(Path("disk.raw"), plan, "/dev/vda"))

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.bootcmd import KeyVm, key_vm
 from vmbake.bootcommand import KeyEvent, parse, to_events
 from vmbake.config.qemu import QemuConfig
-from vmbake.errors import BuildCancelled, StepError
+from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.state import BuildContext, Options
 from vmbake.steps.type_boot_command import StepTypeBootCommand, key_interval
 from vmbake.ui import BuildUi, Ui
@@ -31,8 +31,8 @@ def vm(tmp_path: Path) -> Iterator[KeyVm]:
 def make_ctx(
     vm: KeyVm | None, answers: str = "", debug: bool = False, **keys: Any
 ) -> tuple[BuildContext, io.StringIO]:
-    keys.setdefault("boot_wait", "-1s")
-    keys.setdefault("boot_key_interval", "1ms")
+    keys.setdefault("boot_wait", -1.0)
+    keys.setdefault("boot_key_interval", 0.001)
     out = io.StringIO()
     ui = Ui(out=out, err=out, inp=io.StringIO(answers), color=False)
     ctx = BuildContext(
@@ -66,12 +66,27 @@ def test_go_durations() -> None:
 
 def test_key_interval_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PACKER_KEY_INTERVAL", raising=False)
-    assert key_interval("") == 0.1
+    assert key_interval(None) == 0.1
+    assert key_interval(None, qmp=True) == 0.02
     monkeypatch.setenv("PACKER_KEY_INTERVAL", "10ms")
-    assert key_interval("") == pytest.approx(0.01)
-    assert key_interval("25ms") == pytest.approx(0.025)
+    assert key_interval(None) == pytest.approx(0.01)
+    assert key_interval(0.0) == pytest.approx(0.01)  # 0 is unset, as in Packer
+    assert key_interval(0.025) == pytest.approx(0.025)
     monkeypatch.setenv("PACKER_KEY_INTERVAL", "bogus")
-    assert key_interval("") == 0.1
+    assert key_interval(0.025) == pytest.approx(0.025)  # the key decides; the variable is not read
+    with pytest.raises(VmbakeError) as info:
+        key_interval(None)
+    assert "PACKER_KEY_INTERVAL='bogus' is not a duration" in info.value.message
+    assert "10ms" in (info.value.hint or "")
+
+
+def test_bad_key_interval_variable_fails_before_the_boot_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACKER_KEY_INTERVAL", "fast")
+    ctx, out = make_ctx(None, boot_command=["<enter>"], boot_key_interval=None, boot_wait=3600.0)
+    with pytest.raises(StepError) as info:
+        StepTypeBootCommand().run(ctx)
+    assert "PACKER_KEY_INTERVAL='fast'" in info.value.message
+    assert "Waiting" not in out.getvalue()
 
 
 def test_types_rendered_command_over_vnc(vm: KeyVm) -> None:
@@ -103,7 +118,7 @@ def test_types_over_qmp_without_any_vnc(vm: KeyVm) -> None:
 
 
 def test_boot_wait_message_and_debug_pause(vm: KeyVm) -> None:
-    ctx, out = make_ctx(vm, answers="\n", debug=True, boot_command=["<esc>", "ok<enter>"], boot_wait="300ms")
+    ctx, out = make_ctx(vm, answers="\n", debug=True, boot_command=["<esc>", "ok<enter>"], boot_wait=0.3)
     StepTypeBootCommand().run(ctx)
     text = out.getvalue()
     assert text.startswith("==> qemu: Waiting 300ms for boot...\n")
@@ -131,18 +146,18 @@ def test_vnc_password_is_set_through_qmp(tmp_path: Path) -> None:
 
 
 def test_nothing_to_type_or_kernel_boot_is_skipped() -> None:
-    ctx, out = make_ctx(None, boot_wait="1h")
+    ctx, out = make_ctx(None, boot_wait=3600.0)
     StepTypeBootCommand().run(ctx)  # no boot_command: no wait, no connection
-    ctx, out = make_ctx(None, boot_command=["<enter>"], installer_boot="kernel", boot_wait="1h")
+    ctx, out = make_ctx(None, boot_command=["<enter>"], installer_boot="kernel", boot_wait=3600.0)
     StepTypeBootCommand().run(ctx)
     assert out.getvalue() == ""
 
 
 def test_invalid_commands_fail_before_waiting_or_typing(vm: KeyVm) -> None:
-    ctx, _ = make_ctx(vm, boot_command=["abc<wait0>"], boot_wait="1h")
+    ctx, _ = make_ctx(vm, boot_command=["abc<wait0>"], boot_wait=3600.0)
     with pytest.raises(StepError, match="must be longer than zero"):
         StepTypeBootCommand().run(ctx)
-    ctx, _ = make_ctx(vm, boot_command=["café"], boot_command_transport="qmp", boot_wait="1h")
+    ctx, _ = make_ctx(vm, boot_command=["café"], boot_command_transport="qmp", boot_wait=3600.0)
     with pytest.raises(StepError, match="'é' has no key on a US keyboard"):
         StepTypeBootCommand().run(ctx)
     ctx, _ = make_ctx(vm, boot_command=["x"], disable_vnc=True)
@@ -152,14 +167,14 @@ def test_invalid_commands_fail_before_waiting_or_typing(vm: KeyVm) -> None:
 
 
 def test_cancel_stops_the_boot_wait(vm: KeyVm) -> None:
-    ctx, _ = make_ctx(vm, boot_command=["x"], boot_wait="1h")
+    ctx, _ = make_ctx(vm, boot_command=["x"], boot_wait=3600.0)
     threading.Timer(0.2, ctx.cancel.set).start()
     with pytest.raises(BuildCancelled):
         StepTypeBootCommand().run(ctx)
 
 
 def test_qemu_dying_during_boot_wait_fails_fast(vm: KeyVm) -> None:
-    ctx, _ = make_ctx(vm, boot_command=["x"], boot_wait="1h")
+    ctx, _ = make_ctx(vm, boot_command=["x"], boot_wait=3600.0)
     threading.Timer(0.2, vm.child.stop).start()
     with pytest.raises(StepError, match="QEMU exited"):
         StepTypeBootCommand().run(ctx)
@@ -171,7 +186,7 @@ def test_qemu_killed_mid_typing_stops_the_build_with_how_far_it_got(vm: KeyVm, t
         vm,
         boot_command=["expert ipv6.disable=1 net.ifnames=0 auto=true priority=critical url=http://x/y.cfg"],
         boot_command_transport=transport,
-        boot_key_interval="10ms",
+        boot_key_interval=0.01,
     )
 
     def kill_after_some_keys() -> None:

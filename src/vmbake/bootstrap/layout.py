@@ -20,7 +20,7 @@ from vmbake.config.bootstrap import (
     effective_partitions,
 )
 from vmbake.errors import VmbakeError
-from vmbake.units import parse_size
+from vmbake.units import size_text
 
 # GPT partition type GUIDs (UEFI spec and the Discoverable Partitions Specification).
 TYPE_BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
@@ -59,7 +59,7 @@ def _new_uuid(kind: str) -> str:
 
 def plan_layout(config: BootstrapConfig, *, make_uuid: Callable[[str], str] = _new_uuid) -> list[Planned]:
     """The partitions of the disk, in order. Raises VmbakeError if they do not fit (validate says so first)."""
-    disk = parse_size(config.disk_size)
+    disk = config.disk_size
     end = disk - MiB  # the backup GPT lives in the last MiB
     pos = MiB
     plan: list[Planned] = []
@@ -76,15 +76,15 @@ def plan_layout(config: BootstrapConfig, *, make_uuid: Callable[[str], str] = _n
     if config.firmware in ("efi", "hybrid"):
         add("esp", TYPE_ESP, ESP_SIZE, "/boot/efi", "vfat")
     parts = effective_partitions(config)
-    fixed = sum(_mib_align(parse_size(p.size)) for p in parts if p.size)
+    fixed = sum(_mib_align(p.size) for p in parts if p.size is not None)
     rest = end - pos - fixed
-    if rest < (MiB if any(not p.size for p in parts) else 0):
+    if rest < (MiB if any(p.size is None for p in parts) else 0):
         raise VmbakeError(
-            f"the partitions do not fit on a disk of {config.disk_size}",
+            f"the partitions do not fit on a disk of {size_text(disk)}",
             hint="shrink the partitions or raise disk_size",
         )
     for p in parts:
-        size = _mib_align(parse_size(p.size)) if p.size else rest // MiB * MiB
+        size = _mib_align(p.size) if p.size is not None else rest // MiB * MiB
         root_type = arch.of(config.architecture).root_type
         add(
             _name(p),

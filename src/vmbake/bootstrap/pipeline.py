@@ -24,7 +24,6 @@ from vmbake.bootstrap.rootfs import (
     run_mmdebstrap,
 )
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
-from vmbake.units import parse_size
 
 Say = Callable[[str], None]
 
@@ -120,6 +119,6 @@ def lay_raw(
 ) -> list[Planned]:
     """The bootable raw disk `raw`, laid from `tarball`; the partitions it was laid out with."""
     plan = plan_layout(config)
-    lay_disk(raw, parse_size(config.disk_size), plan, tarball, config.firmware, work_dir / "mnt", say, debug,
+    lay_disk(raw, config.disk_size, plan, tarball, config.firmware, work_dir / "mnt", say, debug,
              architecture=config.architecture)  # fmt: skip
     return plan

@@ -18,7 +18,7 @@ from vmbake.config.fields import Decoder, opt
 from vmbake.config.login import LoginConfig, validate_login
 from vmbake.config.qemu import CommConfig, HTTPConfig, MachineConfig, ShutdownConfig
 from vmbake.errors import Problem
-from vmbake.units import format_size, parse_size
+from vmbake.units import format_size, size_text
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -61,7 +61,7 @@ class Partition:
     mountpoint: str = opt(
         "/", "Where it is mounted: '/', '/boot', '/var', '/tmp', or 'swap'", choices=MOUNTPOINTS
     )
-    size: str = opt(
+    size: int | None = opt(
         "", "Its size (512M, 1G); empty takes the rest of the disk (one partition at most)", kind="size"
     )
     fs: str = opt("ext4", "Its filesystem: ext4 (required for '/'), ext3, ext2, or swap", choices=FILESYSTEMS)
@@ -167,7 +167,7 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
         factory=list, doc="Extra arguments passed to mmdebstrap as they are", vmbake=True
     )
     # -- defaults that differ from the qemu builder -----------------------------------------------------------
-    disk_size: str = opt("2G", "Disk size: a number (MiB) or with a unit (2048M, 2G)", kind="size")
+    disk_size: int = opt("2G", "Disk size: a number (MiB) or with a unit (2048M, 2G)", kind="size")
     memory: int = opt(1024, "Memory in MiB", minimum=1)
     headless: bool = opt(True, "Do not show a display window")
     ssh_username: str = opt("root", "User to log in as (root: the build's key is in root's authorized_keys)")
@@ -219,7 +219,7 @@ def content_estimate(suite: str, kernel: str) -> int:
 
 
 def effective_partitions(config: BootstrapConfig) -> list[Partition]:
-    return list(config.partitions) or [Partition("/", "", "ext4")]
+    return list(config.partitions) or [Partition("/", None, "ext4")]
 
 
 def boot_overhead(firmware: str) -> int:
@@ -314,15 +314,8 @@ def _reporter(out: Decoder | list[Problem], path: str, file: str) -> Callable[[s
     return report
 
 
-def _size(text: str) -> int | None:
-    try:
-        return parse_size(text)
-    except ValueError:
-        return None  # the Decoder already reported it
-
-
 def _check_layout(config: BootstrapConfig, report: Callable[[str, str, str], None]) -> None:
-    disk = _size(config.disk_size)
+    disk = config.disk_size
     parts = effective_partitions(config)
     roots = [i for i, p in enumerate(parts) if p.mountpoint == "/"]
     where = "partitions"
@@ -343,21 +336,19 @@ def _check_layout(config: BootstrapConfig, report: Callable[[str, str, str], Non
             report(f"{where}[{i}].fs", f"the root filesystem must be ext4, not {p.fs!r}", "set fs to ext4")
         if (p.mountpoint == "swap") != (p.fs == "swap"):
             report(f"{where}[{i}]", "swap needs both mountpoint 'swap' and fs 'swap'", "set both, or neither")
-    rest = [i for i, p in enumerate(parts) if not p.size]
+    rest = [i for i, p in enumerate(parts) if p.size is None]
     if len(rest) > 1:
         report(
             where, f"{len(rest)} partitions have no size", "only one partition may take the rest of the disk"
         )
-    if disk is None:
-        return
     overhead = boot_overhead(config.firmware)
-    fixed = sum(_size(p.size) or 0 for p in parts if p.size)
+    fixed = sum(p.size for p in parts if p.size is not None)
     room = disk - overhead
     if fixed > room or (rest and fixed >= room):
         report(
             where,
             f"the partitions need {format_size(fixed)} plus {format_size(overhead)} for the partition table and boot "
-            f"partitions, more than disk_size {config.disk_size} ({format_size(disk)})",
+            f"partitions, more than disk_size {size_text(disk)} ({format_size(disk)})",
             "shrink the partitions or raise disk_size",
         )
         return
@@ -367,11 +358,11 @@ def _check_layout(config: BootstrapConfig, report: Callable[[str, str, str], Non
     for p in parts:
         if p.mountpoint in ("swap", "/tmp"):
             continue
-        system += (_size(p.size) or 0) if p.size else room - fixed
+        system += p.size if p.size is not None else room - fixed
     if system < need:
         report(
             "disk_size",
-            f"disk_size {config.disk_size} leaves {format_size(system)} for the system, less than the estimated "
+            f"disk_size {size_text(disk)} leaves {format_size(system)} for the system, less than the estimated "
             f"{format_size(need)} a {config.suite} image with {config.kernel} needs (base system, kernel, "
             "initramfs and room for apt)",
             f"raise disk_size to at least {_round_up(disk + need - system)}",

@@ -3,6 +3,9 @@
 `opt()` declares a key. `Decoder.decode()` turns a template's mapping into the dataclass, collecting every
 problem (unknown key, wrong type, bad duration or size, value not in `choices`) with its key path, instead
 of stopping at the first. `describe()` lists the keys for documentation.
+
+A duration key (`kind="duration"`) holds float seconds and a size key (`kind="size"`) int bytes: the
+template's text ("1m30s", "40G", a bare 5120 for MiB) is decoded once here, and nothing parses it again.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class FieldMeta:
     """What vmbake knows about one key besides its type and default."""
 
     doc: str
-    kind: str | None = None  # "duration" or "size": a string with units, checked at load time
+    kind: str | None = None  # "duration" (float seconds) or "size" (int bytes), decoded when loaded
     choices: tuple[str, ...] = ()
     supported: bool = True  # False: accepted, but vmbake does not act on it yet (a warning says so)
     vmbake: bool = False  # True: a vmbake key that Packer does not have
@@ -37,6 +40,24 @@ class FieldMeta:
     minimum: int | None = None
     maximum: int | None = None
     runtime: bool = False  # holds run-time placeholders such as {{ .HTTPIP }}; rendered during the build
+    written: str = ""  # a duration's or size's default as Packer writes it ("5m", "40960M"), for the docs
+
+
+MEASURES = ("duration", "size")
+
+
+def measure(kind: str, text: str) -> float | int:
+    """The number in a duration (seconds) or size (bytes: a bare number is MiB, as Packer reads
+    disk_size). Raises ValueError with the reason; the limits are vmbake's."""
+    if kind == "duration":
+        seconds = parse_duration(text)
+        if abs(seconds) > MAX_DURATION:
+            raise ValueError(f"{text!r} is longer than a year")  # and too long for thread timeouts
+        return seconds
+    nbytes = parse_size(text)
+    if nbytes <= 0:
+        raise ValueError("must be greater than zero")
+    return nbytes
 
 
 def opt(
@@ -53,8 +74,15 @@ def opt(
     maximum: int | None = None,
     runtime: bool = False,
 ) -> Any:
-    """Declare a template key. Every key has a one-line description; the reference docs come from it."""
-    meta = FieldMeta(doc, kind, choices, supported, vmbake, sensitive, minimum, maximum, runtime)
+    """Declare a template key. Every key has a one-line description; the reference docs come from it.
+
+    A duration's or size's default is given as Packer writes it ("5m", "40960M"): the field's default is
+    its number, and "" leaves the field None (unset)."""
+    written = ""
+    if kind in MEASURES and isinstance(default, str):
+        written = default
+        default = measure(kind, default) if default else None
+    meta = FieldMeta(doc, kind, choices, supported, vmbake, sensitive, minimum, maximum, runtime, written)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"vmbake": meta})
     return dataclasses.field(default=default, metadata={"vmbake": meta})
@@ -76,13 +104,19 @@ def describe(cls: type) -> list[tuple[str, str, Any, FieldMeta]]:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        if f.default is not dataclasses.MISSING:
+        meta = meta_of(f)
+        if meta.kind in MEASURES:
+            default = meta.written  # as the template writes it, not the number
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             default = None
-        rows.append((f.name, _type_name(hints[f.name]), default, meta_of(f)))
+        type_name = _type_name(hints[f.name])
+        if meta.kind in MEASURES:
+            type_name = f"list of {meta.kind}" if type_name.startswith("list") else meta.kind
+        rows.append((f.name, type_name, default, meta))
     return rows
 
 
@@ -184,20 +218,11 @@ class Decoder:
         return cls(**values)
 
     def _value(self, tp: Any, raw: Any, path: str, meta: FieldMeta) -> tuple[bool, Any]:
-        if self.weak and meta.kind == "duration":
-            raw = weak_duration(raw)
+        if meta.kind in MEASURES:
+            return self._measures(tp, raw, path, meta)
         ok, value = self._convert(tp, raw, path)
         if not ok:
             return False, None
-        if isinstance(value, str) and value != "" and meta.kind and "{{" not in value:
-            try:
-                if meta.kind == "duration" and parse_duration(value) > MAX_DURATION:
-                    raise ValueError(f"{value!r} is longer than a year")  # and too long for thread timeouts
-                elif meta.kind == "size" and parse_size(value) <= 0:
-                    raise ValueError("must be greater than zero")
-            except ValueError as exc:
-                self.problem(path, str(exc), meta.doc)
-                return False, None
         if meta.choices and isinstance(value, str) and value not in meta.choices and "{{" not in value:
             self.problem(
                 path, f"{value!r} is not valid", "valid values: " + ", ".join(repr(c) for c in meta.choices)
@@ -211,6 +236,48 @@ class Decoder:
                 self.problem(path, f"{value} is above the maximum of {meta.maximum}", meta.doc)
                 return False, None
         return True, value
+
+    def _measures(self, tp: Any, raw: Any, path: str, meta: FieldMeta) -> tuple[bool, Any]:
+        """A duration or size key (or a list of them) decoded to its number; (False, None) keeps the
+        default, also for "" (which means the default, as it did when these keys were strings)."""
+        kind = meta.kind or ""
+        if typing.get_origin(tp) is list:
+            if self.weak:
+                raw = weak_list(raw)
+            if isinstance(raw, str):
+                raw = [raw]  # Packer accepts a single string where a list is expected
+            if not isinstance(raw, list):
+                return self._type_problem(path, "a list", raw)
+            items = [self._measure(kind, item, f"{path}[{i}]", meta) for i, item in enumerate(raw)]
+            if any(item is None for item in items):
+                return False, None
+            return True, items
+        if raw is None and type(None) in typing.get_args(tp):
+            return True, None  # HCL2's null: unset
+        if isinstance(raw, str) and not raw.strip():
+            return False, None
+        value = self._measure(kind, raw, path, meta)
+        return value is not None, value
+
+    def _measure(self, kind: str, raw: Any, path: str, meta: FieldMeta) -> float | int | None:
+        """One duration or size as a number, or None after reporting the problem."""
+        if self.weak and kind == "duration":
+            raw = weak_duration(raw)
+        ok, text = self._convert(str, raw, path)
+        if not ok:
+            return None
+        if "{{" in text:
+            self.problem(
+                path,
+                f"{text!r} is filled in only during the build, but a {kind} is needed when the template loads",
+                f"give the {kind} itself, or a user variable holding it",
+            )
+            return None
+        try:
+            return measure(kind, text)
+        except ValueError as exc:
+            self.problem(path, str(exc), meta.doc)
+            return None
 
     def _convert(self, tp: Any, raw: Any, path: str) -> tuple[bool, Any]:
         origin = typing.get_origin(tp)

@@ -38,10 +38,10 @@ class ShellConfig:
     skip_clean: bool = opt(False, "Leave the uploaded script on the guest")
     expect_disconnect: bool = opt(False, "A dropped connection while the script runs is not an error")
     valid_exit_codes: list[int] = opt(factory=lambda: [0], doc="Exit statuses that count as success")
-    start_retry_timeout: str = opt(
+    start_retry_timeout: float = opt(
         "5m", "How long to retry starting the script (the guest may reboot)", kind="duration"
     )
-    pause_after: str = opt("", "Wait this long after the script finished", kind="duration")
+    pause_after: float | None = opt("", "Wait this long after the script finished", kind="duration")
     binary: bool = opt(False, "Upload the script as is, without turning CRLF into LF")
 
     def effective_execute_command(self) -> str:

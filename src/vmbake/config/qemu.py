@@ -71,9 +71,9 @@ class BootConfig:
         doc="Boot command as [keys, description] pairs; each description is printed",
         runtime=True,
     )
-    boot_wait: str = opt("10s", "Time to wait after starting the VM before typing", kind="duration")
-    boot_keygroup_interval: str = opt("", "Pause between key groups (Packer 1.7+)", kind="duration")
-    boot_key_interval: str = opt(
+    boot_wait: float = opt("10s", "Time to wait after starting the VM before typing", kind="duration")
+    boot_keygroup_interval: float | None = opt("", "Pause between key groups (Packer 1.7+)", kind="duration")
+    boot_key_interval: float | None = opt(
         "", "Pause after each key event; else PACKER_KEY_INTERVAL, else 100ms", kind="duration"
     )
     disable_vnc: bool = opt(False, "Do not start a VNC server (no boot command can be typed over VNC)")
@@ -93,7 +93,7 @@ class BootConfig:
 @dataclass(frozen=True)
 class ShutdownConfig:
     shutdown_command: str = opt("", "Command run over the communicator to halt the guest", runtime=True)
-    shutdown_timeout: str = opt("5m", "Time to wait for the guest to power off", kind="duration")
+    shutdown_timeout: float = opt("5m", "Time to wait for the guest to power off", kind="duration")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class CommConfig:
         "How vmbake talks to the guest: 'ssh' or 'none' ('winrm' validates, as in Packer, but a build refuses it)",
         choices=("ssh", "none", "winrm"),
     )
-    pause_before_connecting: str = opt("0s", "Wait this long before the first connection", kind="duration")
+    pause_before_connecting: float = opt("0s", "Wait this long before the first connection", kind="duration")
     host_port_min: int = opt(
         2222, "Lowest host port forwarded to the guest's SSH port", minimum=1, maximum=65535
     )
@@ -120,11 +120,11 @@ class CommConfig:
     ssh_private_key_file: str = opt("", "Private key to log in with (ed25519, ecdsa or rsa)")
     ssh_key_passphrase: str = opt("", "Passphrase of ssh_private_key_file", sensitive=True, vmbake=True)
     ssh_agent_auth: bool = opt(False, "Authenticate with the keys of the local SSH agent")
-    ssh_timeout: str = opt("5m", "Give up waiting for SSH after this long", kind="duration")
-    ssh_wait_timeout: str = opt("", "Deprecated name of ssh_timeout", kind="duration")
+    ssh_timeout: float = opt("5m", "Give up waiting for SSH after this long", kind="duration")
+    ssh_wait_timeout: float | None = opt("", "Deprecated name of ssh_timeout", kind="duration")
     ssh_handshake_attempts: int = opt(10, "Attempts once the port answers, before giving up", minimum=1)
-    ssh_keep_alive_interval: str = opt("5s", "Interval of keep-alive messages; 0 disables", kind="duration")
-    ssh_read_write_timeout: str = opt(
+    ssh_keep_alive_interval: float = opt("5s", "Interval of keep-alive messages; 0 disables", kind="duration")
+    ssh_read_write_timeout: float = opt(
         "0s", "Drop the connection after this long without traffic", kind="duration"
     )
     ssh_pty: bool = opt(False, "Ask for a pseudo-terminal for commands")
@@ -159,7 +159,7 @@ class CommConfig:
     winrm_host: str = opt("", "WinRM host", supported=False)
     winrm_no_proxy: bool = opt(False, "Do not use a proxy for WinRM", supported=False)
     winrm_port: int = opt(5985, "WinRM port", supported=False)
-    winrm_timeout: str = opt("30m", "WinRM timeout", supported=False, kind="duration")
+    winrm_timeout: float = opt("30m", "WinRM timeout", supported=False, kind="duration")
     winrm_use_ssl: bool = opt(False, "WinRM over HTTPS", supported=False)
     winrm_insecure: bool = opt(False, "Skip the WinRM certificate check", supported=False)
     winrm_use_ntlm: bool = opt(False, "NTLM authentication for WinRM", supported=False)
@@ -204,8 +204,10 @@ class MachineConfig:
     vtpm: bool = opt(False, "Attach a software TPM (swtpm)", supported=False)
     use_tpm1: bool = opt(False, "Emulate TPM 1.2 instead of 2.0", supported=False)
     tpm_device_type: str = opt("tpm-tis", "TPM device model", supported=False)
-    disk_size: str = opt("40960M", "Disk size: a number (MiB) or with a unit (5120M, 40G)", kind="size")
-    disk_additional_size: list[str] = opt(factory=list, doc="Sizes of extra disks, created beside the first")
+    disk_size: int = opt("40960M", "Disk size: a number (MiB) or with a unit (5120M, 40G)", kind="size")
+    disk_additional_size: list[int] = opt(
+        factory=list, doc="Sizes of extra disks, created beside the first", kind="size"
+    )
     disk_interface: str = opt("virtio", "How the disk is attached", choices=DISK_INTERFACES)
     # The build VM's disk is throwaway until the clean shutdown, when QEMU writes everything out: vmbake's
     # defaults trade crash safety the build does not need for speed. Packer's: writeback, ignore, off.
@@ -258,8 +260,11 @@ class MachineConfig:
     qmp_enable: bool = opt(False, "Packer's switch for the QMP socket; vmbake always opens one")
     qmp_socket_path: str = opt("", "Where the QMP socket is made (default: inside a private temp dir)")
     run_once: bool = opt(False, "Deprecated Packer key", supported=False)
-    size_budget: str = opt(
-        "", "Fail the build when the artifact is larger than this (for example 120MiB)", vmbake=True
+    size_budget: int | None = opt(
+        "",
+        "Fail the build when the artifact is larger than this (for example 120MiB)",
+        kind="size",
+        vmbake=True,
     )
     verify: bool = opt(
         False, "Boot the finished image and check it reaches SSH, as the last step", vmbake=True

@@ -20,13 +20,9 @@ from vmbake.comm.ssh import ConnectError
 from vmbake.config.provisioners import ShellConfig
 from vmbake.errors import VmbakeError
 from vmbake.provisioners import Run, flatten_env, packer_env, random_name, render
-from vmbake.units import parse_duration
+from vmbake.units import go_duration
 
 RETRY_INTERVAL = 1.0
-
-
-def _duration(text: str, default: float) -> float:
-    return parse_duration(text) if text else default
 
 
 def remote_path(config: ShellConfig) -> str:
@@ -61,9 +57,9 @@ def provision(run: Run, config: ShellConfig) -> None:
                 data = data.replace(b"\r\n", b"\n")
             env_data = flatten_env(env, config.effective_env_var_format()).encode() if env_file else b""
             _run_script(run, config, data, target, env_file, env_data, command)
-    pause = _duration(config.pause_after, 0.0)
+    pause = config.pause_after or 0.0
     if pause > 0:
-        ctx.ui.say(f"Pausing {config.pause_after} after this provisioner...")
+        ctx.ui.say(f"Pausing {go_duration(pause)} after this provisioner...")
         run.sleep(pause)
 
 
@@ -96,7 +92,7 @@ def _run_script(
     run: Run, config: ShellConfig, data: bytes, target: str, env_file: str, env_data: bytes, command: str
 ) -> None:
     ctx = run.ctx
-    start_timeout = _duration(config.start_retry_timeout, 300.0)
+    start_timeout = config.start_retry_timeout
     deadline = time.monotonic() + start_timeout
     while True:
         run.check_cancel()
@@ -117,7 +113,7 @@ def _run_script(
             if not exc.retry or time.monotonic() + RETRY_INTERVAL > deadline:
                 raise VmbakeError(
                     f"shell provisioner: cannot start the script within start_retry_timeout "
-                    f"({config.start_retry_timeout}): {exc.message}",
+                    f"({go_duration(start_timeout)}): {exc.message}",
                     hint=exc.hint,
                 ) from None
             ctx.ui.debug(f"retrying the script upload: {exc.message}")

@@ -8,7 +8,6 @@ from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError
 from vmbake.qemu_argv import output_dir_of, vm_name_of
 from vmbake.state import BuildContext
-from vmbake.units import parse_size
 
 
 def qemu_config(ctx: BuildContext, step: str) -> QemuConfig:
@@ -31,16 +30,3 @@ def main_disk(ctx: BuildContext) -> Path:
     if ctx.state.disk_paths:
         return ctx.state.disk_paths[0]
     return output_dir(ctx) / vm_name(ctx)
-
-
-def budget_bytes(ctx: BuildContext, step: str) -> int | None:
-    """config.size_budget in bytes, None when unset; a bad value is an error naming the key."""
-    text = qemu_config(ctx, step).size_budget.strip()
-    if not text:
-        return None
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise StepError(
-            step, f"size_budget: {exc}", hint='write a size with a unit, for example "120MiB" or "2G"'
-        ) from None

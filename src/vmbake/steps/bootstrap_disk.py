@@ -18,6 +18,7 @@ from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.errors import StepError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.units import size_text
 
 
 class StepBootstrapDisk(Step):
@@ -35,10 +36,14 @@ class StepBootstrapDisk(Step):
         out_dir = state.output_dir or Path(config.output_directory or f"output-{ctx.name}")
         disk = out_dir / (config.vm_name or f"packer-{ctx.name}")
         layout = (
-            ", ".join(f"{p.mountpoint} {p.size or 'rest'}" for p in (config.partitions or []))
+            ", ".join(
+                f"{p.mountpoint} {'rest' if p.size is None else size_text(p.size)}" for p in config.partitions
+            )
             or "/ filling the disk"
         )
-        ctx.ui.say(f"Creating partitioned disk ({config.disk_size}, {config.firmware}; {layout})...")
+        ctx.ui.say(
+            f"Creating partitioned disk ({size_text(config.disk_size)}, {config.firmware}; {layout})..."
+        )
         self._made = disk
         debug = ctx.ui.message if ctx.ui.ui.debug else None
         work = state.work_dir / "bootstrap"

@@ -12,7 +12,7 @@ from vmbake.report.collect import ImageFacts
 from vmbake.report.render import biggest_names
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import budget_bytes, main_disk
+from vmbake.steps._qemu import main_disk, qemu_config
 from vmbake.units import format_size
 
 
@@ -34,7 +34,7 @@ class StepCheckSizeBudget(Step):
     name = "StepCheckSizeBudget"
 
     def run(self, ctx: BuildContext) -> None:
-        budget = budget_bytes(ctx, self.name)
+        budget = qemu_config(ctx, self.name).size_budget
         if budget is None:
             return
         disk = main_disk(ctx)

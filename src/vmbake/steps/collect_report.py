@@ -12,7 +12,7 @@ from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.report.collect import collect
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import budget_bytes
+from vmbake.steps._qemu import qemu_config
 from vmbake.units import format_duration
 
 
@@ -20,7 +20,7 @@ class StepCollectReport(Step):
     name = "StepCollectReport"
 
     def run(self, ctx: BuildContext) -> None:
-        budget = budget_bytes(ctx, self.name)
+        budget = qemu_config(ctx, self.name).size_budget
         if not ctx.options.report and budget is None:
             return
         comm = ctx.state.comm

@@ -14,7 +14,7 @@ from vmbake.comm.ssh import SshCommunicator, SshTarget
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.units import format_duration, seconds
+from vmbake.units import format_duration
 from vmbake.vm import SshWaitFailed, console_tail, net_probe_port, ssh_target, wait_for_ssh
 
 
@@ -38,13 +38,13 @@ class StepConnect(Step):
             raise StepError(self.name, f"communicator {kind!r} is not supported", hint="use 'ssh' or 'none'")
         target = ssh_target(ctx)
         ctx.ui.say(f"Using ssh communicator to connect: {target.host}")
-        pause = seconds(ctx.config.pause_before_connecting, 0.0)
+        pause = ctx.config.pause_before_connecting
         if pause > 0:
             ctx.ui.say(f"Pausing {format_duration(pause)} before connecting...")
             if ctx.cancel.wait(pause):
                 raise BuildCancelled()
         config = ctx.config
-        timeout = seconds(config.ssh_wait_timeout or config.ssh_timeout, 300.0)
+        timeout = config.ssh_timeout if config.ssh_wait_timeout is None else config.ssh_wait_timeout
         ctx.ui.say("Waiting for SSH to become available...")
         comm = self.wait(ctx, target, timeout, max(1, config.ssh_handshake_attempts))
         comm.cancel = ctx.cancel

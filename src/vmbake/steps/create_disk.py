@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from vmbake import qemu_img
 from vmbake.errors import StepError, VmbakeError
-from vmbake.qemu_argv import disk_size_arg
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import output_dir, qemu_config, vm_name
+from vmbake.units import size_text
 
 
 class StepCreateDisk(Step):
@@ -43,7 +43,7 @@ class StepCreateDisk(Step):
                 backing = ctx.state.iso_path.resolve()
             argv = qemu_img.create_argv(
                 paths[i],
-                disk_size_arg(sizes[i]),
+                size_text(sizes[i]),
                 fmt=config.format,
                 backing_file=backing,
                 extra=config.qemu_img_args.create,

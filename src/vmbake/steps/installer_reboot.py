@@ -17,7 +17,7 @@ from vmbake.installer import kernel_boot_enabled
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import qemu_config
-from vmbake.units import format_duration, seconds
+from vmbake.units import format_duration
 from vmbake.vm import BuildVm, stop_build_vm
 
 POLL = 0.5
@@ -40,7 +40,7 @@ class StepInstallerReboot(Step):
         child = state.qemu
         if child is None:
             raise StepError(self.name, "the VM is not running", hint="this is a vmbake bug")
-        limit = seconds(ctx.config.ssh_timeout, 300.0)
+        limit = ctx.config.ssh_timeout
         ctx.ui.say("Waiting for the installer to finish and power off the VM...")
         started = time.monotonic()
         while (code := child.wait(POLL)) is None:

@@ -11,10 +11,10 @@ import shutil
 
 from vmbake import qemu_img
 from vmbake.errors import StepError, VmbakeError
-from vmbake.qemu_argv import disk_size_arg
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import main_disk, qemu_config
+from vmbake.units import size_text
 
 
 class StepResizeDisk(Step):
@@ -26,7 +26,7 @@ class StepResizeDisk(Step):
             return
         argv = qemu_img.resize_argv(
             main_disk(ctx),
-            disk_size_arg(config.disk_size),
+            size_text(config.disk_size),
             fmt=config.format,
             extra=config.qemu_img_args.resize,
         )

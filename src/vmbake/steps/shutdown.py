@@ -19,7 +19,7 @@ from vmbake.qmp import QmpError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import qemu_config
-from vmbake.units import format_duration, seconds
+from vmbake.units import format_duration
 from vmbake.vm import stop_build_vm
 
 ACPI_GRACE = 30.0  # seconds the guest gets to honour an ACPI power-down after shutdown_timeout
@@ -46,7 +46,7 @@ class StepShutdown(Step):
         child = ctx.state.qemu
         if child is None:
             raise StepError(self.name, "QEMU is not running", hint="this is a vmbake bug")
-        timeout = seconds(config.shutdown_timeout, 300.0)
+        timeout = config.shutdown_timeout
         if config.communicator == "none":
             ctx.ui.say("Waiting for shutdown...")
             if not wait_for_exit(ctx, child, timeout):

@@ -32,7 +32,6 @@ from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._bootstrap import clean_cloud_init, clear_build_key
 from vmbake.steps._qemu import output_dir
-from vmbake.units import seconds
 from vmbake.vm import stop_build_vm
 
 
@@ -91,7 +90,7 @@ class StepTreeFinish(Step):
                         config.shutdown_command,
                         on_stdout=ctx.ui.message,
                         on_stderr=ctx.ui.message,
-                        timeout=seconds(config.shutdown_timeout, 300.0),
+                        timeout=config.shutdown_timeout,
                     )
                     if status not in (0, DISCONNECTED):
                         raise StepError(

@@ -18,7 +18,7 @@ from vmbake.provisioners.sequence import run_all
 from vmbake.report.collect import collect_files, rename_sources
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._qemu import budget_bytes
+from vmbake.steps._qemu import qemu_config
 from vmbake.units import format_duration
 
 
@@ -34,7 +34,7 @@ class StepTreeProvision(Step):
         disk, work = ctx.state.raw_disk, ctx.state.work_dir
         if disk is None or work is None:
             raise StepError(self.name, "no image tree to provision", hint="this is a vmbake bug")
-        report = ctx.options.report or budget_bytes(ctx, self.name) is not None
+        report = ctx.options.report or qemu_config(ctx, self.name).size_budget is not None
         if not ctx.provisioners and not report:
             return
         if ctx.provisioners:

@@ -51,19 +51,23 @@ class TypingStopped(VmbakeError):
         self.cause = cause
 
 
-def key_interval(config_value: str, *, qmp: bool = False) -> float:
-    """The pause after each key event: boot_key_interval, else $PACKER_KEY_INTERVAL, else the default."""
+def key_interval(configured: float | None, *, qmp: bool = False) -> float:
+    """The pause after each key event: boot_key_interval, else $PACKER_KEY_INTERVAL, else the default.
+
+    The variable is read only when boot_key_interval does not decide; a value that is not a duration
+    is an error (Packer ignores it silently, and types at its default pace)."""
+    if configured is not None and configured > 0:
+        return configured
     interval = DEFAULT_QMP_INTERVAL if qmp else DEFAULT_KEY_INTERVAL
     env = os.environ.get(KEY_INTERVAL_ENV, "")
     if env:
         try:
             interval = parse_duration(env)
-        except ValueError:
-            log.debug("ignoring %s=%r: not a duration", KEY_INTERVAL_ENV, env)
-    if config_value:
-        configured = parse_duration(config_value)
-        if configured > 0:
-            interval = configured
+        except ValueError as exc:
+            raise VmbakeError(
+                f"{KEY_INTERVAL_ENV}={env!r} is not a duration: {exc}",
+                hint=f"set it to a duration such as 10ms or 0.1s, or unset {KEY_INTERVAL_ENV}",
+            ) from None
     return max(interval, 0.0)
 
 
@@ -173,11 +177,15 @@ class StepTypeBootCommand(Step):
         planned = [
             (command, description, self._events(command, transport)) for command, description in rendered
         ]
+        try:
+            interval = key_interval(config.boot_key_interval, qmp=transport == "qmp")
+        except VmbakeError as exc:
+            raise StepError(self.name, exc.message, exc.hint) from None
         self._boot_wait(ctx, config)
         if transport == "qmp":
-            self._type_qmp(ctx, config, planned)
+            self._type_qmp(ctx, planned, interval)
         else:
-            self._type_vnc(ctx, config, planned)
+            self._type_vnc(ctx, config, planned, interval)
 
     # -- preparing -------------------------------------------------------------------------------------
     @staticmethod
@@ -187,7 +195,7 @@ class StepTypeBootCommand(Step):
         return [(step[0], step[1] if len(step) > 1 else "") for step in config.boot_steps if step]
 
     def _boot_wait(self, ctx: BuildContext, config: QemuConfig) -> None:
-        seconds = parse_duration(config.boot_wait) if config.boot_wait else 0.0
+        seconds = config.boot_wait
         if seconds == 0:
             seconds = PACKER_DEFAULT_BOOT_WAIT
         if seconds < 0:
@@ -227,7 +235,11 @@ class StepTypeBootCommand(Step):
 
     # -- typing ----------------------------------------------------------------------------------------
     def _type_vnc(
-        self, ctx: BuildContext, config: QemuConfig, planned: list[tuple[str, str, list[KeyEvent | Wait]]]
+        self,
+        ctx: BuildContext,
+        config: QemuConfig,
+        planned: list[tuple[str, str, list[KeyEvent | Wait]]],
+        interval: float,
     ) -> None:
         port = ctx.state.vnc_port
         if port is None:
@@ -239,7 +251,6 @@ class StepTypeBootCommand(Step):
         client = self._connect_vnc(ctx, dial, port, password)
         with client:
             log.debug("connected to VNC desktop %r (RFB %d.%d)", client.desktop_name, *client.version)
-            interval = key_interval(config.boot_key_interval)
             ctx.ui.say("Typing the boot command over VNC...")
             for command, description, events in planned:
                 if description:
@@ -285,12 +296,11 @@ class StepTypeBootCommand(Step):
         return password
 
     def _type_qmp(
-        self, ctx: BuildContext, config: QemuConfig, planned: list[tuple[str, str, list[KeyEvent | Wait]]]
+        self, ctx: BuildContext, planned: list[tuple[str, str, list[KeyEvent | Wait]]], interval: float
     ) -> None:
         qmp = ctx.state.qmp
         if qmp is None:
             raise StepError(self.name, "QMP is not connected, so the boot command cannot be typed over QMP")
-        interval = key_interval(config.boot_key_interval, qmp=True)
         ctx.ui.say("Typing the boot command over QMP...")
         for command, description, events in planned:
             if description:

@@ -12,7 +12,6 @@ from vmbake.errors import StepError
 from vmbake.state import BuildContext
 from vmbake.steps import Step
 from vmbake.steps._qemu import main_disk, qemu_config
-from vmbake.units import seconds
 from vmbake.verify import VerifyOptions, verify_image
 
 
@@ -31,7 +30,7 @@ class StepVerifyImage(Step):
             ssh_key=key,
             user=config.ssh_username or "root",
             password=config.ssh_password,
-            timeout=seconds(config.ssh_timeout, 300.0),
+            timeout=config.ssh_timeout,
             key_passphrase=config.ssh_key_passphrase,
             login_optional=not user_key and not config.ssh_password,
         )

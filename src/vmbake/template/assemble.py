@@ -17,12 +17,11 @@ from typing import Any
 
 from vmbake import arch, registry
 from vmbake.config.bootstrap import BootstrapConfig, with_arch_defaults, with_stage_defaults
-from vmbake.config.fields import Decoder, suggest
+from vmbake.config.fields import Decoder, measure, suggest
 from vmbake.config.qemu import MachineConfig
 from vmbake.errors import Problem
 from vmbake.template.model import BuildSpec, PostProcessorSpec, ProvisionerSpec
 from vmbake.template.validate import check_builder, check_post_processor, check_provisioner
-from vmbake.units import parse_duration
 
 PROVISIONER_COMMON = frozenset(
     {"type", "only", "except", "override", "pause_before", "max_retries", "timeout"}
@@ -156,12 +155,15 @@ class Assembler:
         return only, except_
 
     def _duration(self, raw: Any, path: str) -> float | None:
+        """pause_before or timeout in seconds. A JSON number is nanoseconds, as mapstructure decodes it
+        into a time.Duration (Packer 1.6.6 template/parse.go); HCL2 reads the key as a string, so there
+        a bare number has no unit and is refused, as by time.ParseDuration."""
         if raw is None or raw == "":
             return None
         try:
-            if isinstance(raw, int | float) and not isinstance(raw, bool):
-                return float(raw)  # a bare number is nanoseconds in Go; Packer users write "10s"
-            return parse_duration(str(raw))
+            if isinstance(raw, int | float) and not isinstance(raw, bool) and self.format == "json":
+                return float(measure("duration", f"{int(raw)}ns"))
+            return float(measure("duration", str(raw)))
         except ValueError as exc:
             self.problem(path, str(exc), "use a duration such as 10s or 1m30s")
             return None

@@ -26,7 +26,7 @@ from vmbake.config.postprocessors import (
 from vmbake.config.provisioners import FileConfig, ShellConfig, ShellLocalConfig
 from vmbake.config.qemu import QemuConfig
 from vmbake.fetch import url_problem
-from vmbake.units import parse_size
+from vmbake.units import size_text
 
 Report = Callable[[str, str, str], None]
 
@@ -108,12 +108,6 @@ def _common_machine(config: Any, report: Report) -> None:
         )
     if getattr(config, "communicator", "") == "ssh" and not getattr(config, "ssh_username", "x"):
         report("ssh_username", "ssh_username is required with the ssh communicator", 'for example "root"')
-    for i, size in enumerate(getattr(config, "disk_additional_size", [])):
-        try:
-            if "{{" not in size and parse_size(size) <= 0:
-                raise ValueError("must be greater than zero")
-        except ValueError as exc:
-            report(f"disk_additional_size[{i}]", str(exc), "use a size such as 1024M or 10G")
     for i, arg in enumerate(getattr(config, "qemuargs", [])):
         if not arg:
             report(f"qemuargs[{i}]", "an empty argument list", 'each entry is a list such as ["-m", "1024M"]')
@@ -195,13 +189,11 @@ def _hostile(config: QemuConfig, report: Report) -> None:
         )
     if config.memory > MAX_MEMORY_MIB:
         report("memory", f"memory {config.memory} MiB is more than QEMU can give a guest", "memory is in MiB")
-    try:
-        too_big = "{{" not in config.disk_size and parse_size(config.disk_size) > MAX_DISK_BYTES
-    except ValueError:
-        too_big = False  # the decoder has reported it
-    if too_big:
+    if config.disk_size > MAX_DISK_BYTES:
         report(
-            "disk_size", f"disk_size {config.disk_size!r} is larger than a disk image can be", "at most 1E"
+            "disk_size",
+            f"disk_size {size_text(config.disk_size)!r} is larger than a disk image can be",
+            "at most 1E",
         )
 
 
