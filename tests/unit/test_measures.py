@@ -39,7 +39,7 @@ def load_qemu(tmp_path: Path, **keys: Any) -> QemuConfig:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1m30s", 90.0), ("300ms", 0.3), ("1h", 3600.0), ("10s", 10.0), ("0s", 0.0), ("1.5h", 5400.0),
+    [("1m30s", 90.0), ("300ms", 0.3), ("1h", 3600.0), ("10s", 10.0), ("1.5h", 5400.0),
      ("2h45m", 9900.0), ("-1s", -1.0)],
 )  # fmt: skip
 def test_a_duration_key_holds_seconds(tmp_path: Path, text: str, seconds: float) -> None:
@@ -66,6 +66,17 @@ def test_unset_and_empty_keys_keep_the_defaults(tmp_path: Path) -> None:
     assert (config.ssh_wait_timeout, config.boot_key_interval, config.size_budget) == (None, None, None)
     assert config.ssh_keep_alive_interval == 5.0 and config.pause_before_connecting == 0.0
     assert load_qemu(tmp_path, ssh_wait_timeout="10m").ssh_wait_timeout == 600.0
+
+
+@pytest.mark.parametrize("zero", ["0s", "0", "0m"])
+def test_zero_means_the_default_where_packer_says_so(tmp_path: Path, zero: str) -> None:
+    # Packer's communicator and shutdown configs (and the shell provisioner) replace a zero timeout with
+    # five minutes; boot_wait keeps its zero (no wait).
+    config = load_qemu(tmp_path, boot_wait=zero, ssh_timeout=zero, shutdown_timeout=zero)
+    assert (config.boot_wait, config.ssh_timeout, config.shutdown_timeout) == (0.0, 300.0, 300.0)
+    decoder = Decoder("t.json")
+    shell = decoder.decode(ShellConfig, {"inline": ["true"], "start_retry_timeout": zero}, "provisioners[0]")
+    assert decoder.problems == [] and shell.start_retry_timeout == 300.0
 
 
 def test_a_json_number_in_a_duration_is_nanoseconds_as_in_packer(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ class FieldMeta:
     maximum: int | None = None
     runtime: bool = False  # holds run-time placeholders such as {{ .HTTPIP }}; rendered during the build
     written: str = ""  # a duration's or size's default as Packer writes it ("5m", "40960M"), for the docs
+    zero_is_default: bool = False  # a duration of 0 means the default, as Packer reads this key
 
 
 MEASURES = ("duration", "size")
@@ -73,6 +74,7 @@ def opt(
     minimum: int | None = None,
     maximum: int | None = None,
     runtime: bool = False,
+    zero_is_default: bool = False,
 ) -> Any:
     """Declare a template key. Every key has a one-line description; the reference docs come from it.
 
@@ -82,7 +84,9 @@ def opt(
     if kind in MEASURES and isinstance(default, str):
         written = default
         default = measure(kind, default) if default else None
-    meta = FieldMeta(doc, kind, choices, supported, vmbake, sensitive, minimum, maximum, runtime, written)
+    meta = FieldMeta(
+        doc, kind, choices, supported, vmbake, sensitive, minimum, maximum, runtime, written, zero_is_default
+    )
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"vmbake": meta})
     return dataclasses.field(default=default, metadata={"vmbake": meta})
@@ -257,6 +261,8 @@ class Decoder:
         if isinstance(raw, str) and not raw.strip():
             return False, None
         value = self._measure(kind, raw, path, meta)
+        if value == 0 and meta.zero_is_default:
+            return False, None  # Packer sets these keys to their default when they are zero
         return value is not None, value
 
     def _measure(self, kind: str, raw: Any, path: str, meta: FieldMeta) -> float | int | None:

@@ -39,7 +39,10 @@ class ShellConfig:
     expect_disconnect: bool = opt(False, "A dropped connection while the script runs is not an error")
     valid_exit_codes: list[int] = opt(factory=lambda: [0], doc="Exit statuses that count as success")
     start_retry_timeout: float = opt(
-        "5m", "How long to retry starting the script (the guest may reboot)", kind="duration"
+        "5m",
+        "How long to retry starting the script (the guest may reboot; 0: the default)",
+        kind="duration",
+        zero_is_default=True,
     )
     pause_after: float | None = opt("", "Wait this long after the script finished", kind="duration")
     binary: bool = opt(False, "Upload the script as is, without turning CRLF into LF")

@@ -93,7 +93,12 @@ class BootConfig:
 @dataclass(frozen=True)
 class ShutdownConfig:
     shutdown_command: str = opt("", "Command run over the communicator to halt the guest", runtime=True)
-    shutdown_timeout: float = opt("5m", "Time to wait for the guest to power off", kind="duration")
+    shutdown_timeout: float = opt(
+        "5m",
+        "Time to wait for the guest to power off (0: the default)",
+        kind="duration",
+        zero_is_default=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,12 @@ class CommConfig:
     ssh_private_key_file: str = opt("", "Private key to log in with (ed25519, ecdsa or rsa)")
     ssh_key_passphrase: str = opt("", "Passphrase of ssh_private_key_file", sensitive=True, vmbake=True)
     ssh_agent_auth: bool = opt(False, "Authenticate with the keys of the local SSH agent")
-    ssh_timeout: float = opt("5m", "Give up waiting for SSH after this long", kind="duration")
+    ssh_timeout: float = opt(
+        "5m",
+        "Give up waiting for SSH after this long (0: the default)",
+        kind="duration",
+        zero_is_default=True,
+    )
     ssh_wait_timeout: float | None = opt("", "Deprecated name of ssh_timeout", kind="duration")
     ssh_handshake_attempts: int = opt(10, "Attempts once the port answers, before giving up", minimum=1)
     ssh_keep_alive_interval: float = opt("5s", "Interval of keep-alive messages; 0 disables", kind="duration")
