@@ -5,6 +5,10 @@ the previous one's artifacts. The build's own artifacts are kept when the first 
 chain keeps its input (checksum and manifest always do; compress only with keep_input_artifact: true),
 else they are deleted, as Packer deletes them (but for the files a post-processor wrote inside them). The result lists the kept build artifacts first, then the
 last artifacts of each chain.
+
+A cancel (Ctrl-C, SIGTERM, SIGHUP) during a post-processor stops every chain. As in Packer, the build's
+artifacts are then deleted unless the first post-processor of a chain had already finished and kept them;
+what the finished post-processors wrote stays, and the cancelled one leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from vmbake.errors import VmbakeError
+from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.provisioners import build_data
 from vmbake.state import Artifact, BuildContext
 from vmbake.template.gotemplate import fill_build_data, render_runtime
@@ -102,19 +106,24 @@ def run_chain(
 ) -> list[Artifact]:
     """Run one chain on the build's `artifacts`; its last artifacts. (The build's own artifacts are never
     deleted here: `run_chains` decides that over all chains.)"""
-    return _run_chain(ctx, chain, artifacts)[0]
+    return _run_chain(ctx, chain, artifacts, lambda: None)
 
 
 def _run_chain(
-    ctx: BuildContext, chain: Sequence[PostProcessorLike], artifacts: list[Artifact]
-) -> tuple[list[Artifact], bool]:
-    """(the chain's last artifacts, whether its first post-processor keeps the build's artifacts).
+    ctx: BuildContext,
+    chain: Sequence[PostProcessorLike],
+    artifacts: list[Artifact],
+    keep_original: Callable[[], None],
+) -> list[Artifact]:
+    """The chain's last artifacts. `keep_original` is called as soon as the first post-processor has
+    finished and keeps the build's artifacts (so that a cancel later in the chain still knows it).
 
     Intermediate artifacts that a later post-processor does not keep are deleted."""
     runners = _runners()
     prior = artifacts
-    keep_original = False
     for i, spec in enumerate(chain):
+        if ctx.cancel.is_set():  # a build on a worker thread learns of a cancel here, between two
+            raise BuildCancelled()
         runner = runners.get(spec.type)
         if runner is None:
             raise VmbakeError(
@@ -133,13 +142,14 @@ def _run_chain(
         if spec.keep_input_artifact is not None and not (force and default_keep):
             keep = spec.keep_input_artifact
         if i == 0:
-            keep_original = keep
+            if keep:
+                keep_original()
         elif not keep:
             for artifact in prior:
                 if artifact not in produced:
                     destroy(artifact, produced)
         prior = produced
-    return prior, keep_original
+    return prior
 
 
 def run_chains(
@@ -149,12 +159,18 @@ def run_chains(
     if not chains:
         return list(artifacts)
     results: list[Artifact] = []
-    keep_original = False
-    for chain in chains:
-        produced, keep = _run_chain(ctx, chain, artifacts)
-        keep_original = keep_original or keep
-        results += [a for a in produced if a not in results]
-    if keep_original:
+    kept: list[bool] = []
+    try:
+        for chain in chains:
+            produced = _run_chain(ctx, chain, artifacts, lambda: kept.append(True))
+            results += [a for a in produced if a not in results]
+    except (BuildCancelled, KeyboardInterrupt):
+        if not kept:
+            for artifact in artifacts:
+                ctx.ui.say(f"Deleting original artifact for build '{ctx.name}': {artifact.path}")
+                destroy(artifact, results)
+        raise
+    if kept:
         return list(artifacts) + [a for a in results if a not in artifacts]
     for artifact in artifacts:
         ctx.ui.say(f"Deleting original artifact for build '{ctx.name}': {artifact.path}")
