@@ -235,3 +235,41 @@ def test_a_cancel_after_checksum_kept_the_vm_keeps_it(work: Path) -> None:
     assert "buster.qcow2" in (work / "sums.md5").read_text()
     assert not (work / "never.tar.gz").exists()
     assert "Deleting original artifact" not in out.getvalue()
+
+
+@pytest.mark.parametrize("output", ["vm.tar.xz", "vm.zip"])
+def test_a_cancel_from_another_thread_stops_compress_within_a_block(work: Path, output: str) -> None:
+    """On a worker thread (-parallel-builds) no signal interrupts the in-process compression; the cancel
+    event does, within one block of the disk (zip: between members). Noise keeps xz busy for seconds."""
+    ctx, _ = _ctx()
+    vm = _vm(work)
+    (vm.path / "noise.bin").write_bytes(os.urandom(16 << 20))
+    if output.endswith(".zip"):  # zip sees the cancel between members: many small ones
+        for i in range(400):
+            (vm.path / f"part{i:03}.bin").write_bytes(os.urandom(64 << 10))
+    level = 9 if output.endswith(".xz") else 1
+    timer = threading.Timer(0.3, ctx.cancel.set)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(BuildCancelled):
+            run_chains(
+                ctx, [[PostProcessorSpec("compress", CompressConfig(output, compression_level=level))]], [vm]
+            )
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 3
+    assert sorted(p.name for p in work.iterdir()) == []  # no archive, no temporary file, the VM deleted
+
+
+def test_a_set_cancel_stops_checksum_before_it_reads(work: Path) -> None:
+    from vmbake.postprocessors.checksum import digests
+
+    cancel = threading.Event()
+    assert (
+        digests(work / "output-qemu" / "buster.qcow2", ["md5"], cancel)["md5"]
+        == hashlib.md5(DISK).hexdigest()
+    )
+    cancel.set()
+    with pytest.raises(BuildCancelled):
+        digests(work / "output-qemu" / "buster.qcow2", ["md5"], cancel)

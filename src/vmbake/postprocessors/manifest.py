@@ -18,7 +18,7 @@ from vmbake.config.postprocessors import ManifestConfig
 from vmbake.errors import VmbakeError
 from vmbake.locks import FileLock
 from vmbake.placeholders import RUN_UUID
-from vmbake.postprocessors import files_of, render_output
+from vmbake.postprocessors import CancellableFile, files_of, render_output
 from vmbake.state import Artifact, BuildContext
 
 _IDS = {"packer.post-processor.compress": "COMPRESS", "packer.post-processor.checksum": ""}
@@ -41,7 +41,7 @@ def entry(ctx: BuildContext, cfg: ManifestConfig, artifacts: list[Artifact]) -> 
     """The manifest record of one build."""
     files = []
     for f in files_of(artifacts):
-        with open(f, "rb") as fh:
+        with CancellableFile(f, ctx.cancel) as fh:
             sha = hashlib.file_digest(fh, "sha256").hexdigest()
         files.append({"name": _shown(f, cfg.strip_path), "size": f.stat().st_size, "sha256": sha})
     record: dict[str, Any] = {"name": ctx.name, "builder_type": ctx.builder_type}
