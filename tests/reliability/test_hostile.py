@@ -394,15 +394,16 @@ def test_sha512_sums_file_without_a_sha512_line_is_an_error() -> None:
     assert find_in_sums(sums + line, "debian.iso", "SUMS", "sha512").digest == "a" * 128
 
 
+@pytest.mark.parametrize("command", ["validate", "build", "inspect"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_signal_while_the_template_loads_exits_130(tmp_path: Path, sig: int) -> None:
+def test_signal_while_the_template_loads_exits_130(tmp_path: Path, sig: int, command: str) -> None:
     # Loading a real template takes milliseconds, too short to land a signal in; so the loader is
     # replaced by one that sleeps (the one fake of this module), installed before main() runs.
     code = (
         "import sys, time, vmbake.cli as c\n"
         "def slow(*a, **k):\n    print('loading', flush=True); time.sleep(30)\n"
         "c.load_template = slow\n"
-        f"sys.exit(c.main(['validate', {str(minimal_template(tmp_path))!r}]))\n"
+        f"sys.exit(c.main([{command!r}, {str(minimal_template(tmp_path))!r}]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(REPO / "src")}, text=True)  # fmt: skip
