@@ -1,4 +1,5 @@
-"""Reading files that a user names (templates, variable files, checksum files): regular files only.
+"""Reading files that a user names (templates, variable files, checksum files, the files of HCL2's
+file functions): regular files only.
 
 A FIFO would block the read for ever, `/dev/zero` would fill memory, a directory fails with an OS
 message that names no key. Each is refused before a byte is read, with the file and what to give instead.
@@ -8,6 +9,7 @@ between a check and the open cannot block: O_NONBLOCK makes opening a FIFO retur
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -28,10 +30,8 @@ _KINDS = {
 }
 
 
-def read_regular_bytes(path: Path, what: str, limit: int = MAX_TEXT_FILE) -> bytes:
-    """The contents of `path`, which must be a regular file of at most `limit` bytes.
-
-    `what` names the file's role for the message ("template", "variable file", "checksum file")."""
+def _open_regular(path: Path, what: str) -> tuple[int, os.stat_result]:
+    """An open descriptor (blocking) of `path` and its stat, which say it is a regular file; else an error."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -46,12 +46,24 @@ def read_regular_bytes(path: Path, what: str, limit: int = MAX_TEXT_FILE) -> byt
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise _not_regular(path, what, _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def read_regular_bytes(path: Path, what: str, limit: int = MAX_TEXT_FILE) -> bytes:
+    """The contents of `path`, which must be a regular file of at most `limit` bytes.
+
+    `what` names the file's role for the message ("template", "variable file", "checksum file")."""
+    fd, info = _open_regular(path, what)
+    try:
         if info.st_size > limit:
             raise VmbakeError(
                 f"{what} {path} is {format_size(info.st_size)}, more than the {format_size(limit)} vmbake reads",
                 hint=f"give a {what} of ordinary size",
             )
-        os.set_blocking(fd, True)
         chunks: list[bytes] = []
         total = 0
         while chunk := os.read(fd, 1 << 20):
@@ -63,6 +75,20 @@ def read_regular_bytes(path: Path, what: str, limit: int = MAX_TEXT_FILE) -> byt
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+    except OSError as exc:
+        raise VmbakeError(f"cannot read {what} {path}: {exc.strerror}", hint="check the file") from None
+    finally:
+        os.close(fd)
+
+
+def digest_regular(path: Path, what: str, algorithm: str) -> hashlib._Hash:
+    """The `algorithm` digest of `path`, a regular file of any size, read in blocks (not held in memory)."""
+    fd, _info = _open_regular(path, what)
+    try:
+        digest = hashlib.new(algorithm)
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+        return digest
     except OSError as exc:
         raise VmbakeError(f"cannot read {what} {path}: {exc.strerror}", hint="check the file") from None
     finally:

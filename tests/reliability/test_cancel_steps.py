@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.timeout(180)
 
 _SHIM = """#!{python}
 import os, sys, time
-if {word!r} in sys.argv[1:]:
+if {word!r} in sys.argv[1:] and ({armed!r} is None or os.path.exists({armed!r})):
     with open({note!r}, "w") as f:
         f.write(" ".join(sys.argv))
     time.sleep(60)
@@ -36,8 +37,9 @@ os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 """
 
 
-def shim(rig: Rig, tool: str, word: str) -> dict[str, str]:
-    """The env that puts a slow `tool` first on PATH: it sleeps when its argv holds `word`."""
+def shim(rig: Rig, tool: str, word: str, armed: Path | None = None) -> dict[str, str]:
+    """The env that puts a slow `tool` first on PATH: it sleeps when its argv holds `word` (and, given
+    `armed`, once that file exists: to let earlier runs of the same command through)."""
     real = shutil.which(tool)
     if real is None:
         pytest.skip(f"{tool} is not installed")
@@ -45,7 +47,13 @@ def shim(rig: Rig, tool: str, word: str) -> dict[str, str]:
     directory.mkdir(exist_ok=True)
     path = directory / tool
     path.write_text(
-        _SHIM.format(python=sys.executable, word=word, note=str(rig.base / "shim-note"), real=real)
+        _SHIM.format(
+            python=sys.executable,
+            word=word,
+            armed=None if armed is None else str(armed),
+            note=str(rig.base / "shim-note"),
+            real=real,
+        )
     )
     path.chmod(0o755)
     return {"PATH": f"{directory}{os.pathsep}{os.environ['PATH']}"}
@@ -69,8 +77,9 @@ def wait_for_note(rig: Rig, run: VmbakeRun, timeout: float = 60) -> str:
     return note.read_text()
 
 
-def assert_cancelled(rig: Rig, run: VmbakeRun, *, left: str = "") -> str:
-    """SIGTERM to vmbake only; then exit 130, a cancel message, no failure line, nothing left behind."""
+def assert_cancelled(rig: Rig, run: VmbakeRun, *, left: str = "", out_dir: str = "removed") -> str:
+    """SIGTERM to vmbake only; then exit 130, a cancel message, no failure line, nothing left behind (the
+    output directory as `out_dir` says, see Rig.assert_clean)."""
     started = time.monotonic()
     os.kill(run.pid, signal.SIGTERM)
     code, output = run.finish(60)
@@ -84,7 +93,7 @@ def assert_cancelled(rig: Rig, run: VmbakeRun, *, left: str = "") -> str:
     assert wait_gone(str(rig.base / "shim")) == [], "the step's tool is still running"
     if left:
         assert wait_gone(left) == [], f"{left} still running"
-    rig.assert_clean()
+    rig.assert_clean(output=out_dir)
     return output
 
 
@@ -192,3 +201,120 @@ def test_sigterm_while_waiting_for_the_installer(rig: Rig) -> None:
     run.wait_for(r"Waiting for the installer to finish")
     assert rig.qemu_pids()
     assert_cancelled(rig, run)
+
+
+# Post-processors run after the builder's steps have finished and cleaned up: the guest powered off by
+# itself, the output directory holds a finished image. What a cancel there does to that image follows
+# Packer (packer/build.go, CoreBuild.Run): a chain whose first post-processor did not finish keeps
+# nothing, so the build's artifact is deleted unless the first post-processor of some chain had already
+# finished and kept it (checksum, manifest, shell-local and convert keep it; compress and vagrant do not).
+
+
+def post_processed(rig: Rig, *chain: dict[str, object]) -> dict[str, object]:
+    """The tiny guest that powers off by itself, followed by one post-processor chain."""
+    built = template(rig, hanging=False, disk_compression=False)  # no compaction: not the point here
+    built["post-processors"] = [list(chain)]
+    return built
+
+
+def assert_output_kept(rig: Rig, *names: str) -> None:
+    """The build's output directory stayed, finished (no INCOMPLETE marker), with `names` in it."""
+    kept = sorted(p.name for p in rig.output.iterdir())
+    assert "INCOMPLETE" not in kept, kept
+    for name in names:
+        assert name in kept, kept
+
+
+def test_sigterm_during_a_shell_local_post_processor(rig: Rig) -> None:
+    """The only chain's first post-processor is cancelled: the build's artifact goes, as in Packer."""
+    built = post_processed(rig, {"type": "shell-local", "inline": ["echo PP-UP", "sleep 61.5"]})
+    run = rig.start(built)
+    run.wait_for(r"PP-UP", timeout=120)
+    assert rig.output.is_dir()  # the finished image was there while the command ran
+    output = assert_cancelled(rig, run, left="sleep 61.5")
+    assert "Deleting original artifact" in output, output
+
+
+def test_sigterm_after_the_first_post_processor_kept_the_artifact(rig: Rig) -> None:
+    """checksum finished first and keeps its input: the cancel of the next one leaves the image and the sums."""
+    sums = rig.base / "sums.md5"
+    built = post_processed(
+        rig,
+        {"type": "checksum", "output": str(sums)},
+        {"type": "shell-local", "inline": ["echo PP-UP", "sleep 61.75"]},
+    )
+    run = rig.start(built)
+    run.wait_for(r"PP-UP", timeout=120)
+    output = assert_cancelled(rig, run, left="sleep 61.75", out_dir="any")
+    assert "Deleting original artifact" not in output, output
+    assert_output_kept(rig, rig.vm_name)
+    assert rig.vm_name in sums.read_text()
+
+
+def leftovers(rig: Rig) -> list[str]:
+    """Files a post-processor may have written beside the template or into the output dir."""
+    found = [
+        p.name for p in rig.base.iterdir() if p.is_file() and p.name not in ("template.json", "shim-note")
+    ]
+    if rig.output.is_dir():
+        found += [p.name for p in rig.output.iterdir()]
+    return sorted(found)
+
+
+def test_sigterm_while_zstd_compresses(rig: Rig) -> None:
+    """compress to .tar.zst: a tar, then zstd (shimmed). Neither the tar nor a partial archive stays."""
+    built = post_processed(rig, {"type": "compress", "output": str(rig.base / "image.tar.zst")})
+    run = rig.start(built, env=shim(rig, "zstd", "-T0"))
+    wait_for_note(rig, run, timeout=120)
+    assert_cancelled(rig, run)
+    assert leftovers(rig) == []
+
+
+def test_sigterm_while_compress_writes_in_process(rig: Rig) -> None:
+    """compress to .tar.xz runs inside vmbake (no outside process): the signal lands in Python code. The
+    output holds noise that xz cannot shrink (written by a provisioner) so the archive takes seconds."""
+    built = post_processed(
+        rig, {"type": "compress", "output": str(rig.base / "image.tar.xz"), "compression_level": 9}
+    )
+    built["provisioners"] = [
+        {"type": "shell-local", "inline": [f"head -c 12000000 /dev/urandom > {rig.output}/noise.bin"]}
+    ]
+    run = rig.start(built)
+    run.wait_for(r"Running post-processor: compress", timeout=120)
+    deadline = time.monotonic() + 30
+    while not any(p.name.endswith(".tmp") for p in rig.base.iterdir()):
+        assert run.proc.poll() is None, f"compress finished before the signal:\n{run.output}"
+        assert time.monotonic() < deadline, run.output
+        time.sleep(0.05)
+    assert_cancelled(rig, run)
+    assert leftovers(rig) == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "word"),
+    [("vmdk", "subformat=streamOptimized"), ("vpc", "subformat=fixed,force_size=on")],
+    ids=["convert-vmdk", "convert-vhd-create"],
+)
+def test_sigterm_while_qemu_img_converts_for_another_hypervisor(rig: Rig, fmt: str, word: str) -> None:
+    """vmbake's convert post-processor: qemu-img convert (vmdk) or qemu-img create (the fixed VHD)."""
+    built = post_processed(rig, {"type": "convert", "formats": [fmt]})
+    run = rig.start(built, env=shim(rig, "qemu-img", word))
+    wait_for_note(rig, run, timeout=120)
+    assert_cancelled(rig, run)
+    assert leftovers(rig) == []
+
+
+def test_sigterm_while_vagrant_reads_the_disk(rig: Rig) -> None:
+    """vagrant asks qemu-img for the disk's format first. The builder's report asks the same, so the shim
+    is armed by a shell-local post-processor that runs first (and keeps the image, as in Packer)."""
+    armed = rig.base / "armed"
+    built = post_processed(
+        rig,
+        {"type": "shell-local", "inline": [f"touch {armed}"]},
+        {"type": "vagrant", "output": str(rig.base / "image.box")},
+    )
+    run = rig.start(built, env=shim(rig, "qemu-img", "info", armed=armed))
+    wait_for_note(rig, run, timeout=120)
+    assert_cancelled(rig, run, out_dir="any")
+    assert_output_kept(rig, rig.vm_name)
+    assert leftovers(rig) == sorted(["armed", *(p.name for p in rig.output.iterdir())])

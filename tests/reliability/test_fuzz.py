@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -136,7 +137,10 @@ HCL_BITS = ['source "qemu" "a" {', "}", "build {", 'sources = ["source.qemu.a"]'
             'iso_url = "${upper(1)}"', "n = 1 / 0", 'iso_checksum = "none"', "disk_size = 0", 'disk_size = "0"',
             "memory = 99999999999999999999999", 'boot_command = ["<wait>\u2603<enter>"]', 'http_directory = "../.."',
             'iso_url = "x.iso"', "type = string", "<<EOF", "EOF", "%{ for x in [1] }", "%{ endfor }",
-            'x = "\\u0000"', "dynamic \"x\" {", "cpus = true", "only = [1]"]  # fmt: skip
+            'x = "\\u0000"', "dynamic \"x\" {", "cpus = true", "only = [1]", "cpus = " + "9" * 5000,
+            "memory = 1e400", "memory = -1e400", 'disk_size = "' + "9" * 5000 + 'M"', "disk_size = 9" + "0" * 30,
+            'boot_wait = "' + "9" * 400 + 's"', 'shutdown_timeout = "1e400h"', "default = " + "9" * 5000,
+            'boot_command = ["<wait' + "9" * 5000 + '>"]', "cpus = 2.5e9999"]  # fmt: skip
 
 
 @fuzz_settings(500)
@@ -148,7 +152,9 @@ def test_fuzz_hcl_templates(lines: list[str]) -> None:
 
 BOOT_BITS = ["<esc>", "<wait>", "<wait5>", "<wait10>", "<wait1m>", "<wait0>", "<wait-1s>", "<waitx>", "<enter>",
              "<leftShiftOn>", "<leftShiftOff>", "<f12>", "<f99>", "<spacebar>", "<", ">", "<<", "<enterOn>",
-             "<enterOff>", "<bs>", "<del>", "<tab>", "\u2603", "\x00", "\n", "é", "<wait1h2m3s>", "<wait99999999h>"]  # fmt: skip
+             "<enterOff>", "<bs>", "<del>", "<tab>", "\u2603", "\x00", "\n", "é", "<wait1h2m3s>", "<wait99999999h>",
+             "<wait" + "9" * 5000 + ">", "<wait" + "9" * 400 + "s>", "<wait1e400s>", "<wait9.9e307h>",
+             "<wait" + "9" * 30 + "ms>", "<wait-" + "9" * 5000 + "s>"]  # fmt: skip
 
 
 @fuzz_settings(1500)
@@ -175,6 +181,7 @@ def test_fuzz_var_flag(text: str) -> None:
     assert key
 
 
+HUGE = ["9" * 5000, "1e400", "-1e400", "9" * 25, "nan", "inf", "0x" + "f" * 2000]
 VAR_TEMPLATE = json.dumps(
     {
         "variables": {"x": "1", "password": "p"},
@@ -186,7 +193,11 @@ VAR_TEMPLATE = json.dumps(
 
 @fuzz_settings(250)
 @given(
-    st.dictionaries(st.sampled_from(["x", "password", "nope", "", "a.b"]), st.text(max_size=8), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["x", "password", "nope", "", "a.b"]),
+        st.one_of(st.text(max_size=8), st.sampled_from(HUGE)),  # x is the template's memory
+        max_size=3,
+    ),
     st.one_of(
         st.text(max_size=40),
         st.sampled_from(
@@ -199,6 +210,10 @@ VAR_TEMPLATE = json.dumps(
                 "{",
                 '{"x": {"y": 1}}',
                 "x = [1, 2]",
+                'x = "' + "9" * 5000 + '"',
+                "x = " + "9" * 5000,
+                '{"x": "1e400"}',
+                '{"x": ' + "9" * 5000 + "}",
             ]
         ),
     ),
@@ -229,14 +244,14 @@ def test_fuzz_cli_var_flags(args: list[str]) -> None:
     assert code in (0, 1)
 
 
-KINDS = ["file", "fifo", "directory", "dev-zero", "dangling", "empty"]
+KINDS = ["file", "fifo", "directory", "dev-zero", "dev-null", "socket", "dangling", "loop", "empty"]
 
 
 def _make(kind: str, path: Path, text: str) -> None:
-    if path.is_symlink() or path.is_file() or path.is_fifo():
-        path.unlink()
-    elif path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():  # a file, FIFO, socket or link
+        path.unlink()
     if kind == "file":
         path.write_text(text)
     elif kind == "fifo":
@@ -245,26 +260,49 @@ def _make(kind: str, path: Path, text: str) -> None:
         path.mkdir()
     elif kind == "dev-zero":
         path.symlink_to("/dev/zero")
+    elif kind == "dev-null":
+        path.symlink_to("/dev/null")
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))  # the file stays after the socket closes
+    elif kind == "loop":
+        path.symlink_to(path.name)  # a link to itself
     elif kind == "dangling":
         path.symlink_to(_DIR / "nowhere")
     else:
         path.write_text("")
 
 
-@fuzz_settings(120)
-@given(st.sampled_from(KINDS), st.sampled_from(KINDS), st.sampled_from([".json", ".pkr.hcl"]))
-def test_fuzz_file_kinds(template_kind: str, var_file_kind: str, suffix: str) -> None:
-    """Templates and variable files of every kind of file: refused at once (never read from a pipe or a
-    device), or loaded; the test's own time limit catches a read that blocks."""
+HCL_FILE_FUNCTIONS = ["file", "filebase64", "filemd5", "filesha256", "filebase64sha512"]
+
+
+@fuzz_settings(200)
+@given(
+    st.sampled_from(KINDS),
+    st.sampled_from(KINDS),
+    st.sampled_from([".json", ".pkr.hcl"]),
+    st.sampled_from(KINDS),
+    st.sampled_from([*HCL_FILE_FUNCTIONS, "templatefile"]),
+)
+def test_fuzz_file_kinds(
+    template_kind: str, var_file_kind: str, suffix: str, data_kind: str, function: str
+) -> None:
+    """Templates, variable files and the files HCL2's file functions read, of every kind of file:
+    refused at once (never read from a pipe or a device), or loaded; the test's own time limit catches
+    a read that blocks, and /dev/zero read to its end would fill memory."""
     CASES["file kinds"] += 1
-    template, var_file = _DIR / f"kinds{suffix}", _DIR / "kinds.pkrvars.hcl"
+    template, var_file, data = _DIR / f"kinds{suffix}", _DIR / "kinds.pkrvars.hcl", _DIR / "kinds.dat"
+    call = f'{function}("{data}"{", {}" if function == "templatefile" else ""})'
     body = (
         VAR_TEMPLATE
         if suffix == ".json"
-        else 'source "qemu" "a" {\n  iso_url = "x.iso"\n  iso_checksum = "none"\n}\nbuild {\n  sources = ["source.qemu.a"]\n}\n'
+        else f'locals {{\n  d = {call}\n}}\nsource "qemu" "a" {{\n  iso_url = "x.iso"\n'
+        f'  iso_checksum = "none"\n  vm_name = "v${{substr(local.d, 0, 2)}}"\n}}\n'
+        'build {\n  sources = ["source.qemu.a"]\n}\n'
     )
     _make(template_kind, template, body)
     _make(var_file_kind, var_file, 'x = "2"\n')
+    _make(data_kind, data, "data\n")
     try:
         load_template(template, var_files=[var_file])
     except VmbakeError as exc:

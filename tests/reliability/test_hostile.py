@@ -100,6 +100,34 @@ def test_validate_refuses_non_regular_files_at_once(fifo: Path, tmp_path: Path, 
     assert_own_error(out)
 
 
+@pytest.mark.parametrize(
+    ("call", "kind"),
+    [
+        ('file("/dev/zero")', "character device"),
+        ("filebase64(FIFO)", "named pipe"),
+        ("filesha256(FIFO)", "named pipe"),
+        ('filemd5("/dev/urandom")', "character device"),
+        ("templatefile(DIR, {})", "directory"),
+    ],
+    ids=["file-dev-zero", "filebase64-fifo", "filesha256-fifo", "filemd5-urandom", "templatefile-dir"],
+)
+def test_hcl_file_functions_refuse_non_regular_files(
+    fifo: Path, tmp_path: Path, call: str, kind: str
+) -> None:
+    """HCL2's file functions read files the template names: /dev/zero would fill memory, a FIFO block."""
+    call = call.replace("FIFO", json.dumps(str(fifo))).replace("DIR", json.dumps(str(tmp_path)))
+    template = tmp_path / "t.pkr.hcl"
+    template.write_text(
+        f'locals {{\n  d = {call}\n}}\nsource "qemu" "a" {{\n  iso_url = "x.iso"\n  iso_checksum = "none"\n'
+        '  communicator = "none"\n  vm_name = substr(local.d, 0, 3)\n}\nbuild {\n  sources = ["source.qemu.a"]\n}\n'
+    )
+    started = time.monotonic()
+    code, out = vmbake("validate", str(template), cwd=tmp_path, timeout=30)
+    assert code == 1 and time.monotonic() - started < 20, out
+    assert kind in out and "not a regular file" in out and "t.pkr.hcl:2: local.d" in out, out
+    assert_own_error(out)
+
+
 def test_checksum_file_that_is_a_device_is_refused() -> None:
     with pytest.raises(DownloadError, match="character device"):
         fetch_bytes("/dev/zero")
@@ -366,15 +394,16 @@ def test_sha512_sums_file_without_a_sha512_line_is_an_error() -> None:
     assert find_in_sums(sums + line, "debian.iso", "SUMS", "sha512").digest == "a" * 128
 
 
+@pytest.mark.parametrize("command", ["validate", "build", "inspect"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_signal_while_the_template_loads_exits_130(tmp_path: Path, sig: int) -> None:
+def test_signal_while_the_template_loads_exits_130(tmp_path: Path, sig: int, command: str) -> None:
     # Loading a real template takes milliseconds, too short to land a signal in; so the loader is
     # replaced by one that sleeps (the one fake of this module), installed before main() runs.
     code = (
         "import sys, time, vmbake.cli as c\n"
         "def slow(*a, **k):\n    print('loading', flush=True); time.sleep(30)\n"
         "c.load_template = slow\n"
-        f"sys.exit(c.main(['validate', {str(minimal_template(tmp_path))!r}]))\n"
+        f"sys.exit(c.main([{command!r}, {str(minimal_template(tmp_path))!r}]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(REPO / "src")}, text=True)  # fmt: skip

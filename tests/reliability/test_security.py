@@ -257,3 +257,96 @@ def test_var_file_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(VmbakeError) as info:
         load_template(path, var_files=[bad])
     assert "bad.json" in str(info.value)
+
+
+# A secret over every output channel of a whole build ------------------------------------------------------
+_CHANNELS_TEMPLATE = """
+variable "pw" {{
+  type      = string
+  default   = "{secret}"
+  sensitive = true
+}}
+locals {{
+  enc     = urlencode(var.pw)
+  b64     = base64encode(var.pw)
+  derived = "pre-${{local.b64}}-post"
+}}
+source "qemu" "t" {{
+  iso_url          = "{disk}"
+  iso_checksum     = "none"
+  disk_image       = true
+  communicator     = "none"
+  headless         = true
+  accelerator      = "tcg"
+  memory           = 256
+  disk_size        = "64M"
+  vm_name          = "{vm_name}"
+  output_directory = "{output}"
+  shutdown_timeout = "2m"
+  disk_compression = false
+  boot_wait        = "3s"
+  http_content     = {{ "/seed.cfg" = "pw=${{var.pw}} ${{local.derived}}" }}
+  qemuargs         = {qemuargs}
+}}
+build {{
+  sources = ["source.qemu.t"]
+  provisioner "shell-local" {{
+    inline = ["echo raw=${{var.pw}} enc=${{local.enc}} b64=${{local.b64}} derived=${{local.derived}}"]
+  }}
+  post-processor "manifest" {{
+    output      = "{manifest}"
+    custom_data = {{ token = local.derived, enc = local.enc, raw = var.pw }}
+  }}
+}}
+"""
+
+
+@pytest.mark.parametrize("flags", [(), ("-machine-readable",)], ids=["terminal", "machine-readable"])
+def test_a_secret_leaves_no_channel_of_a_whole_build(rig: Rig, flags: tuple[str, ...]) -> None:
+    """A sensitive value, used as is, URL-encoded, base64-encoded and inside a derived local, through a
+    whole build: the terminal (or -machine-readable lines), PACKER_LOG_PATH, the HTTP request log (the test
+    fetches with the secret in each form in the URL), the image report and the manifest. None holds it."""
+    import base64
+    import urllib.parse
+
+    secret = "Hunter2 Secret/Value"  # a space and a slash: the URL forms differ from the raw one
+    b64 = base64.b64encode(secret.encode()).decode()
+    manifest = rig.base / "manifest.json"
+    template = rig.base / "t.pkr.hcl"
+    qemuargs = rig.template(hanging=False)["builders"][0]["qemuargs"]  # type: ignore[index]
+    template.write_text(_CHANNELS_TEMPLATE.format(
+        secret=secret, disk=rig.guests.disk, vm_name=rig.vm_name, output=rig.output, manifest=manifest,
+        qemuargs=json.dumps(qemuargs)))  # fmt: skip
+    log = rig.base / "vmbake.log"
+    run = rig.start(template, *flags, env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(log)})
+    line = run.wait_for(r"Starting HTTP server on port \d+")
+    port = int(line.rsplit("port", 1)[1].split(",")[0].split()[0])
+    targets = [
+        "/seed.cfg?pw=" + urllib.parse.quote(secret, safe=""),
+        "/" + urllib.parse.quote(secret),
+        "/seed.cfg?pw=" + urllib.parse.quote_plus(secret),
+        "/seed.cfg?pw=" + "".join(f"%{b:02X}" for b in secret.encode()),
+        "/seed.cfg?t=" + b64,
+        "/seed.cfg?d=pre-" + b64 + "-post",
+    ]
+    statuses = [raw_get(port, target)[0] for target in targets]
+    assert statuses[0] == 200 and 404 in statuses, statuses
+    code, output = run.finish(180)
+    assert code == 0, output
+    channels = {
+        "terminal": output,
+        "log": log.read_text(),
+        "report": "".join(p.read_text() for p in rig.output.glob("*.report.*")),
+        "manifest": manifest.read_text(),
+    }
+    assert "http: GET" in channels["terminal"] + channels["log"]  # the HTTP log was written
+    assert channels["report"] and json.loads(channels["manifest"])["builds"]
+    if flags:
+        assert all(line.count(",") >= 2 for line in output.splitlines() if line), "not machine-readable"
+    forms = [secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret),
+             urllib.parse.quote_plus(secret), b64, b64.rstrip("=")]  # fmt: skip
+    for name, text in channels.items():
+        for form in forms:
+            assert form not in text, f"{form!r} leaked in the {name}:\n{text}"
+    assert "<sensitive>" in channels["terminal"] and "<sensitive>" in channels["manifest"]
+    rig.assert_clean(output="any")

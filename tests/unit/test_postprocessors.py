@@ -7,15 +7,23 @@ import io
 import json
 import os
 import tarfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from vmbake.config.postprocessors import ChecksumConfig, CompressConfig, ManifestConfig
+from vmbake import procs
+from vmbake.config.postprocessors import (
+    ChecksumConfig,
+    CompressConfig,
+    ManifestConfig,
+    ShellLocalPostConfig,
+)
 from vmbake.config.qemu import QemuConfig
-from vmbake.errors import VmbakeError
+from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.postprocessors import run_chain, run_chains
 from vmbake.postprocessors.manifest import RUN_UUID
 from vmbake.state import Artifact, BuildContext, Options
@@ -187,3 +195,81 @@ def test_compress_errors(work: Path) -> None:
     with pytest.raises(VmbakeError, match="'vagrant-cloud' is not supported"):
         run_chain(ctx, [PostProcessorSpec("vagrant-cloud", None)], [_vm(work)])
     assert sorted(os.listdir(work)) == ["output-qemu"]
+
+
+# -- a cancel during the post-processors: Packer's rule for the build's artifact ------------------------
+
+
+def test_a_cancel_before_a_first_post_processor_finished_deletes_the_vm(work: Path) -> None:
+    """No chain's first post-processor finished and kept the VM: it goes (packer/build.go, CoreBuild.Run)."""
+    ctx, out = _ctx()
+    vm = _vm(work)
+    ctx.cancel.set()
+    with pytest.raises(BuildCancelled):
+        run_chains(ctx, [[PostProcessorSpec("checksum", ChecksumConfig())]], [vm])
+    assert not vm.path.exists()
+    assert "Deleting original artifact for build 'qemu'" in out.getvalue()
+    assert "Running post-processor" not in out.getvalue()  # none starts once the build is cancelled
+
+
+def test_a_cancel_after_checksum_kept_the_vm_keeps_it(work: Path) -> None:
+    """checksum finished first in its chain and keeps its input: the cancel of the command after it (seen
+    by the one door for processes, as on a worker thread where no signal lands) leaves the VM and the sums."""
+    ctx, out = _ctx()
+    vm = _vm(work)
+    chain = [
+        PostProcessorSpec("checksum", ChecksumConfig(output="sums.md5")),
+        PostProcessorSpec("shell-local", ShellLocalPostConfig(inline=["sleep 30"])),
+        PostProcessorSpec("compress", CompressConfig(output="never.tar.gz")),
+    ]
+    timer = threading.Timer(0.5, ctx.cancel.set)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with procs.cancelled_by(ctx.cancel), pytest.raises(BuildCancelled):
+            run_chains(ctx, [chain], [vm])
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 10
+    assert sorted(p.name for p in vm.path.iterdir()) == ["buster.console.log", "buster.qcow2"]
+    assert "buster.qcow2" in (work / "sums.md5").read_text()
+    assert not (work / "never.tar.gz").exists()
+    assert "Deleting original artifact" not in out.getvalue()
+
+
+@pytest.mark.parametrize("output", ["vm.tar.xz", "vm.zip"])
+def test_a_cancel_from_another_thread_stops_compress_within_a_block(work: Path, output: str) -> None:
+    """On a worker thread (-parallel-builds) no signal interrupts the in-process compression; the cancel
+    event does, within one block of the disk (zip: between members). Noise keeps xz busy for seconds."""
+    ctx, _ = _ctx()
+    vm = _vm(work)
+    (vm.path / "noise.bin").write_bytes(os.urandom(16 << 20))
+    if output.endswith(".zip"):  # zip sees the cancel between members: many small ones
+        for i in range(400):
+            (vm.path / f"part{i:03}.bin").write_bytes(os.urandom(64 << 10))
+    level = 9 if output.endswith(".xz") else 1
+    timer = threading.Timer(0.3, ctx.cancel.set)
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(BuildCancelled):
+            run_chains(
+                ctx, [[PostProcessorSpec("compress", CompressConfig(output, compression_level=level))]], [vm]
+            )
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 3
+    assert sorted(p.name for p in work.iterdir()) == []  # no archive, no temporary file, the VM deleted
+
+
+def test_a_set_cancel_stops_checksum_before_it_reads(work: Path) -> None:
+    from vmbake.postprocessors.checksum import digests
+
+    cancel = threading.Event()
+    assert (
+        digests(work / "output-qemu" / "buster.qcow2", ["md5"], cancel)["md5"]
+        == hashlib.md5(DISK).hexdigest()
+    )
+    cancel.set()
+    with pytest.raises(BuildCancelled):
+        digests(work / "output-qemu" / "buster.qcow2", ["md5"], cancel)

@@ -7,21 +7,22 @@ and the input artifacts are always kept. The artifact files are read once, whate
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
 from vmbake.config.postprocessors import CHECKSUM_TYPES, ChecksumConfig
 from vmbake.errors import VmbakeError
-from vmbake.postprocessors import files_of, render_output
+from vmbake.postprocessors import CancellableFile, files_of, render_output
 from vmbake.state import Artifact, BuildContext
 
 BUILDER_ID = "packer.post-processor.checksum"
 
 
-def digests(path: Path, types: list[str]) -> dict[str, str]:
-    """The hex digests of `path` for each type, reading it once."""
+def digests(path: Path, types: list[str], cancel: threading.Event) -> dict[str, str]:
+    """The hex digests of `path` for each type, reading it once (stopped by `cancel`)."""
     hashers = {t: hashlib.new(t) for t in types}
-    with open(path, "rb") as f:
+    with CancellableFile(path, cancel) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             for h in hashers.values():
                 h.update(block)
@@ -37,7 +38,7 @@ def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list
             f"unknown checksum type {unknown[0]!r}", hint=f"checksum_types takes: {', '.join(CHECKSUM_TYPES)}"
         )
     files = files_of(artifacts)
-    sums = [(f, digests(f, types)) for f in files]
+    sums = [(f, digests(f, types, ctx.cancel)) for f in files]
     outputs: list[Path] = []
     for t in types:
         out = render_output(ctx, cfg.output, ChecksumType=t)

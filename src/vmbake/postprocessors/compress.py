@@ -14,14 +14,15 @@ import lzma
 import os
 import shutil
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from vmbake import procs
 from vmbake.config.postprocessors import CompressConfig
-from vmbake.errors import VmbakeError
-from vmbake.postprocessors import render_output
+from vmbake.errors import BuildCancelled, VmbakeError
+from vmbake.postprocessors import CancellableFile, add_to_tar, render_output
 from vmbake.state import Artifact, BuildContext
 
 BUILDER_ID = "packer.post-processor.compress"
@@ -59,7 +60,10 @@ def _level(cfg: CompressConfig, default: int) -> int:
     return default if cfg.compression_level < 0 else max(1, cfg.compression_level)
 
 
-def write_archive(fmt: str, out: Path, files: list[tuple[Path, str]], cfg: CompressConfig) -> None:
+def write_archive(
+    fmt: str, out: Path, files: list[tuple[Path, str]], cfg: CompressConfig, cancel: threading.Event
+) -> None:
+    """`files` (path, name in the archive) into `out` as `fmt`; stops with BuildCancelled once `cancel` is set."""
     if fmt in ("gz", "xz"):
         if len(files) != 1:
             raise VmbakeError(
@@ -68,16 +72,18 @@ def write_archive(fmt: str, out: Path, files: list[tuple[Path, str]], cfg: Compr
             )
         opener: Any = gzip.open if fmt == "gz" else lzma.open
         kwargs = {"compresslevel": _level(cfg, 6)} if fmt == "gz" else {"preset": _level(cfg, 6)}
-        with open(files[0][0], "rb") as src, opener(out, "wb", **kwargs) as dst:
+        with CancellableFile(files[0][0], cancel) as src, opener(out, "wb", **kwargs) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
     elif fmt == "zip":
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=_level(cfg, 6)) as z:
             for path, name in files:
+                if cancel.is_set():  # between members: zipfile reads a member's file itself
+                    raise BuildCancelled()
                 z.write(path, name)
     elif fmt == "tar.zst":
         plain = out.with_name(out.name + ".tar.tmp")
         try:
-            write_archive("tar", plain, files, cfg)
+            write_archive("tar", plain, files, cfg, cancel)
             procs.run(
                 ["zstd", "-q", "-f", "-T0", f"-{_level(cfg, 3)}", str(plain), "-o", str(out)], what="zstd"
             )
@@ -94,7 +100,7 @@ def write_archive(fmt: str, out: Path, files: list[tuple[Path, str]], cfg: Compr
             level = {"preset": _level(cfg, 6)}
         with tar_open(out, mode, **level) as tar:
             for path, name in files:
-                tar.add(path, name, recursive=False)
+                add_to_tar(tar, path, name, cancel)
 
 
 def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list[Artifact], bool, bool]:
@@ -107,7 +113,7 @@ def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        write_archive(fmt, tmp, files, cfg)
+        write_archive(fmt, tmp, files, cfg, ctx.cancel)
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):

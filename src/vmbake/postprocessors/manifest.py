@@ -3,6 +3,7 @@
 Packer's fields (builds[].name, builder_type, build_time, files[].name/size, artifact_id, packer_run_uuid,
 custom_data, and last_run_uuid), plus vmbake's: each file's sha256 and the seconds spent in each step
 (`step_times`). The file is rewritten atomically, under a lock, so parallel builds can share it.
+A sensitive value, or one built on it, is written as <sensitive> (Packer writes custom_data in clear).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from vmbake.config.postprocessors import ManifestConfig
 from vmbake.errors import VmbakeError
 from vmbake.locks import FileLock
 from vmbake.placeholders import RUN_UUID
-from vmbake.postprocessors import files_of, render_output
+from vmbake.postprocessors import CancellableFile, files_of, render_output
 from vmbake.state import Artifact, BuildContext
+from vmbake.ui import mask_logged_secrets
 
 _IDS = {"packer.post-processor.compress": "COMPRESS", "packer.post-processor.checksum": ""}
 
@@ -41,7 +43,7 @@ def entry(ctx: BuildContext, cfg: ManifestConfig, artifacts: list[Artifact]) -> 
     """The manifest record of one build."""
     files = []
     for f in files_of(artifacts):
-        with open(f, "rb") as fh:
+        with CancellableFile(f, ctx.cancel) as fh:
             sha = hashlib.file_digest(fh, "sha256").hexdigest()
         files.append({"name": _shown(f, cfg.strip_path), "size": f.stat().st_size, "sha256": sha})
     record: dict[str, Any] = {"name": ctx.name, "builder_type": ctx.builder_type}
@@ -50,9 +52,20 @@ def entry(ctx: BuildContext, cfg: ManifestConfig, artifacts: list[Artifact]) -> 
     record["files"] = files
     record["artifact_id"] = _IDS.get(artifacts[0].builder_id, "VM") if artifacts else ""
     record["packer_run_uuid"] = RUN_UUID
-    record["custom_data"] = dict(cfg.custom_data) or None
+    record["custom_data"] = _masked(dict(cfg.custom_data)) or None
     record["step_times"] = [{"step": name, "seconds": round(sec, 3)} for name, sec in ctx.state.step_times]
     return record
+
+
+def _masked(value: Any) -> Any:
+    """`value` with every registered secret in its strings (keys included) replaced by <sensitive>."""
+    if isinstance(value, str):
+        return mask_logged_secrets(value)
+    if isinstance(value, dict):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list[Artifact], bool, bool]:

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from vmbake import procs
 from vmbake.config.postprocessors import VagrantConfig, unsupported_provider
 from vmbake.errors import VmbakeError
-from vmbake.postprocessors import files_of, render_output
+from vmbake.postprocessors import add_to_tar, files_of, render_output
 from vmbake.state import Artifact, BuildContext
 
 BUILDER_ID = "mitchellh.post-processor.vagrant"
@@ -96,8 +97,11 @@ def _add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_box(out: Path, level: int, members: dict[str, str], files: list[tuple[Path, str]]) -> None:
-    """A box at `out`: text `members` then `files` (path, name in the box), written through a temporary file."""
+def write_box(
+    out: Path, level: int, members: dict[str, str], files: list[tuple[Path, str]], cancel: threading.Event
+) -> None:
+    """A box at `out`: text `members` then `files` (path, name in the box), written through a temporary
+    file; stops with BuildCancelled once `cancel` is set."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tar_open: Any = tarfile.open  # its overloads want a literal mode
     try:
@@ -106,7 +110,7 @@ def write_box(out: Path, level: int, members: dict[str, str], files: list[tuple[
             for name, text in members.items():
                 _add_text(tar, name, text)
             for path, name in files:
-                tar.add(path, name)
+                add_to_tar(tar, path, name, cancel)
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -139,5 +143,6 @@ def run(ctx: BuildContext, config: Any, artifacts: list[Artifact]) -> tuple[list
         level,
         {"metadata.json": json.dumps(metadata) + "\n", "Vagrantfile": vagrantfile(ctx, cfg)},
         [(Path(i), Path(i).name) for i in cfg.include] + [(disk, "box.img")],
+        ctx.cancel,
     )
     return [Artifact(BUILDER_ID, out, f"'{provider}' provider box: {out}")], False, False

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from vmbake.config.fields import suggest
+from vmbake.errors import VmbakeError
+from vmbake.files import read_regular_text
 from vmbake.template.hcl_errors import ExprError, Unavailable, has_unavailable
 from vmbake.template.hcl_funcs_core import CORE, convert
 from vmbake.template.hcl_funcs_core import text as _text
@@ -57,10 +59,10 @@ def _templatefile(path: Any, variables: Any) -> Any:
     """templatefile(path, vars): the file read as a heredoc-style template with only `vars` in scope."""
     if not isinstance(variables, dict):
         raise ExprError("templatefile: the second argument must be a map of variables")
-    try:
-        body = Path(_text(path)).expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExprError(f"templatefile: cannot read {_text(path)!r}: {exc}") from None
+    try:  # a regular file only: a FIFO would block, /dev/zero fill memory
+        body = read_regular_text(Path(_text(path)).expanduser(), "templatefile:")
+    except VmbakeError as exc:
+        raise ExprError(exc.message) from None
     return Evaluator(variables).template(body, escapes=False)
 
 

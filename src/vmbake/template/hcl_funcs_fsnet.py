@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
 import os
 import re
@@ -11,17 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vmbake.errors import VmbakeError
+from vmbake.files import digest_regular, read_regular_bytes
 from vmbake.template.hcl_errors import ExprError
 from vmbake.template.hcl_funcs_core import integer, text
 
 
 # -- filesystem --------------------------------------------------------------------------------------------
 def _read(path: Any, fn: str) -> bytes:
-    p = Path(text(path)).expanduser()
+    """The file's bytes: a regular file only (a FIFO would block, /dev/zero fill memory), of a size a
+    template can hold."""
     try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise ExprError(f"{fn}: cannot read {str(p)!r}: {exc.strerror}") from None
+        return read_regular_bytes(Path(text(path)).expanduser(), f"{fn}:")
+    except VmbakeError as exc:
+        raise ExprError(exc.message) from None
 
 
 def _file(path: Any) -> str:
@@ -92,7 +94,10 @@ def _fileset(path: Any, pattern: Any) -> list[str]:
 
 def _file_digest(name: str, b64: bool) -> Callable[[Any], str]:
     def fn(path: Any) -> str:
-        digest = hashlib.new(name, _read(path, f"file{name}"))
+        try:  # any size (an ISO's checksum), read in blocks
+            digest = digest_regular(Path(text(path)).expanduser(), f"file{name}:", name)
+        except VmbakeError as exc:
+            raise ExprError(exc.message) from None
         return base64.b64encode(digest.digest()).decode() if b64 else digest.hexdigest()
 
     return fn
