@@ -8,8 +8,9 @@ smallest that does this: the cloud kernel, no shipped provisioning. Needs root, 
 arm64 host packages (scripts/install-deps.sh). It passed here in 10 min 17 s at a load average of 6 on
 this 2-core host, using 367 s of CPU (pytest's process tree, /usr/bin/time): about 6 minutes when the
 host is idle (an estimate from the CPU time). Two things made it that cheap: the initramfs is made once instead of twice (40 s of CPU
-each under qemu-user), and the guest's CPU uses QEMU's own pointer-authentication algorithm (the kernel
-boots about 2.5 times faster). The unit tier checks the arm64 argv, grub settings, partition types and
+each under qemu-user), and the guest's CPU uses QEMU's own pointer-authentication algorithm: `vmbake
+verify` of the built image took 77 s of CPU with it, and with plain `-cpu max` 256 s without reaching
+SSH in its 5 minutes. The unit tier checks the arm64 argv, grub settings, partition types and
 validate errors too.
 """
 
