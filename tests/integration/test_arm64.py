@@ -1,17 +1,16 @@
 """An arm64 image from the debian-bootstrap builder on this (amd64) host, end to end under TCG.
 
 One minimal bookworm arm64 build through the CLI (issue 20): mmdebstrap runs the arm64 packages' scripts
-through qemu-user (binfmt), grub-efi-arm64 goes on an ESP, and the disk boots under qemu-system-aarch64
--M virt with AAVMF. The guest reaches SSH, a shell provisioner prints `uname -m`, the disk is compacted,
-and the post-build verify boots the artifact alone (on a snapshot) and checks it. The image is the
-smallest that does this: the cloud kernel, no shipped provisioning. Needs root, Debian's archive and the
-arm64 host packages (scripts/install-deps.sh). It passed here in 10 min 17 s at a load average of 6 on
-this 2-core host, using 367 s of CPU (pytest's process tree, /usr/bin/time): about 6 minutes when the
-host is idle (an estimate from the CPU time). Two things made it that cheap: the initramfs is made once instead of twice (40 s of CPU
-each under qemu-user), and the guest's CPU uses QEMU's own pointer-authentication algorithm: `vmbake
-verify` of the built image took 77 s of CPU with it, and with plain `-cpu max` 256 s without reaching
-SSH in its 5 minutes. The unit tier checks the arm64 argv, grub settings, partition types and
-validate errors too.
+through qemu-user (binfmt), grub-efi-arm64 goes on an ESP, and the disk boots under qemu-system-aarch64 -M
+virt with AAVMF. The guest reaches SSH, a shell provisioner prints `uname -m`, the disk is compacted, and the
+post-build verify boots the artifact alone (on a snapshot) and checks it. The image is the smallest that does
+this: the cloud kernel, no shipped provisioning. Needs root, Debian's archive and the arm64 host packages
+(scripts/install-deps.sh). It passed here in 10 min 17 s at a load average of 6 on this 2-core host, using 367
+s of CPU (pytest's process tree, /usr/bin/time): about 6 minutes when the host is idle (an estimate from the
+CPU time). Two things made it that cheap: the initramfs is made once instead of twice (40 s of CPU each under
+qemu-user), and the guest's CPU uses QEMU's own pointer-authentication algorithm: `vmbake verify` of the built
+image took 77 s of CPU with it, and with plain `-cpu max` 256 s without reaching SSH in its 5 minutes. The
+unit tier checks the arm64 argv, grub settings, partition types and validate errors too.
 """
 
 from __future__ import annotations
