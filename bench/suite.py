@@ -263,7 +263,7 @@ def arm64(runs: int, work: Path) -> Row:
     alternate(row, runs, one("arm64"), one("amd64"), estimate=900.0)
     row.note = (
         "on an amd64 host: arm64's mmdebstrap runs the packages' scripts through qemu-user, and its check "
-        "boot emulates an aarch64 CPU (qemu-system-aarch64 -M virt -cpu max, AAVMF); amd64 boots under TCG too"
+        "boot emulates an aarch64 CPU (qemu-system-aarch64 -M virt -cpu max,pauth-impdef=on, AAVMF); amd64 boots under TCG too"
     )
     return row
 

@@ -79,12 +79,18 @@ def host_arch() -> str:
     return next((a.name for a in ARCHES.values() if a.uname == machine), machine)
 
 
+# `max` under TCG, with QEMU's own pointer-authentication algorithm instead of the architected QARMA5, which
+# is slow to emulate: Debian's arm64 kernels sign and check return addresses in every function.
+TCG_AARCH64_CPU = "max,pauth-impdef=on"
+
+
 def cpu_default(qemu_binary: str, accelerator: str) -> str:
     """-cpu when the template gives none: aarch64's virt machine defaults to a 32-bit Cortex-A15, which
-    cannot run a 64-bit kernel, so it gets `max` under emulation and `host` under KVM. x86: QEMU's own."""
+    cannot run a 64-bit kernel, so it gets `max` under emulation (TCG_AARCH64_CPU) and `host` under KVM.
+    x86: QEMU's own."""
     if of_binary(qemu_binary) is not ARM64:
         return ""
-    return "host" if accelerator == "kvm" else "max"
+    return "host" if accelerator == "kvm" else TCG_AARCH64_CPU
 
 
 def emulated(qemu_binary: str) -> bool:

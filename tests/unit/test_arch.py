@@ -72,7 +72,7 @@ def test_cpu_max_under_tcg_host_under_kvm_and_the_templates_own() -> None:
         argv = qemu_argv(c, st, RunFacts(vm_name="vm", accelerator=accel))
         return argv[argv.index("-cpu") + 1]
 
-    assert cpu(config, "tcg") == "max"
+    assert cpu(config, "tcg") == "max,pauth-impdef=on"
     assert cpu(config, "kvm") == "host"
     assert cpu(QemuConfig(**{**config.__dict__, "cpu_model": "cortex-a72"}), "tcg") == "cortex-a72"
     argv = qemu_argv(config, st, RunFacts(vm_name="vm", accelerator="tcg"))

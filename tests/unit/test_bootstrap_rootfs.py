@@ -6,11 +6,13 @@ import subprocess
 from pathlib import Path
 
 from vmbake.bootstrap.rootfs import (
+    DEFER_INITRAMFS,
     CacheHooks,
     customize_script,
     dpkg_options,
     grub_defaults,
     initramfs_hook_script,
+    make_initramfs_script,
     mmdebstrap_argv,
     packages,
     progress_filter,
@@ -63,7 +65,9 @@ def test_argv_is_exact() -> None:
 def test_argv_without_cache_and_for_buster() -> None:
     config = BootstrapConfig(suite="buster", dpkg_excludes=[], initramfs="most")
     argv = mmdebstrap_argv(config, Path("/t.tar"), Path("/h.sh"), None, verbose=True)
-    assert not any(a.startswith(("--skip", "--setup-hook", "--essential-hook")) for a in argv)
+    assert not any(a.startswith(("--skip", "--setup-hook")) for a in argv)
+    # Only the deferred update-initramfs: no vmbake initramfs settings with initramfs = "most".
+    assert [a for a in argv if a.startswith("--essential-hook")] == ["--essential-hook=" + DEFER_INITRAMFS]
     assert [a for a in argv if a.startswith("--dpkgopt")] == ["--dpkgopt=force-unsafe-io"]
     assert argv[-5:] == [
         "--customize-hook=/h.sh",
@@ -148,3 +152,60 @@ def test_progress_filter_shows_phases_only_without_debug() -> None:
     on_debug = progress_filter(everything.append, debug=True)
     on_debug("Get:1 http://x y")
     assert everything == ["Get:1 http://x y"]
+
+
+# A stand-in for chroot(8) (the test cannot chroot into a Debian tree): it records each command and plays
+# the part of dpkg-divert --remove --rename (the real file back) and update-initramfs (an initrd file).
+FAKE_CHROOT = """#!/bin/sh
+root="$1"; shift
+echo "$*" >> "$root/calls"
+case "$*" in
+  "dpkg-divert "*--remove*) mv "$root/usr/sbin/update-initramfs.vmbake" "$root/usr/sbin/update-initramfs" ;;
+  "update-initramfs "*) touch "$root/boot/initrd.img-$4" ;;
+esac
+"""
+
+
+def test_update_initramfs_is_deferred_then_run_once_per_kernel(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "chroot").write_text(FAKE_CHROOT)
+    (bin_dir / "chroot").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    root = tmp_path / "root"
+    for d in ("usr/sbin", "boot", "lib/modules/6.1.0-9-cloud-arm64"):
+        (root / d).mkdir(parents=True)
+    # The essential hook: the diversion, and a no-op in the real program's place.
+    subprocess.run(["sh", "-c", initramfs_hook_script("vm"), "hook", str(root)], check=True, env=env)
+    stub = root / "usr/sbin/update-initramfs"
+    assert subprocess.run([str(stub), "-u"], check=False).returncode == 0
+    assert "dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.vmbake --add" in (
+        (root / "calls").read_text()
+    )
+    assert (root / "etc/initramfs-tools/conf.d/vmbake").read_text() == "MODULES=list\n"
+    # dpkg then installs initramfs-tools' program under the diverted name.
+    real = root / "usr/sbin/update-initramfs.vmbake"
+    real.write_text("#!/bin/sh\n# the real one\n")
+    real.chmod(0o755)
+    (root / "calls").unlink()
+    script = 'set -eu\nroot="$1"\n' + make_initramfs_script()
+    subprocess.run(["sh", "-c", script, "customize", str(root)], check=True, env=env)
+    assert stub.read_text() == "#!/bin/sh\n# the real one\n" and not real.exists()
+    assert (root / "calls").read_text().splitlines() == [
+        "dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs",
+        "update-initramfs -c -k 6.1.0-9-cloud-arm64",
+    ]
+    # Run again (a user's hook, say): the real program stays, and the existing initrd is updated.
+    (root / "calls").unlink()
+    subprocess.run(["sh", "-c", script, "customize", str(root)], check=True, env=env)
+    assert (root / "calls").read_text().splitlines() == ["update-initramfs -u -k 6.1.0-9-cloud-arm64"]
+
+
+def test_the_initramfs_is_made_after_the_purges_and_before_the_cleanup() -> None:
+    script = customize_script(BootstrapConfig(exclude=["dbus"]), [KEY])
+    made = script.index(make_initramfs_script())
+    assert (
+        script.index("apt-get -y purge")
+        < made
+        < script.index('rm -f "$root/etc/apt/apt.conf.d/99mmdebstrap"')
+    )
