@@ -89,21 +89,27 @@ VM_INITRAMFS_MODULES = (
 
 
 def initramfs_hook_script(mode: str) -> str:
-    """An essential hook: initramfs settings in place before the kernel's postinst makes the initramfs."""
-    if mode != "vm":
-        return ""
-    hook = (
-        '#!/bin/sh\nPREREQ=""\nprereqs() { echo "$PREREQ"; }\n'
-        'case "$1" in prereqs) prereqs; exit 0;; esac\n'
-        ". /usr/share/initramfs-tools/hook-functions\n"
-        f'for m in {" ".join(VM_INITRAMFS_MODULES)}; do manual_add_modules "$m"; done\n'
-    )
-    return (
-        'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"\n'
-        "printf 'MODULES=list\\n' > \"$1/etc/initramfs-tools/conf.d/vmbake\"\n"
-        f"printf '%s' {shlex.quote(hook)} > \"$1/etc/initramfs-tools/hooks/vmbake-vm-disks\"\n"
-        'chmod 755 "$1/etc/initramfs-tools/hooks/vmbake-vm-disks"\n'
-    )
+    """An essential hook: initramfs settings in place before the kernel's postinst makes the initramfs.
+
+    RESUME=none always: the image never resumes from hibernation, and with no setting the initramfs looks
+    for (and waits on) a swap device. Set here, the kernel's postinst builds the initramfs right the first
+    time, and provision.sh's preconfig_initramfs finds nothing to rebuild."""
+    settings = "RESUME=none\\n"
+    script = 'mkdir -p "$1/etc/initramfs-tools/conf.d"\n'
+    if mode == "vm":
+        settings = "MODULES=list\\n" + settings
+        hook = (
+            '#!/bin/sh\nPREREQ=""\nprereqs() { echo "$PREREQ"; }\n'
+            'case "$1" in prereqs) prereqs; exit 0;; esac\n'
+            ". /usr/share/initramfs-tools/hook-functions\n"
+            f'for m in {" ".join(VM_INITRAMFS_MODULES)}; do manual_add_modules "$m"; done\n'
+        )
+        script += (
+            'mkdir -p "$1/etc/initramfs-tools/hooks"\n'
+            f"printf '%s' {shlex.quote(hook)} > \"$1/etc/initramfs-tools/hooks/vmbake-vm-disks\"\n"
+            'chmod 755 "$1/etc/initramfs-tools/hooks/vmbake-vm-disks"\n'
+        )
+    return script + f"printf '{settings}' > \"$1/etc/initramfs-tools/conf.d/vmbake\"\n"
 
 
 def grub_defaults(config: BootstrapConfig) -> str:
@@ -238,10 +244,27 @@ class CacheHooks:
     used_dir: Path
 
 
+def keeps_apt_lists(config: BootstrapConfig) -> bool:
+    """Whether the user's mmdebstrap_args already keep the package lists (--skip=cleanup/apt[/lists])."""
+    args = config.mmdebstrap_args
+    values = [a.split("=", 1)[1] for a in args if a.startswith("--skip=")]
+    values += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--skip"]
+    skipped = {item for value in values for item in value.replace(",", " ").split()}
+    return bool(skipped & {"cleanup/apt", "cleanup/apt/lists"})
+
+
 def mmdebstrap_argv(
-    config: BootstrapConfig, target: Path, hook: Path, cache: CacheHooks | None, *, verbose: bool = False
+    config: BootstrapConfig,
+    target: Path,
+    hook: Path,
+    cache: CacheHooks | None,
+    *,
+    verbose: bool = False,
+    keep_lists: bool = False,
 ) -> list[str]:
-    """The exact mmdebstrap command line (pure: tested against exact lists)."""
+    """The exact mmdebstrap command line (pure: tested against exact lists). With `keep_lists`, mmdebstrap
+    leaves its package lists in the tree, for a provisioner's `apt-get update` to revalidate rather than
+    download again (the builder removes them after provisioning unless the provisioner took them over)."""
     argv = ["mmdebstrap", f"--variant={config.variant}", f"--components={','.join(config.components)}"]
     if config.architecture != "amd64":
         argv.append(f"--architectures={config.architecture}")
@@ -263,9 +286,9 @@ def mmdebstrap_argv(
             f"--setup-hook=sync-in {cache.cache_dir} /var/cache/apt/archives/",
             f"--customize-hook=sync-out /var/cache/apt/archives {cache.used_dir}",
         ]
-    initramfs = initramfs_hook_script(config.initramfs)
-    if initramfs:
-        argv.append(f"--essential-hook={initramfs}")
+    if keep_lists:
+        argv.append("--skip=cleanup/apt/lists")
+    argv.append(f"--essential-hook={initramfs_hook_script(config.initramfs)}")
     argv.append(f"--customize-hook={hook}")
     if verbose:
         argv.append("--verbose")
