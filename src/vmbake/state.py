@@ -81,6 +81,7 @@ class BuildState:
     step_times: list[tuple[str, float]] = field(default_factory=list)
     report: ImageFacts | None = None  # facts gathered for the image report
     rootfs_tarball: Path | None = None  # debian-bootstrap: the mmdebstrap output
+    kept_apt_lists: bool = False  # debian-bootstrap: mmdebstrap left its package lists for the provisioners
     raw_disk: RawDisk | None = None  # debian-bootstrap, provision_stage "tree": the disk being provisioned
     shutdown_done: bool = False
 

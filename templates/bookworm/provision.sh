@@ -30,7 +30,7 @@ declare -A SECTION_HELP=(
   [clean_packages]="purge what the installer leaves that a VM does not need, and removed packages' configs"
   [clean_libraries]="purge library packages that no installed package depends on"
   [preconfig_udev_ifnames]="keep the kernel's eth<N> interface names"
-  [preconfig_initramfs]="no resume device in the initramfs; rebuild it"
+  [preconfig_initramfs]="no resume device in the initramfs; rebuild it unless it has that already"
   [preconfig_grub]="grub menu and kernel on the serial port and the console; update-grub"
   [preconfig_fstab]="rewrite /etc/fstab from the mounted filesystems and active swap"
   [preconfig_hosts]="rewrite /etc/hosts for this host name"
@@ -114,6 +114,12 @@ write_file() {
   tmp="$(mktemp -- "$path.vmbake.XXXXXX")"
   { file_header "$CURRENT_SECTION" "$comment" "$apply"; cat; } >"$tmp"
   chmod 0644 -- "$tmp"
+  # The same text with the same mode is there already: keep it, and its time (preconfig_initramfs reads it).
+  if [[ -f "$path" && ! -L "$path" ]] && cmp -s -- "$tmp" "$path" && [[ "$(stat -c %a -- "$path")" == 644 ]]; then
+    rm -f -- "$tmp"
+    echo "kept '$path' (unchanged)"
+    return 0
+  fi
   mv -f -- "$tmp" "$path"
   echo "wrote '$path'"
 }
@@ -251,15 +257,62 @@ NamePolicy=kernel
 EOF
 }
 
+# The RESUME value that initramfs-tools configuration files $@ give, read in order as the initramfs does.
+resume_setting() {
+  awk '/^[[:space:]]*RESUME=/ { v = $0; sub(/^[^=]*=/, "", v); gsub(/["\047[:space:]]/, "", v) } END { print v }' "$@" </dev/null
+}
+
+# True when the initramfs $1 has what this section and preconfig_udev_ifnames want in it already:
+# RESUME=none, and a copy of every .link file of /etc/systemd/network (udev's hook carries them).
+initramfs_current() {
+  local dir root link name ok=1
+  command -v unmkinitramfs >/dev/null || return 1
+  for link in /etc/systemd/network/*.link; do
+    if [[ "$link" -nt "$1" ]]; then return 1; fi # written since: no need to look inside
+  done
+  dir="$(mktemp -d)"
+  if unmkinitramfs "$1" "$dir" >/dev/null 2>&1; then
+    root="$dir"
+    if [[ -d "$dir/main" ]]; then root="$dir/main"; fi # an early (microcode) archive comes first
+    if [[ ! -f "$root/conf/initramfs.conf" ]] ||
+      [[ "$(resume_setting "$root/conf/initramfs.conf" "$root"/conf/conf.d/*)" != none ]]; then
+      ok=0
+    fi
+    if [[ -d "$root/usr/lib/systemd/network" || -d "$root/lib/systemd/network" ]]; then
+      for link in /etc/systemd/network/*.link; do
+        name="${link##*/}"
+        if ! cmp -s -- "$link" "$root/usr/lib/systemd/network/$name" &&
+          ! cmp -s -- "$link" "$root/lib/systemd/network/$name"; then
+          ok=0
+        fi
+      done
+    fi
+  else
+    ok=0
+  fi
+  rm -rf -- "$dir"
+  ((ok == 1))
+}
+
 section_preconfig_initramfs() {
   # A VM image resumes from no hibernation image; without this the initramfs waits for the swap device.
   write_file /etc/initramfs-tools/conf.d/resume "run 'update-initramfs -u'." <<'EOF'
 RESUME=none
 EOF
-  if command -v update-initramfs >/dev/null; then
-    update-initramfs -u -k all
-  else
+  if ! command -v update-initramfs >/dev/null; then
     echo "initramfs-tools is not installed: nothing to rebuild"
+    return 0
+  fi
+  local initrd stale=0 found=0
+  for initrd in /boot/initrd.img-*; do
+    found=1
+    if ! initramfs_current "$initrd"; then stale=1; fi
+  done
+  # debian-bootstrap sets RESUME=none before the kernel's package makes the first initramfs.
+  if ((found == 1 && stale == 0)); then
+    echo "every initramfs has RESUME=none and the .link files already: nothing to rebuild"
+  else
+    update-initramfs -u -k all
   fi
 }
 

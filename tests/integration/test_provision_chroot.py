@@ -144,6 +144,19 @@ def test_sections_in_a_chroot(bootstrapped_disk: BootstrappedDisk, tmp_path: Pat
         assert not list((root / "var/lib/apt/lists").glob("*_Packages"))
         assert not [p for p in (root / "var/log").rglob("*") if p.is_file()]
 
+        # Once more: nothing changed, so the files stay as they are and the initramfs is not rebuilt.
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        assert initrds
+        built = [p.stat().st_mtime_ns for p in initrds]
+        out = chroot("-B", "-S", "preconfig_udev_ifnames", "-S", "preconfig_initramfs")
+        assert "kept '/etc/systemd/network/70-vmbake-ifnames.link' (unchanged)" in out, out
+        assert "nothing to rebuild" in out and [p.stat().st_mtime_ns for p in initrds] == built, out
+        # A .link file the initramfs does not carry yet: rebuilt.
+        with (root / "etc/systemd/network/70-vmbake-ifnames.link").open("a") as f:
+            f.write("# changed\n")
+        out = chroot("-B", "-S", "preconfig_initramfs")
+        assert "nothing to rebuild" not in out and [p.stat().st_mtime_ns for p in initrds] != built, out
+
         # Run-once and exclusion, then the cleanups of clean_shutdown (but not its power-off).
         out = chroot("-B", "-S", "apt_update", "-S", "apt_dist_upgrade", "-S", "apt_update")
         assert sections(out) == ["apt_update", "apt_dist_upgrade"]

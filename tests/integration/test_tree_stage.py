@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,6 +123,14 @@ def test_tree_build_provisions_in_the_chroot_and_boots_once_for_the_report(build
     assert "BEGIN{clean_libraries}" in out and "END{apt_dist_upgrade}" in out
     assert "image tree: nothing to power off" in out
     assert "kept '/etc/fstab': the builder wrote it from its layout" in out
+    # apt_update revalidated the lists mmdebstrap kept, and clean_apt removed them: nothing for the builder.
+    assert "Removed the package lists that no provisioner used" not in out
+    # The first boot's one-off work is done in the tree: the check boot skips it.
+    assert "Doing the first boot's one-off work in the tree" in out
+    console = builds["tree"].image.with_name("image.qcow2.console.log").read_text(errors="replace")
+    console = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", console)  # systemd's status lines are coloured
+    for unit in ("ldconfig.service", "systemd-journal-catalog-update.service", "systemd-update-done.service"):
+        assert f"Starting {unit}" not in console, unit
     assert "Stopping the check VM" in out
     # The report's file facts come from the tree (devices named as the guest sees them), the running
     # system's from the check boot.

@@ -12,6 +12,7 @@ from vmbake.bootstrap.rootfs import (
     dpkg_options,
     grub_defaults,
     initramfs_hook_script,
+    keeps_apt_lists,
     make_initramfs_script,
     mmdebstrap_argv,
     packages,
@@ -66,8 +67,11 @@ def test_argv_without_cache_and_for_buster() -> None:
     config = BootstrapConfig(suite="buster", dpkg_excludes=[], initramfs="most")
     argv = mmdebstrap_argv(config, Path("/t.tar"), Path("/h.sh"), None, verbose=True)
     assert not any(a.startswith(("--skip", "--setup-hook")) for a in argv)
-    # Only the deferred update-initramfs: no vmbake initramfs settings with initramfs = "most".
-    assert [a for a in argv if a.startswith("--essential-hook")] == ["--essential-hook=" + DEFER_INITRAMFS]
+    # Debian's drivers ('most'): the deferred update-initramfs and no driver list, but still no resume device.
+    (hook,) = [a for a in argv if a.startswith("--essential-hook")]
+    assert hook == "--essential-hook=" + initramfs_hook_script("most")
+    assert hook.startswith("--essential-hook=" + DEFER_INITRAMFS) and "MODULES" not in hook
+    assert "RESUME=none" in hook
     assert [a for a in argv if a.startswith("--dpkgopt")] == ["--dpkgopt=force-unsafe-io"]
     assert argv[-5:] == [
         "--customize-hook=/h.sh",
@@ -76,6 +80,28 @@ def test_argv_without_cache_and_for_buster() -> None:
         "/t.tar",
         "http://archive.debian.org/debian",
     ]
+
+
+def test_initramfs_hook_sets_resume_none_for_every_mode(tmp_path: Path) -> None:
+    """The essential hook, run on a plain directory as mmdebstrap runs it ($1 is the root)."""
+    for mode, settings in (("vm", "MODULES=list\nRESUME=none\n"), ("most", "RESUME=none\n")):
+        root = tmp_path / mode
+        root.mkdir()
+        subprocess.run(["sh", "-euc", initramfs_hook_script(mode), "hook", str(root)], check=True)
+        assert (root / "etc/initramfs-tools/conf.d/vmbake").read_text() == settings
+        assert (root / "etc/initramfs-tools/hooks/vmbake-vm-disks").exists() == (mode == "vm")
+
+
+def test_kept_package_lists() -> None:
+    """keep_lists skips mmdebstrap's cleanup of the lists (once); the user's own --skip is recognised."""
+    config = BootstrapConfig(suite="trixie")
+    argv = mmdebstrap_argv(config, Path("/t.tar"), Path("/h.sh"), None, keep_lists=True)
+    assert argv.count("--skip=cleanup/apt/lists") == 1
+    assert "--skip=cleanup/apt/lists" not in mmdebstrap_argv(config, Path("/t.tar"), Path("/h.sh"), None)
+    assert not keeps_apt_lists(config)
+    assert not keeps_apt_lists(BootstrapConfig(mmdebstrap_args=["--skip=cleanup/apt/cache"]))
+    for args in (["--skip=cleanup/apt"], ["--skip=output/dev,cleanup/apt/lists"], ["--skip", "cleanup/apt"]):
+        assert keeps_apt_lists(BootstrapConfig(mmdebstrap_args=args)), args
 
 
 def test_packages_follow_firmware_locale_and_exclude() -> None:
@@ -182,7 +208,7 @@ def test_update_initramfs_is_deferred_then_run_once_per_kernel(tmp_path: Path) -
     assert "dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.vmbake --add" in (
         (root / "calls").read_text()
     )
-    assert (root / "etc/initramfs-tools/conf.d/vmbake").read_text() == "MODULES=list\n"
+    assert (root / "etc/initramfs-tools/conf.d/vmbake").read_text() == "MODULES=list\nRESUME=none\n"
     # dpkg then installs initramfs-tools' program under the diverted name.
     real = root / "usr/sbin/update-initramfs.vmbake"
     real.write_text("#!/bin/sh\n# the real one\n")

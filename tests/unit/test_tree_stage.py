@@ -9,7 +9,14 @@ import dataclasses
 from pathlib import Path
 
 from vmbake.bootstrap.layout import plan_layout
-from vmbake.bootstrap.tree import RawDisk, tree_env
+from vmbake.bootstrap.tree import (
+    RawDisk,
+    apt_lists_state,
+    drop_untouched_lists,
+    first_boot_script,
+    needs_update,
+    tree_env,
+)
 from vmbake.builders.bootstrap import qemu_view
 from vmbake.config.bootstrap import BootstrapConfig, Partition, validate_bootstrap
 from vmbake.config.fields import Decoder
@@ -161,3 +168,99 @@ def test_tree_stage_has_no_shutdown_command_unless_given(tmp_path: Path) -> None
         "apt-get clean"
     )
     assert loaded_shutdown_command(tmp_path) == "systemctl poweroff"
+
+
+def test_tree_plan_keeps_the_package_lists_only_for_provisioners(tmp_path: Path) -> None:
+    """mmdebstrap leaves its lists for the tree's provisioners; without provisioners it cleans them itself."""
+    from vmbake.build import builder_steps
+    from vmbake.config.provisioners import ShellConfig
+    from vmbake.steps.bootstrap_rootfs import StepBootstrapRootfs
+    from vmbake.template.model import ProvisionerSpec
+
+    def rootfs_step(provisioned: bool, args: list[str]) -> StepBootstrapRootfs:
+        ctx, _ = context(tmp_path)
+        ctx.builder_type = "debian-bootstrap"
+        ctx.config = BootstrapConfig(provision_stage="tree", mmdebstrap_args=args)
+        if provisioned:
+            ctx.provisioners = [ProvisionerSpec("shell", ShellConfig(inline=["apt-get update"]))]
+        return next(s for s in builder_steps(ctx) if isinstance(s, StepBootstrapRootfs))
+
+    assert rootfs_step(True, []).keep_lists
+    assert not rootfs_step(False, []).keep_lists
+    # The user's own --skip keeps them in the image: they are not the builder's to remove.
+    assert not rootfs_step(True, ["--skip=cleanup/apt"]).keep_lists
+
+
+def lists_tree(root: Path) -> Path:
+    lists = root / "var/lib/apt/lists"
+    (lists / "partial").mkdir(parents=True)
+    (lists / "auxfiles").mkdir()
+    (lists / "lock").write_text("")
+    for name in (
+        "deb.debian.org_debian_dists_trixie_InRelease",
+        "deb.debian.org_debian_dists_trixie_main_Packages",
+    ):
+        (lists / name).write_text(name)
+    return lists
+
+
+def test_untouched_package_lists_go_as_mmdebstrap_would_remove_them(tmp_path: Path) -> None:
+    lists = lists_tree(tmp_path)
+    before = apt_lists_state(tmp_path)
+    assert sorted(before) == sorted(p.name for p in lists.iterdir() if p.name.startswith("deb."))
+    assert drop_untouched_lists(tmp_path, before)
+    assert sorted(p.name for p in lists.iterdir()) == ["lock", "partial"]
+
+
+def test_package_lists_a_provisioner_refreshed_or_removed_stay_as_it_left_them(tmp_path: Path) -> None:
+    lists = lists_tree(tmp_path)
+    release = lists / "deb.debian.org_debian_dists_trixie_InRelease"
+    before = apt_lists_state(tmp_path)
+    # apt-get update, answered "not modified", only changes the Release file's status (ctime): as chmod does.
+    release.chmod(0o600)
+    release.chmod(0o644)
+    assert not drop_untouched_lists(tmp_path, before)
+    assert release.exists() and (lists / "auxfiles").is_dir()
+    # clean_apt removed them: nothing more to do, and nothing the provisioner left is touched.
+    for path in lists.iterdir():
+        if path.name.startswith("deb."):
+            path.unlink()
+    assert not drop_untouched_lists(tmp_path, before)
+    assert (lists / "auxfiles").is_dir()
+    assert not drop_untouched_lists(tmp_path / "none", {})
+
+
+def unit(root: Path, name: str, text: str) -> None:
+    path = root / "usr/lib/systemd/system" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_first_boot_work_runs_the_known_units_commands_then_the_stamp(tmp_path: Path) -> None:
+    for name in ("ldconfig.service", "systemd-hwdb-update.service", "systemd-update-done.service"):
+        unit(tmp_path, name, "[Unit]\nConditionNeedsUpdate=/etc\n")
+    unit(tmp_path, "ssh.service", "[Unit]\nDescription=OpenBSD Secure Shell server\n")
+    assert first_boot_script(tmp_path) is None  # no systemd-update-done program
+    done = tmp_path / "usr/lib/systemd/systemd-update-done"
+    done.write_text("")
+    assert first_boot_script(tmp_path) == (
+        "set -e\nsystemd-hwdb update\nldconfig -X\n/usr/lib/systemd/systemd-update-done\n"
+    )
+    # A unit vmbake does not know waits for /usr to change: stamping would keep it from ever running.
+    unit(tmp_path, "rebuild-fonts.service", "[Unit]\nConditionNeedsUpdate=/var\n")
+    assert first_boot_script(tmp_path) is None
+
+
+def test_needs_update_compares_the_stamps_with_usr_as_systemd_does(tmp_path: Path) -> None:
+    import os
+
+    for d in ("usr", "etc", "var"):
+        (tmp_path / d).mkdir()
+    assert needs_update(tmp_path)  # no stamps
+    usr_time = (tmp_path / "usr").stat().st_mtime_ns
+    for stamp in ("etc/.updated", "var/.updated"):
+        (tmp_path / stamp).write_text("TIMESTAMP_NSEC=0\n")
+        os.utime(tmp_path / stamp, ns=(usr_time, usr_time))
+    assert not needs_update(tmp_path)
+    os.utime(tmp_path / "var/.updated", ns=(usr_time - 1, usr_time - 1))
+    assert needs_update(tmp_path)

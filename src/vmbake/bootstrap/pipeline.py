@@ -46,8 +46,10 @@ def make_rootfs(
     cache_root: Path | None = None,
     owner: str = "",
     cancel: threading.Event | None = None,
+    keep_lists: bool = False,
 ) -> RootfsResult:
-    """mmdebstrap `config.suite` into work_dir/rootfs.tar, with the .deb cache unless `use_cache` is off.
+    """mmdebstrap `config.suite` into work_dir/rootfs.tar, with the .deb cache unless `use_cache` is off;
+    with `keep_lists`, the package lists stay in the tree (see rootfs.mmdebstrap_argv).
 
     `owner` names this build to another one that waits for the cache's fill lock (debcache.fill_lock)."""
     require_root()
@@ -62,7 +64,11 @@ def make_rootfs(
     timeout = 1800.0 if config.architecture == arch.host_arch() else 5400.0
     on_line = progress_filter(message, debug)
     if not use_cache:
-        run_mmdebstrap(mmdebstrap_argv(config, tarball, hook, None, verbose=debug), on_line, timeout)
+        run_mmdebstrap(
+            mmdebstrap_argv(config, tarball, hook, None, verbose=debug, keep_lists=keep_lists),
+            on_line,
+            timeout,
+        )
         return RootfsResult(tarball, time.monotonic() - started, None)
     cache_dir = debcache.deb_cache_dir(config.suite, effective_mirror(config), cache_root)
     used = work_dir / "debs-used"
@@ -78,7 +84,11 @@ def make_rootfs(
             cancel=cancel,
         ) as view:
             hooks = CacheHooks(view.snapshot, used)
-            run_mmdebstrap(mmdebstrap_argv(config, tarball, hook, hooks, verbose=debug), on_line, timeout)
+            run_mmdebstrap(
+                mmdebstrap_argv(config, tarball, hook, hooks, verbose=debug, keep_lists=keep_lists),
+                on_line,
+                timeout,
+            )
             stats = debcache.absorb(used, cache_dir, view.before)
     finally:
         shutil.rmtree(used, ignore_errors=True)

@@ -120,22 +120,27 @@ def make_initramfs_script() -> str:
 
 
 def initramfs_hook_script(mode: str) -> str:
-    """The essential hook: update-initramfs deferred to the end (DEFER_INITRAMFS) and, for 'vm', the
-    initramfs settings in place before anything makes an initramfs."""
-    if mode != "vm":
-        return DEFER_INITRAMFS
-    hook = (
-        '#!/bin/sh\nPREREQ=""\nprereqs() { echo "$PREREQ"; }\n'
-        'case "$1" in prereqs) prereqs; exit 0;; esac\n'
-        ". /usr/share/initramfs-tools/hook-functions\n"
-        f'for m in {" ".join(VM_INITRAMFS_MODULES)}; do manual_add_modules "$m"; done\n'
-    )
-    return DEFER_INITRAMFS + (
-        'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"\n'
-        "printf 'MODULES=list\\n' > \"$1/etc/initramfs-tools/conf.d/vmbake\"\n"
-        f"printf '%s' {shlex.quote(hook)} > \"$1/etc/initramfs-tools/hooks/vmbake-vm-disks\"\n"
-        'chmod 755 "$1/etc/initramfs-tools/hooks/vmbake-vm-disks"\n'
-    )
+    """The essential hook: update-initramfs deferred to the end (DEFER_INITRAMFS), and the initramfs
+    settings in place before anything makes an initramfs.
+
+    RESUME=none always: the image never resumes from hibernation, and with no setting the initramfs looks
+    for (and waits on) a swap device. Set here, the one initramfs the build makes is right the first time, and provision.sh's preconfig_initramfs finds nothing to rebuild."""
+    settings = "RESUME=none\\n"
+    script = DEFER_INITRAMFS + 'mkdir -p "$1/etc/initramfs-tools/conf.d"\n'
+    if mode == "vm":
+        settings = "MODULES=list\\n" + settings
+        hook = (
+            '#!/bin/sh\nPREREQ=""\nprereqs() { echo "$PREREQ"; }\n'
+            'case "$1" in prereqs) prereqs; exit 0;; esac\n'
+            ". /usr/share/initramfs-tools/hook-functions\n"
+            f'for m in {" ".join(VM_INITRAMFS_MODULES)}; do manual_add_modules "$m"; done\n'
+        )
+        script += (
+            'mkdir -p "$1/etc/initramfs-tools/hooks"\n'
+            f"printf '%s' {shlex.quote(hook)} > \"$1/etc/initramfs-tools/hooks/vmbake-vm-disks\"\n"
+            'chmod 755 "$1/etc/initramfs-tools/hooks/vmbake-vm-disks"\n'
+        )
+    return script + f"printf '{settings}' > \"$1/etc/initramfs-tools/conf.d/vmbake\"\n"
 
 
 def grub_defaults(config: BootstrapConfig) -> str:
@@ -272,10 +277,27 @@ class CacheHooks:
     used_dir: Path
 
 
+def keeps_apt_lists(config: BootstrapConfig) -> bool:
+    """Whether the user's mmdebstrap_args already keep the package lists (--skip=cleanup/apt[/lists])."""
+    args = config.mmdebstrap_args
+    values = [a.split("=", 1)[1] for a in args if a.startswith("--skip=")]
+    values += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--skip"]
+    skipped = {item for value in values for item in value.replace(",", " ").split()}
+    return bool(skipped & {"cleanup/apt", "cleanup/apt/lists"})
+
+
 def mmdebstrap_argv(
-    config: BootstrapConfig, target: Path, hook: Path, cache: CacheHooks | None, *, verbose: bool = False
+    config: BootstrapConfig,
+    target: Path,
+    hook: Path,
+    cache: CacheHooks | None,
+    *,
+    verbose: bool = False,
+    keep_lists: bool = False,
 ) -> list[str]:
-    """The exact mmdebstrap command line (pure: tested against exact lists)."""
+    """The exact mmdebstrap command line (pure: tested against exact lists). With `keep_lists`, mmdebstrap
+    leaves its package lists in the tree, for a provisioner's `apt-get update` to revalidate rather than
+    download again (the builder removes them after provisioning unless the provisioner took them over)."""
     argv = ["mmdebstrap", f"--variant={config.variant}", f"--components={','.join(config.components)}"]
     if config.architecture != "amd64":
         argv.append(f"--architectures={config.architecture}")
@@ -297,6 +319,8 @@ def mmdebstrap_argv(
             f"--setup-hook=sync-in {cache.cache_dir} /var/cache/apt/archives/",
             f"--customize-hook=sync-out /var/cache/apt/archives {cache.used_dir}",
         ]
+    if keep_lists:
+        argv.append("--skip=cleanup/apt/lists")
     argv.append(f"--essential-hook={initramfs_hook_script(config.initramfs)}")
     argv.append(f"--customize-hook={hook}")
     if verbose:

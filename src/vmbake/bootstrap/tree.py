@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -155,3 +156,91 @@ def _processes_in(root: Path) -> list[int]:
         if target == wanted or target.startswith(wanted + "/"):
             pids.append(int(entry.name))
     return pids
+
+
+# -- the package lists mmdebstrap left for the provisioners (rootfs.mmdebstrap_argv's keep_lists) --------
+APT_LISTS = Path("var/lib/apt/lists")
+ListsState = dict[str, tuple[int, int, int]]
+
+
+def apt_lists_state(root: Path) -> ListsState:
+    """The package lists in the tree (not apt's lock, partial/ or auxfiles/): name -> (inode, size, ctime).
+    `apt-get update` changes the ctime of every Release file it checks, even when the mirror answers that
+    nothing changed, so the state tells whether a provisioner refreshed the lists."""
+    state: ListsState = {}
+    lists = root / APT_LISTS
+    if not lists.is_dir():
+        return state
+    for entry in lists.iterdir():
+        if entry.name != "lock" and entry.is_file() and not entry.is_symlink():
+            st = entry.stat()
+            state[entry.name] = (st.st_ino, st.st_size, st.st_ctime_ns)
+    return state
+
+
+def drop_untouched_lists(root: Path, before: ListsState) -> bool:
+    """Remove the lists that mmdebstrap left in the tree, as its own cleanup would have, when the
+    provisioners left them exactly as they were (`before`); True if it removed them. Lists that a
+    provisioner refreshed, replaced or deleted are its own: they stay as it left them."""
+    if not before or apt_lists_state(root) != before:
+        return False
+    lists = root / APT_LISTS
+    for name in before:
+        (lists / name).unlink(missing_ok=True)
+    shutil.rmtree(lists / "auxfiles", ignore_errors=True)
+    return True
+
+
+# -- the first boot's one-off work, done once in the tree ---------------------------------------------------
+# Units that systemd runs on the first boot after /usr changed (ConditionNeedsUpdate=/etc or /var), with the
+# command each runs; systemd-update-done then stamps /etc/.updated and /var/.updated so they do not run again.
+# Under TCG they take seconds of every first boot of the image. An image with any other such unit is left
+# alone: stamping it would keep that unit from ever running.
+NEEDS_UPDATE_UNITS = {
+    "systemd-hwdb-update.service": "systemd-hwdb update",
+    "ldconfig.service": "ldconfig -X",
+    "systemd-journal-catalog-update.service": "journalctl --update-catalog",
+    "systemd-sysusers.service": "systemd-sysusers",
+    "systemd-update-done.service": "",  # the stamp itself, written last
+}
+UPDATE_DONE = "/usr/lib/systemd/systemd-update-done"
+UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system")
+
+
+def needs_update_units(root: Path) -> set[str]:
+    """The names of the tree's units that have a ConditionNeedsUpdate= (a masked or linked unit counts)."""
+    found: set[str] = set()
+    for directory in UNIT_DIRS:
+        base = root / directory
+        if base.is_symlink() or not base.is_dir():
+            continue  # /lib is /usr/lib on a merged-/usr system
+        for unit in base.iterdir():
+            if not unit.is_file() or unit.is_symlink():
+                continue
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                if "ConditionNeedsUpdate=" in unit.read_text():
+                    found.add(unit.name)
+    return found
+
+
+def first_boot_script(root: Path) -> str | None:
+    """The shell script that does the first boot's ConditionNeedsUpdate work in the tree, or None when the
+    tree has no systemd-update-done, or has such a unit that vmbake does not know (pure but for reading
+    the tree's unit files)."""
+    units = needs_update_units(root)
+    if not (root / UPDATE_DONE.lstrip("/")).exists() or not units or units - NEEDS_UPDATE_UNITS.keys():
+        return None
+    commands = [NEEDS_UPDATE_UNITS[u] for u in NEEDS_UPDATE_UNITS if u in units and NEEDS_UPDATE_UNITS[u]]
+    return "set -e\n" + "".join(f"{c}\n" for c in commands) + f"{UPDATE_DONE}\n"
+
+
+def needs_update(root: Path) -> bool:
+    """What ConditionNeedsUpdate= would say on the next boot: /usr is newer than /etc/.updated or /var/.updated."""
+    usr = (root / "usr").stat().st_mtime_ns
+    for stamp in (root / "etc" / ".updated", root / "var" / ".updated"):
+        try:
+            if stamp.stat().st_mtime_ns < usr:
+                return True
+        except FileNotFoundError:
+            return True
+    return False

@@ -113,7 +113,7 @@ def tree_steps(ctx: BuildContext, config: BootstrapConfig) -> list[Step]:
     plan: list[Step] = [
         StepPrepareOutputDir(),
         StepSSHKeyPair(),
-        StepBootstrapRootfs(config),
+        StepBootstrapRootfs(config, keep_lists=bool(ctx.provisioners)),
         StepBootstrapDisk(config),
         StepTreeProvision(),
     ]

@@ -139,7 +139,8 @@ class BootstrapConfig(HTTPConfig, ShutdownConfig, CommConfig, MachineConfig, Log
     )
     initramfs: str = opt(
         "vm",
-        "Drivers in the initramfs: 'vm' (virtio, SATA, IDE, SCSI, NVMe disks; small) or 'most' (Debian's)",
+        "Drivers in the initramfs: 'vm' (virtio, SATA, IDE, SCSI, NVMe disks; small) or 'most' (Debian's); "
+        "either way RESUME=none (the image waits for no hibernation image)",
         choices=("vm", "most"),
         vmbake=True,
     )

@@ -1,10 +1,13 @@
 """What the debian-bootstrap builder does over the build's connection (state.comm) at the end: in the
-guest (its own steps) or in the image tree (StepTreeFinish), the same commands."""
+guest (its own steps) or in the image tree (StepTreeFinish), the same commands; and in the tree only, the
+first boot's one-off work."""
 
 from __future__ import annotations
 
 import shlex
 
+from vmbake.bootstrap.tree import first_boot_script, needs_update
+from vmbake.comm.chroot import ChrootCommunicator
 from vmbake.config.bootstrap import BootstrapConfig
 from vmbake.errors import StepError
 from vmbake.state import BuildContext
@@ -62,4 +65,30 @@ def clear_build_key(ctx: BuildContext, config: BootstrapConfig, step: str) -> No
             step,
             f"could not remove the build key (exit status {status}): {' '.join(output)[-300:]}",
             hint="set keep_build_key to true to leave it, or check ssh_username can write /root/.ssh",
+        )
+
+
+def first_boot_work(ctx: BuildContext, comm: ChrootCommunicator, step: str) -> None:
+    """Run the tree's first-boot ConditionNeedsUpdate work in the chroot, when it is due and known."""
+    if not needs_update(comm.root):
+        return
+    script = first_boot_script(comm.root)
+    if script is None:
+        ctx.ui.debug(
+            "first-boot work left to the first boot: no systemd-update-done, or a unit vmbake does not know"
+        )
+        return
+    ctx.ui.message(
+        "Doing the first boot's one-off work in the tree (hwdb, ldconfig, journal catalog, sysusers)"
+    )
+    output: list[str] = []
+    status = comm.run(script, on_stdout=output.append, on_stderr=output.append, timeout=300.0)
+    for line in output:
+        ctx.ui.debug(line)
+    if status != 0:
+        raise StepError(
+            step,
+            f"the first boot's one-off work failed in the image tree (exit status {status}): "
+            + (output[-1] if output else script.replace("\n", "; ")),
+            hint="run the build with -debug to see the commands' output",
         )

@@ -3,8 +3,10 @@
 Reads the BootstrapConfig given at construction (suite, mirror, variant, packages, excludes, hooks, apt_proxy
 or the environment's APT_PROXY/http_proxy: checked to answer before mmdebstrap starts),
 state.work_dir and state.ssh_public_key (the build's key, set by StepSSHKeyPair, which runs before).
-Writes state.rootfs_tarball. Downloaded .debs go to the cache under the vmbake cache directory, and the
-step says how much came from it. Needs root (see vmbake.bootstrap.disk).
+Writes state.rootfs_tarball, and state.kept_apt_lists when it asked mmdebstrap to leave its package lists
+in the tree (`keep_lists`: provision_stage "tree" with provisioners, whose `apt-get update` then only
+revalidates them; StepTreeProvision removes them again unless a provisioner took them over). Downloaded
+.debs go to the cache under the vmbake cache directory, and the step says how much came from it. Needs root (see vmbake.bootstrap.disk).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from vmbake import aptproxy
 from vmbake.bootstrap.pipeline import make_rootfs
+from vmbake.bootstrap.rootfs import keeps_apt_lists
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
 from vmbake.config.login import gives_a_way_in
 from vmbake.errors import StepError, VmbakeError
@@ -36,8 +39,10 @@ def authorized_keys(config: BootstrapConfig, build_key: str) -> list[str]:
 class StepBootstrapRootfs(Step):
     name = "stepBootstrapRootfs"
 
-    def __init__(self, config: BootstrapConfig) -> None:
+    def __init__(self, config: BootstrapConfig, *, keep_lists: bool = False) -> None:
         self.config = config
+        # The user's own --skip=cleanup/apt keeps the lists in the image: then they are not the builder's.
+        self.keep_lists = keep_lists and not keeps_apt_lists(config)
         self._scratch: Path | None = None
 
     def run(self, ctx: BuildContext) -> None:
@@ -69,9 +74,10 @@ class StepBootstrapRootfs(Step):
             raise StepError(self.name, exc.message, exc.hint) from None
         result = make_rootfs(
             config, work / "bootstrap", keys, ctx.ui.message, debug=ctx.ui.ui.debug,
-            owner=f"build {ctx.name!r}", cancel=ctx.cancel,
+            owner=f"build {ctx.name!r}", cancel=ctx.cancel, keep_lists=self.keep_lists,
         )  # fmt: skip
         ctx.state.rootfs_tarball = result.tarball
+        ctx.state.kept_apt_lists = self.keep_lists
         if result.cache is not None:
             ctx.ui.message(f"Package cache: {result.cache.summary()}")
         size = result.tarball.stat().st_size / (1 << 20)

@@ -9,7 +9,8 @@ state.qemu, state.report; updates state.report; leaves state.comm None and QEMU 
 
 StepTreeFinish mounts the tree once more and, in the chroot, cleans cloud-init's state and takes the
 build's key out (as stepBootstrapCleanCloudInit and stepBootstrapClearKey do in a guest) and runs
-shutdown_command (which cleans up instead of powering off there), discards the free space of the tree's
+shutdown_command (which cleans up instead of powering off there), does the first boot's one-off work
+if StepTreeProvision did not (steps._bootstrap.first_boot_work), discards the free space of the tree's
 filesystems (fstrim: holes in the raw file where provisioning deleted files); then it unmounts and writes
 the artifact: the raw disk converted to OUTPUT/VM_NAME in `format`, compressed with disk_compression (the
 QEMU builder's compaction, in the same pass). Reads the BootstrapConfig and its QEMU view given at
@@ -30,7 +31,7 @@ from vmbake.report.collect import add_live_facts
 from vmbake.report.guestcheck import check_guest
 from vmbake.state import BuildContext
 from vmbake.steps import Step
-from vmbake.steps._bootstrap import clean_cloud_init, clear_build_key
+from vmbake.steps._bootstrap import clean_cloud_init, clear_build_key, first_boot_work
 from vmbake.steps._qemu import output_dir
 from vmbake.vm import stop_build_vm
 
@@ -100,6 +101,7 @@ class StepTreeFinish(Step):
                         )
             finally:
                 state.comm = None
+            first_boot_work(ctx, comm, self.name)  # done by StepTreeProvision unless it had nothing to do
             for argv in trim_argvs(comm.root, disk.plan):
                 procs.run(argv, what="fstrim", on_line=ctx.ui.debug)
         view = self.view

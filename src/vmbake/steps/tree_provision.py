@@ -7,17 +7,24 @@ while the tree is mounted. Then, when the report is on or a size_budget is set, 
 facts that the files give (packages, filesystems, directories) from the provisioned tree, at the host's
 speed rather than the guest's: writes state.report (StepCheckBoot adds the running system's facts).
 state.comm is None again when the step ends.
+
+With state.kept_apt_lists (mmdebstrap left its package lists for the provisioners), the lists go after
+provisioning unless a provisioner refreshed, replaced or removed them: the image then has the lists it
+would have had without them. Last, the first boot's one-off work (ConditionNeedsUpdate units: hwdb,
+ldconfig, the journal catalog, sysusers) is done in the tree, so neither the check boot nor the image's
+first boot spends time on it (bootstrap.tree.first_boot_script).
 """
 
 from __future__ import annotations
 
-from vmbake.bootstrap.tree import RawDisk, image_tree
+from vmbake.bootstrap.tree import RawDisk, apt_lists_state, drop_untouched_lists, image_tree
 from vmbake.comm.chroot import ChrootCommunicator
 from vmbake.errors import BuildCancelled, StepError, VmbakeError
 from vmbake.provisioners.sequence import run_all
 from vmbake.report.collect import collect_files, rename_sources
 from vmbake.state import BuildContext
 from vmbake.steps import Step
+from vmbake.steps._bootstrap import first_boot_work
 from vmbake.steps._qemu import qemu_config
 from vmbake.units import format_duration
 
@@ -42,11 +49,18 @@ class StepTreeProvision(Step):
         with image_tree(disk, work / "tree") as comm:
             comm.cancel = ctx.cancel
             ctx.state.comm = comm
+            lists = apt_lists_state(comm.root) if ctx.state.kept_apt_lists else {}
             try:
                 if ctx.provisioners:
                     run_all(ctx)  # as StepProvision runs them in a guest
             finally:
                 ctx.state.comm = None
+            if lists:
+                if drop_untouched_lists(comm.root, lists):
+                    ctx.ui.message("Removed the package lists that no provisioner used (as mmdebstrap would)")
+                else:
+                    ctx.ui.debug("the package lists stay as the provisioners left them")
+            first_boot_work(ctx, comm, self.name)
             if report:
                 self.collect(ctx, comm, disk)
 
