@@ -125,7 +125,7 @@ _GUEST_ORDER = [
     "test_qemu_run", "test_qemu_build", "test_installer_kernel_archive", "test_bootstrap", "test_ssh_e2e",
     "test_provision_templates", "test_report_verify", "test_boot_command", "test_installer_kernel",
     "test_provision_chroot", "test_provision", "test_login", "test_vagrant_box", "test_run_image",
-    "test_ansible_guest", "test_tree_stage", "test_install_debian", "test_installer_end_to_end",
+    "test_ansible_guest", "test_tree_stage", "test_install_debian", "test_installer_end_to_end", "test_apt_proxy",
     "test_arm64", "test_concurrent_builds",
 ]  # fmt: skip
 # CI stops a run after 90 minutes. Past this many minutes no further guest test starts; each one that
