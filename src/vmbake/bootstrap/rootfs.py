@@ -124,7 +124,8 @@ def initramfs_hook_script(mode: str) -> str:
     settings in place before anything makes an initramfs.
 
     RESUME=none always: the image never resumes from hibernation, and with no setting the initramfs looks
-    for (and waits on) a swap device. Set here, the one initramfs the build makes is right the first time, and provision.sh's preconfig_initramfs finds nothing to rebuild."""
+    for (and waits on) a swap device. Set here, the one initramfs the build makes has it from the start;
+    provision.sh's preconfig_initramfs rebuilds only for what it adds itself (a .link file)."""
     settings = "RESUME=none\\n"
     script = DEFER_INITRAMFS + 'mkdir -p "$1/etc/initramfs-tools/conf.d"\n'
     if mode == "vm":
