@@ -8,6 +8,7 @@ status. If that does not happen within a few seconds under KVM, vmbake uses TCG 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -35,6 +36,7 @@ class AccelChoice:
 
 _cache: dict[str, AccelChoice] = {}
 _lock = threading.Lock()
+log = logging.getLogger("vmbake")
 
 
 def boot_sector() -> bytes:
@@ -96,6 +98,22 @@ def choose(configured: str, qemu_binary: str = "qemu-system-x86_64") -> AccelCho
         choice = _probe(qemu_binary)
         _cache[qemu_binary] = choice
         return choice
+
+
+def choose_ahead(configured: str, qemu_binary: str = "qemu-system-x86_64") -> None:
+    """Start choose() on a thread and return at once: a build calls this before long host work (mmdebstrap),
+    so that the KVM probe (up to PROBE_TIMEOUT) runs meanwhile. choose() then finds the answer made, or
+    waits for the probe under way. A failure here is left to that later choose() to report."""
+    if configured:
+        return
+
+    def probe() -> None:
+        try:
+            choose(configured, qemu_binary)
+        except Exception:  # the build's own choose() tries again and reports it
+            log.debug("accelerator probe ahead of the build failed", exc_info=True)
+
+    threading.Thread(target=probe, name="vmbake-accel-probe", daemon=True).start()
 
 
 def _probe(qemu_binary: str) -> AccelChoice:

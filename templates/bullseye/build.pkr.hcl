@@ -41,6 +41,17 @@ variable "cloud_init" {
   default     = false
 }
 
+# The bootstrap build's kernel (local.kernel). Empty: the cloud flavour, Debian's kernel for virtual machines
+# (virtio, Xen, Hyper-V, VMware's paravirtual devices, NVMe; as Debian's cloud images and debvm): a smaller
+# image that boots sooner. linux-image-amd64 is the generic kernel, for any hardware (and VMware's default
+# LSI Logic disk controller and E1000 card). The installer build installs d-i's choice, linux-image-amd64
+# (htdocs/baseline.cfg).
+variable "kernel" {
+  type        = string
+  description = "The bootstrap build's kernel package; empty: linux-image-cloud-amd64"
+  default     = ""
+}
+
 variable "apt_proxy" {
   type        = string
   description = "An apt caching proxy (apt-cacher-ng: http://HOST:3142) for both builds; empty: APT_PROXY or http_proxy from the environment, else none"
@@ -48,6 +59,7 @@ variable "apt_proxy" {
 }
 
 locals {
+  kernel = var.kernel != "" ? var.kernel : "linux-image-cloud-amd64"
   # An empty name makes no user.
   users   = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
   vm_name = "bullseye.qcow2"
@@ -103,7 +115,7 @@ source "qemu" "installer" {
 
 source "debian-bootstrap" "bootstrap" {
   suite    = "bullseye"
-  kernel   = "linux-image-amd64"
+  kernel   = local.kernel
   firmware = "bios"
   hostname = "debian"
   domain   = "localdomain"

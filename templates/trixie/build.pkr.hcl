@@ -43,6 +43,17 @@ variable "cloud_init" {
   default     = false
 }
 
+# The bootstrap build's kernel (local.kernel). Empty: the cloud flavour, Debian's kernel for virtual machines
+# (virtio, Xen, Hyper-V, VMware's paravirtual devices, NVMe; as Debian's cloud images and debvm): a smaller
+# image that boots sooner. It lacks the drivers of VMware's default LSI Logic disk controller and E1000 card,
+# so formats with vmdk or ova get linux-image-amd64, the generic kernel for any hardware. The installer build
+# installs d-i's choice, linux-image-amd64 (htdocs/baseline.cfg).
+variable "kernel" {
+  type        = string
+  description = "The bootstrap build's kernel package; empty: linux-image-cloud-amd64, or linux-image-amd64 when formats has vmdk or ova"
+  default     = ""
+}
+
 variable "apt_proxy" {
   type        = string
   description = "An apt caching proxy (apt-cacher-ng: http://HOST:3142) for both builds; empty: APT_PROXY or http_proxy from the environment, else none"
@@ -58,6 +69,9 @@ variable "formats" {
 }
 
 locals {
+  kernel = var.kernel != "" ? var.kernel : (
+    contains(var.formats, "vmdk") || contains(var.formats, "ova") ? "linux-image-amd64" : "linux-image-cloud-amd64"
+  )
   # An empty name makes no user.
   users   = [{ name = var.user, sudo = true, ssh_authorized_keys = var.ssh_authorized_keys }]
   vm_name = "trixie.qcow2"
@@ -150,7 +164,7 @@ source "qemu" "installer-netboot" {
 
 source "debian-bootstrap" "bootstrap" {
   suite    = "trixie"
-  kernel   = "linux-image-amd64"
+  kernel   = local.kernel
   firmware = "bios"
   hostname = "debian"
   domain   = "localdomain"

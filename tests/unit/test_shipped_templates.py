@@ -101,13 +101,39 @@ def test_installer_build(release: str) -> None:
     assert iso.group(2).startswith(major + ".")
 
 
+def bootstrap_kernel(release: str, vars: dict[str, str]) -> str:
+    (build,) = load_template(TEMPLATES / release, vars, only=["bootstrap"]).builds
+    assert isinstance(build.config, BootstrapConfig)
+    return build.config.kernel
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_kernel_variable_picks_the_bootstrap_kernel(release: str) -> None:
+    """The cloud kernel by default (as Debian's cloud images and debvm); -var kernel=... for any hardware.
+    The installer build keeps d-i's generic kernel from its preseed."""
+    assert bootstrap_kernel(release, {}) == "linux-image-cloud-amd64"
+    assert bootstrap_kernel(release, {"kernel": "linux-image-amd64"}) == "linux-image-amd64"
+    baseline = (TEMPLATES / release / "htdocs" / "baseline.cfg").read_text()
+    assert "d-i base-installer/kernel/image string linux-image-amd64" in baseline
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_vmware_formats_get_the_generic_kernel(release: str) -> None:
+    """The cloud kernel has no driver for the LSI Logic controller and E1000 card an OVA describes."""
+    assert bootstrap_kernel(release, {"formats": '["qcow2", "ova"]'}) == "linux-image-amd64"
+    assert bootstrap_kernel(release, {"formats": '["vmdk"]'}) == "linux-image-amd64"
+    assert bootstrap_kernel(release, {"formats": '["vhdx", "raw"]'}) == "linux-image-cloud-amd64"
+    given = {"formats": '["ova"]', "kernel": "linux-image-cloud-amd64"}
+    assert bootstrap_kernel(release, given) == "linux-image-cloud-amd64"  # the user's choice stands
+
+
 @pytest.mark.parametrize("release", RELEASES)
 def test_bootstrap_build(release: str) -> None:
     template = load_template(TEMPLATES / release, only=["bootstrap"])
     (build,) = template.builds
     config = build.config
     assert isinstance(config, BootstrapConfig)
-    assert (config.suite, config.kernel) == (release, "linux-image-amd64")
+    assert (config.suite, config.kernel) == (release, "linux-image-cloud-amd64")
     assert config.shutdown_command == SHUTDOWN
     assert (config.disk_size, config.format, config.disk_compression) == (5120 << 20, "qcow2", True)
     layout = [(p.mountpoint, p.size, p.fs) for p in config.partitions]

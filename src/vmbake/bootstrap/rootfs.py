@@ -163,7 +163,13 @@ def network_unit() -> str:
 SSH_HOST_KEYS_UNIT = """[Unit]
 Description=Generate the SSH host key on first boot
 ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
-Before=ssh.service
+# Early, beside the rest of the boot: it needs only the root file system read-write (and the kernel's
+# random pool, which ssh-keygen waits for), not basic.target, so sshd need not wait for it afterwards.
+DefaultDependencies=no
+RequiresMountsFor=/etc/ssh
+After=systemd-remount-fs.service
+Before=ssh.service shutdown.target
+Conflicts=shutdown.target
 
 [Service]
 Type=oneshot

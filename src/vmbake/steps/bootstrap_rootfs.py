@@ -16,11 +16,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from vmbake import aptproxy
+from vmbake import accel, aptproxy
 from vmbake.bootstrap.pipeline import make_rootfs
 from vmbake.bootstrap.rootfs import keeps_apt_lists
 from vmbake.config.bootstrap import BootstrapConfig, effective_mirror
 from vmbake.config.login import gives_a_way_in
+from vmbake.config.qemu import QemuConfig
 from vmbake.errors import StepError, VmbakeError
 from vmbake.login import NO_WAY_IN, build_key_line, read_keys
 from vmbake.state import BuildContext
@@ -46,6 +47,10 @@ class StepBootstrapRootfs(Step):
         self._scratch: Path | None = None
 
     def run(self, ctx: BuildContext) -> None:
+        view = ctx.config  # the QEMU view of the build (builders.bootstrap.qemu_view)
+        boots = not (self.config.provision_stage == "tree" and self.config.communicator == "none")
+        if boots and isinstance(view, QemuConfig):
+            accel.choose_ahead(view.accelerator, view.qemu_binary)  # KVM's probe runs beside mmdebstrap
         proxy = aptproxy.resolve(self.config.apt_proxy)
         config = dataclasses.replace(self.config, apt_proxy=proxy.url)
         work = ctx.state.work_dir
