@@ -609,7 +609,10 @@ class BuildVm:
                 state.qmp.change_vnc_password(state.vnc_password)
             installer = installer_console(config, state.kernel_path, state.iso_path)
             state.vm_watch = VmWatch(
-                ctx, state.qmp, installer_console=state.console_log if installer else None
+                ctx,
+                state.qmp,
+                installer_console=state.console_log if installer else None,
+                console_log=state.console_log,
             )
         if ctx.ui.ui.debug and state.console_log is not None:
             self._follower = ConsoleFollower(ctx, state.console_log)

@@ -9,11 +9,17 @@ running step the way a cancellation would, but as a failure.
 While the Debian installer runs, the same thread also follows its serial console
 (vmbake.installer.console_watch): it reports the installer's progress and dialogs, and fails the build
 at the first dialog, quoting it, since an unattended installer that shows one waits for ever.
+
+In every build it also fails at the guest kernel's panic: on the serial console ("Kernel panic - not
+syncing: ..."), or as QEMU's `guest-panicked` state when the guest has a pvpanic device. A panicked guest
+never answers SSH nor powers off, so the build would otherwise wait for ssh_timeout or shutdown_timeout
+(Packer does).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -28,6 +34,55 @@ from vmbake.units import format_size
 log = logging.getLogger("vmbake.vmwatch")
 
 INTERVAL = 1.0  # seconds between two run-state queries; one query costs QEMU well under a millisecond
+_PANIC = re.compile(rb"Kernel panic - not syncing:?[ \t]*([^\r\n]*)(\r|\n)?")
+_READ_LIMIT = 1 << 20  # bytes of console read per poll at most
+_CARRY = 256  # bytes kept from the end of one read, for a panic line split across two
+
+
+class PanicWatch:
+    """Follows a serial console log for the guest kernel's panic line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._position = 0
+        self._carry = b""
+        self._pending = False  # the panic line was seen, its end not yet
+
+    def poll(self) -> str | None:
+        """The panic line ("Kernel panic - not syncing: REASON") once it appeared, else None."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._position)
+                data = f.read(_READ_LIMIT)
+        except OSError:
+            return None
+        self._position += len(data)
+        text = self._carry + data
+        match = _PANIC.search(text)
+        if match is None:
+            self._carry = text[-_CARRY:]
+            return None
+        if match.group(2) is None and data and not self._pending:
+            self._pending = True  # the reason may still be on its way: look again at the next poll
+            self._carry = text[match.start() :][:_READ_LIMIT]
+            return None
+        reason = match.group(1).decode(errors="replace").strip()
+        return "Kernel panic - not syncing" + (f": {reason}" if reason else "")
+
+
+def panic_failure(line: str, console_log: Path | None) -> tuple[str, str]:
+    """The message and the hint for a guest whose kernel panicked. The hint quotes the console lines
+    before the panic, which say why: a failed build's output directory, with the console log, is deleted."""
+    from vmbake.vm import console_tail  # vmbake.vm imports this module
+
+    lines = console_tail(console_log, 400).splitlines()
+    at = next((i for i, text in enumerate(lines) if "Kernel panic - not syncing" in text), len(lines))
+    before = "\n".join(lines[max(0, at - 8) : at])
+    return (
+        f"the guest's kernel panicked: {line}",
+        "the VM will not boot on from there"
+        + (f"; the guest's console before the panic:\n{before}" if before else ""),
+    )
 
 
 def _failed_disk(qmp: Qmp) -> tuple[str, str]:
@@ -79,10 +134,13 @@ class VmWatch:
         *,
         interval: float = INTERVAL,
         installer_console: Path | None = None,
+        console_log: Path | None = None,
     ) -> None:
         self._ctx = ctx
         self._qmp = qmp
         self._console = ConsoleWatch(installer_console) if installer_console is not None else None
+        self._console_log = console_log
+        self._panic = PanicWatch(console_log) if console_log is not None else None
         self._report = InstallerReport(ctx.ui)
         self._interval = interval
         self._stop = threading.Event()
@@ -103,8 +161,17 @@ class VmWatch:
             try:
                 if self._console is not None and self._installer_stuck(self._console):
                     return
-                if self._qmp.query_status() == "io-error":
+                panic = self._panic.poll() if self._panic is not None else None
+                if panic is not None:
+                    self._ctx.fail_from_watcher(*panic_failure(panic, self._console_log))
+                    return
+                status = self._qmp.query_status()
+                if status == "io-error":
                     self._ctx.fail_from_watcher(*describe_io_error(self._qmp))
+                    return
+                if status == "guest-panicked":
+                    line = "QEMU's pvpanic device reported it"
+                    self._ctx.fail_from_watcher(*panic_failure(line, self._console_log))
                     return
             except QmpError:
                 return  # QEMU is exiting (or was asked to): the steps see that by themselves

@@ -25,6 +25,7 @@ from tests.helpers.guests import (
     DEFAULT_MARKER,
     DI_KERNEL,
     make_data_disk,
+    tiny_guest_qemuargs,
     tiny_guest_template,
     write_initramfs,
 )
@@ -117,6 +118,25 @@ def test_tiny_guest_build(run_dir: Path, guest_files: tuple[Path, Path]) -> None
     assert files["tiny.qcow2"]["sha256"] == sums["tiny.qcow2"]
     steps = {s["step"]: s["seconds"] for s in record["step_times"]}
     assert steps["stepShutdown"] > 1 and "stepConvertDisk" in steps
+    assert leftovers(run_dir) == []
+
+
+def test_a_guest_kernel_panic_fails_the_build_at_once(run_dir: Path, guest_files: tuple[Path, Path]) -> None:
+    """The kernel finds no init and no root file system and panics (panic=0: it then hangs, as a real
+    guest does). Without the console watch the build would wait the whole shutdown_timeout (10 minutes)."""
+    initrd, _ = guest_files
+    qemuargs = tiny_guest_qemuargs(
+        initrd, append="console=ttyS0 panic=0 rdinit=/vmbake-none root=/dev/vmbake-none"
+    )
+    template, _ = write_template(run_dir, guest_files, shutdown_timeout="10m", qemuargs=qemuargs)
+    started = time.monotonic()
+    proc = vmbake(run_dir, "build", "-color=false", str(template))
+    output, _ = proc.communicate(timeout=400)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, output
+    assert "the guest's kernel panicked: Kernel panic - not syncing: VFS: Unable to mount root fs" in output
+    assert "Waiting for shutdown" in output and took < 300, f"{took:.0f} s\n{output}"
+    assert "Traceback" not in output
     assert leftovers(run_dir) == []
 
 
