@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -131,6 +132,58 @@ def test_cache_counts_hits_and_moves_new_debs(tmp_path: Path) -> None:
     assert (stats.hits, stats.hit_bytes, stats.downloaded, stats.downloaded_bytes) == (1, 10, 1, 30)
     assert sorted(p.name for p in cache_dir.iterdir()) == ["a_1_amd64.deb", "b_2_amd64.deb"]
     assert stats.summary().startswith("1 packages (0.0 MiB) from the cache, 1 (0.0 MiB) downloaded")
+
+
+def test_a_new_version_removes_the_versions_it_supersedes(tmp_path: Path) -> None:
+    """A cache kept across point releases keeps one version of each package a build uses."""
+    cache_dir = tmp_path / "debs" / "trixie"
+    cache_dir.mkdir(parents=True)
+    old = {
+        "linux-image-6.12.1-cloud-amd64_6.12.1-1_amd64.deb": 50,  # another package name: kept
+        "libc6_2.41-10_amd64.deb": 20,  # superseded
+        "libc6_2.41-10_arm64.deb": 20,  # another architecture: kept
+        "base-files_13.7_amd64.deb": 5,  # superseded
+        "tzdata_2025a-1_all.deb": 7,  # not used by this build: kept
+        "bash_5.2.37-2_amd64.deb": 9,  # the same version: a hit, kept
+    }
+    for name, size in old.items():
+        (cache_dir / name).write_bytes(b"x" * size)
+    used = tmp_path / "used"
+    used.mkdir()
+    for name, size in {
+        "libc6_2.41-12_amd64.deb": 21, "base-files_13.8_amd64.deb": 6, "bash_5.2.37-2_amd64.deb": 9,
+        "grub-pc_2.12-9%3a1_amd64.deb": 3,
+    }.items():  # fmt: skip
+        (used / name).write_bytes(b"y" * size)
+    stats = debcache.absorb(used, cache_dir, debcache.debs_in(cache_dir))
+    assert (stats.hits, stats.downloaded, stats.pruned, stats.pruned_bytes) == (1, 3, 2, 25)
+    assert sorted(debcache.debs_in(cache_dir)) == [
+        "base-files_13.8_amd64.deb", "bash_5.2.37-2_amd64.deb", "grub-pc_2.12-9%3a1_amd64.deb",
+        "libc6_2.41-10_arm64.deb", "libc6_2.41-12_amd64.deb",
+        "linux-image-6.12.1-cloud-amd64_6.12.1-1_amd64.deb", "tzdata_2025a-1_all.deb",
+    ]  # fmt: skip
+    assert stats.summary().endswith(", 2 superseded (0.0 MiB) removed")
+    assert debcache.package_key("grub-pc_2.12-9%3a1_amd64.deb") == "grub-pc amd64"
+
+
+def test_a_deb_removed_while_the_cache_is_read_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another build may prune a .deb between the listing and the copy: the snapshot goes without it."""
+    cache_dir = tmp_path / "debs" / "trixie"
+    cache_dir.mkdir(parents=True)
+    (cache_dir / "a_1_amd64.deb").write_bytes(b"a")
+    (cache_dir / "b_1_amd64.deb").write_bytes(b"b")
+    real_copy = shutil.copyfile
+
+    def copy_after_a_prune(src: Path, dst: Path) -> object:
+        (cache_dir / "b_1_amd64.deb").unlink(missing_ok=True)  # the other build's prune, just now
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfile", copy_after_a_prune)
+    snap = debcache.snapshot(cache_dir)
+    monkeypatch.undo()
+    assert sorted(p.name for p in snap.iterdir()) == ["a_1_amd64.deb"]
 
 
 def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -11,6 +11,10 @@ Several vmbake processes may use one cache at the same time; what keeps that saf
   apt locks its archive directory: a second build of the same suite and architecture waits, naming the
   first, and then takes every package from the cache instead of downloading them all a second time.
   On a cache that holds packages already, and for other architectures, builds run side by side.
+- A build that used a new version of a package removes the versions of that package (and architecture)
+  it supersedes (`prune`), so a cache kept across point releases does not grow without end, nor does
+  every build's copy of it. Readers therefore take a .deb that vanishes between listing and reading as
+  never there; a build that had copied it already installs it from its copy.
 """
 
 from __future__ import annotations
@@ -58,20 +62,53 @@ class CacheStats:
     hit_bytes: int
     downloaded: int
     downloaded_bytes: int
+    pruned: int = 0
+    pruned_bytes: int = 0
 
     def summary(self) -> str:
         mib = 1 << 20
-        return (
+        text = (
             f"{self.hits} packages ({self.hit_bytes / mib:.1f} MiB) from the cache, "
             f"{self.downloaded} ({self.downloaded_bytes / mib:.1f} MiB) downloaded"
         )
+        if self.pruned:
+            text += f", {self.pruned} superseded ({self.pruned_bytes / mib:.1f} MiB) removed"
+        return text
 
 
 def debs_in(directory: Path) -> dict[str, int]:
-    """File name -> size of each .deb in `directory` (empty if it does not exist)."""
+    """File name -> size of each .deb in `directory` (empty if it does not exist). A file that another
+    build removes while this lists the directory is left out."""
     if not directory.is_dir():
         return {}
-    return {p.name: p.stat().st_size for p in directory.iterdir() if p.name.endswith(".deb") and p.is_file()}
+    found: dict[str, int] = {}
+    for entry in directory.iterdir():
+        if entry.name.endswith(".deb"):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file():
+                    found[entry.name] = entry.stat().st_size
+    return found
+
+
+def package_key(filename: str) -> str:
+    """NAME_VERSION_ARCH.deb -> "NAME ARCH": one package of one architecture, whatever its version.
+    (Debian package names and versions have no "_"; apt writes an epoch's ":" as "%3a".)"""
+    parts = filename.removesuffix(".deb").split("_")
+    return f"{parts[0]} {parts[-1]}" if len(parts) >= 3 else filename
+
+
+def prune(cache_dir: Path, used: dict[str, int]) -> tuple[int, int]:
+    """Remove the cached .debs that `used` (the .debs a build just installed) supersedes: the other
+    versions of the same package and architecture. Packages the build did not use stay. (files, bytes)."""
+    wanted = {package_key(name) for name in used}
+    files = size = 0
+    for name, bytes_ in debs_in(cache_dir).items():
+        if name not in used and package_key(name) in wanted:
+            with contextlib.suppress(FileNotFoundError):
+                (cache_dir / name).unlink()
+                files += 1
+                size += bytes_
+    return files, size
 
 
 def scratch_dir(cache_dir: Path) -> Path:
@@ -115,7 +152,8 @@ def snapshot(cache_dir: Path) -> Path:
     sweep_scratch(cache_dir)
     snap = Path(tempfile.mkdtemp(prefix=f"snapshot-{cache_dir.name}-", dir=scratch))
     for name in debs_in(cache_dir):
-        shutil.copyfile(cache_dir / name, snap / name)
+        with contextlib.suppress(FileNotFoundError):  # pruned meanwhile by another build
+            shutil.copyfile(cache_dir / name, snap / name)
     return snap
 
 
@@ -169,7 +207,8 @@ def absorb(used_dir: Path, cache_dir: Path, before: dict[str, int]) -> CacheStat
     scratch = scratch_dir(cache_dir)
     scratch.mkdir(parents=True, exist_ok=True)
     hits = hit_bytes = downloaded = downloaded_bytes = 0
-    for name, size in sorted(debs_in(used_dir).items()):
+    used = debs_in(used_dir)
+    for name, size in sorted(used.items()):
         if before.get(name) == size:
             hits += 1
             hit_bytes += size
@@ -192,4 +231,5 @@ def absorb(used_dir: Path, cache_dir: Path, before: dict[str, int]) -> CacheStat
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-    return CacheStats(hits, hit_bytes, downloaded, downloaded_bytes)
+    pruned, pruned_bytes = prune(cache_dir, used)
+    return CacheStats(hits, hit_bytes, downloaded, downloaded_bytes, pruned, pruned_bytes)
