@@ -150,6 +150,7 @@ def ssh_target(ctx: BuildContext) -> SshTarget:
         key=key,
         agent=config.ssh_agent_auth,
         keep_alive=config.ssh_keep_alive_interval,
+        read_write_timeout=config.ssh_read_write_timeout,
         transfer=config.ssh_file_transfer_method or "sftp",
         pinned_host_key=ctx.state.ssh_host_key,
         progress=lambda name, size: ctx.ui.progress(name, size),

@@ -123,6 +123,17 @@ class Sshd:
             make_key(self.host_key)
         self.start()
 
+    def freeze_sessions(self) -> int:
+        """SIGSTOP the per-connection sshd processes (and their commands): the connection stays open but
+        nothing answers on it, as with a guest that hung. kill_sessions() ends them."""
+        assert self.child is not None
+        frozen = 0
+        for pid in _descendants(self.child.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                frozen += 1
+        return frozen
+
     def kill_sessions(self) -> int:
         """SIGKILL the per-connection sshd processes: the client sees its connection drop."""
         assert self.child is not None

@@ -84,6 +84,25 @@ def test_ssh_dropped_during_provisioner(rig: Rig, sshd: Sshd) -> None:
     rig.assert_clean()
 
 
+def test_a_silent_connection_is_closed_after_ssh_read_write_timeout(rig: Rig, sshd: Sshd) -> None:
+    """The server's side of the connection stops (SIGSTOP): TCP stays up, nothing answers. Without
+    ssh_read_write_timeout the build would wait for the 120 s sleep and more; with it the script's
+    connection is closed and the shell provisioner reports the disconnection."""
+    template = ssh_template(rig, sshd, ["echo provisioner-started", "sleep 120"], ssh_read_write_timeout="3s")
+    run = rig.start(template)
+    run.wait_for(r"provisioner-started", 90)
+    assert sshd.freeze_sessions() > 0
+    started = time.monotonic()
+    try:
+        code, output = run.finish(90)
+    finally:
+        sshd.kill_sessions()
+    assert_failed(code, output, "StepProvision", "disconnect")
+    assert "for 3s (ssh_read_write_timeout): connection closed" in output
+    assert time.monotonic() - started < 45
+    rig.assert_clean()
+
+
 # 5. a provisioner exiting 1 -----------------------------------------------------------------------------
 @pytest.mark.parametrize("on_error", ["cleanup", "abort"])
 def test_provisioner_exits_1(rig: Rig, sshd: Sshd, on_error: str) -> None:

@@ -79,6 +79,17 @@ def test_zero_means_the_default_where_packer_says_so(tmp_path: Path, zero: str) 
     assert decoder.problems == [] and shell.start_retry_timeout == 300.0
 
 
+@pytest.mark.parametrize("zero", ["0", 0, "0M"])
+def test_a_disk_size_of_zero_is_packers_default(tmp_path: Path, zero: Any) -> None:
+    # The QEMU builder's config: an empty or "0" disk_size becomes "40960M". Other sizes still refuse 0.
+    assert load_qemu(tmp_path, disk_size=zero).disk_size == 40960 * MiB
+    with pytest.raises(TemplateError, match=r"size_budget: must be greater than zero"):
+        load_qemu(tmp_path, size_budget=zero)
+    decoder = Decoder("t.pkr.hcl")
+    decoder.decode(BootstrapConfig, {"disk_size": zero}, "source.debian-bootstrap.d")
+    assert [problem for problem in decoder.problems if "greater than zero" in str(problem)]
+
+
 def test_a_json_number_in_a_duration_is_nanoseconds_as_in_packer(tmp_path: Path) -> None:
     # mapstructure decodes a number into a time.Duration as nanoseconds: "boot_wait": 5 is 5 ns
     assert load_qemu(tmp_path, boot_wait=5).boot_wait == pytest.approx(5e-9)
@@ -117,7 +128,7 @@ def test_bootstrap_partitions_and_shell_provisioner_decode_too(tmp_path: Path) -
         ({"ssh_timeout": "5"}, "builders[0].ssh_timeout", "invalid duration '5'"),
         ({"shutdown_timeout": "9000h"}, "builders[0].shutdown_timeout", "'9000h' is longer than a year"),
         ({"disk_size": "huge"}, "builders[0].disk_size", "invalid size 'huge'"),
-        ({"disk_size": "0"}, "builders[0].disk_size", "must be greater than zero"),
+        ({"size_budget": "0"}, "builders[0].size_budget", "must be greater than zero"),
         ({"disk_size": "1.5G"}, "builders[0].disk_size", "invalid size '1.5G'"),
         ({"disk_additional_size": ["1G", "lots"]}, "builders[0].disk_additional_size[1]", "invalid size 'lots'"),
         ({"size_budget": "-1G"}, "builders[0].size_budget", "invalid size '-1G'"),

@@ -31,6 +31,7 @@ from vmbake.comm import DISCONNECTED, LineSink
 from vmbake.comm import scp as scp_protocol
 from vmbake.errors import BuildCancelled, VmbakeError
 from vmbake.ui import ProgressHandle
+from vmbake.units import go_duration
 
 log = logging.getLogger("vmbake.comm.ssh")
 # paramiko logs every failed try (with a traceback) at ERROR level; without a handler of its own, Python
@@ -77,6 +78,7 @@ class SshTarget:
     key: paramiko.PKey | None = None
     agent: bool = False
     keep_alive: float = 5.0
+    read_write_timeout: float = 0.0  # ssh_read_write_timeout: drop a connection silent for this long
     transfer: str = "sftp"  # "sftp" (falls back to scp) or "scp"
     pinned_host_key: str = ""  # "ssh-ed25519 AAAA..." once known
     progress: ProgressFactory | None = field(default=None, repr=False)
@@ -189,8 +191,40 @@ def connect(
         raise ConnectError(f"handshake failed ({exc})", f"{target.address}: {exc}") from None
     if target.keep_alive > 0:
         transport.set_keepalive(max(1, int(target.keep_alive)))
+    comm = SshCommunicator(target, transport)
+    if target.read_write_timeout > 0:
+        comm.dropped = watch_liveness(transport, target.read_write_timeout, target.address)
     target.pinned_host_key = shown
-    return SshCommunicator(target, transport)
+    return comm
+
+
+def watch_liveness(transport: paramiko.Transport, timeout: float, address: str) -> threading.Event:
+    """ssh_read_write_timeout: close `transport` once the server leaves a request unanswered for `timeout`
+    seconds. Packer sets a read and write deadline on the connection; paramiko's keep-alive asks for no
+    answer, so a thread here asks (a global request that OpenSSH's sshd refuses at once) every few
+    seconds. A closed transport ends the command under way as a disconnection, as in Packer, which
+    is what a provisioner with expect_disconnect (a reboot) waits for. The event returned is set then."""
+    interval = min(5.0, max(0.5, timeout / 3))
+    dropped = threading.Event()
+
+    def ask(done: threading.Event) -> None:
+        with contextlib.suppress(Exception):  # a closed transport: the watch ends below
+            transport.global_request("keepalive@openssh.com", wait=True)
+        done.set()
+
+    def watch() -> None:
+        while transport.is_active():
+            done = threading.Event()
+            threading.Thread(target=ask, args=(done,), name="vmbake-ssh-liveness-ask", daemon=True).start()
+            if not done.wait(timeout):
+                log.info("no answer from %s for %.0fs (ssh_read_write_timeout): closing", address, timeout)
+                dropped.set()
+                transport.close()
+                return
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="vmbake-ssh-liveness", daemon=True).start()
+    return dropped
 
 
 class _Lines:
@@ -224,6 +258,7 @@ class SshCommunicator:
         self._no_sftp = target.transfer == "scp"
         self.cancel: threading.Event | None = None
         self.reconnect_timeout = 10.0
+        self.dropped = threading.Event()  # set when ssh_read_write_timeout closed the connection
 
     @property
     def host_key(self) -> str:
@@ -243,7 +278,7 @@ class SshCommunicator:
             return
         self._sftp = None
         fresh = connect(self.target, timeout=self.reconnect_timeout)
-        self._transport = fresh._transport
+        self._transport, self.dropped = fresh._transport, fresh.dropped
 
     # -- commands ----------------------------------------------------------------------------------------
     def run(
@@ -297,6 +332,11 @@ class SshCommunicator:
             err.close()
             chan.close()
         status = chan.exit_status if chan.status_event.is_set() else -1
+        if status < 0 and self.dropped.is_set():
+            on_stderr(
+                f"vmbake: no answer from {self.target.address} for "
+                f"{go_duration(self.target.read_write_timeout)} (ssh_read_write_timeout): connection closed"
+            )
         return DISCONNECTED if status < 0 else status
 
     # -- files ------------------------------------------------------------------------------------------

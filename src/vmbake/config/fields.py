@@ -41,22 +41,23 @@ class FieldMeta:
     maximum: int | None = None
     runtime: bool = False  # holds run-time placeholders such as {{ .HTTPIP }}; rendered during the build
     written: str = ""  # a duration's or size's default as Packer writes it ("5m", "40960M"), for the docs
-    zero_is_default: bool = False  # a duration of 0 means the default, as Packer reads this key
+    zero_is_default: bool = False  # a duration or size of 0 means the default, as Packer reads this key
 
 
 MEASURES = ("duration", "size")
 
 
-def measure(kind: str, text: str) -> float | int:
+def measure(kind: str, text: str, *, zero: bool = False) -> float | int:
     """The number in a duration (seconds) or size (bytes: a bare number is MiB, as Packer reads
-    disk_size). Raises ValueError with the reason; the limits are vmbake's."""
+    disk_size). Raises ValueError with the reason; the limits are vmbake's. A size of 0 is taken only
+    with `zero` (a key where 0 means the default)."""
     if kind == "duration":
         seconds = parse_duration(text)
         if abs(seconds) > MAX_DURATION:
             raise ValueError(f"{text!r} is longer than a year")  # and too long for thread timeouts
         return seconds
     nbytes = parse_size(text)
-    if nbytes <= 0:
+    if nbytes < 0 or (nbytes == 0 and not zero):
         raise ValueError("must be greater than zero")
     return nbytes
 
@@ -280,7 +281,7 @@ class Decoder:
             )
             return None
         try:
-            return measure(kind, text)
+            return measure(kind, text, zero=meta.zero_is_default)
         except ValueError as exc:
             self.problem(path, str(exc), meta.doc)
             return None

@@ -214,7 +214,10 @@ class MachineConfig:
     vtpm: bool = opt(False, "Attach a software TPM (swtpm)", supported=False)
     use_tpm1: bool = opt(False, "Emulate TPM 1.2 instead of 2.0", supported=False)
     tpm_device_type: str = opt("tpm-tis", "TPM device model", supported=False)
-    disk_size: int = opt("40960M", "Disk size: a number (MiB) or with a unit (5120M, 40G)", kind="size")
+    disk_size: int = opt(
+        "40960M", "Disk size: a number (MiB) or with a unit (5120M, 40G); 0 means the default", kind="size",
+        zero_is_default=True,
+    )  # fmt: skip
     disk_additional_size: list[int] = opt(
         factory=list, doc="Sizes of extra disks, created beside the first", kind="size"
     )
