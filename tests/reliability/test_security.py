@@ -196,8 +196,9 @@ def test_iso_checksum_none_warns(rig: Rig) -> None:
 BASE = {"type": "qemu", "iso_url": "x.iso", "iso_checksum": "none", "communicator": "none"}
 HOSTILE: dict[str, tuple[dict[str, object], str, str]] = {
     # name: (builder keys, key named in the refusal, text in the refusal)
-    "disk_size 0": ({"disk_size": "0"}, "disk_size", "greater than zero"),
-    "disk_size 0 (number)": ({"disk_size": 0}, "disk_size", "greater than zero"),
+    # disk_size 0 is Packer's default (40960M): tests/unit/test_measures.py. Other sizes refuse 0.
+    "size_budget 0": ({"size_budget": "0"}, "size_budget", "greater than zero"),
+    "size_budget 0 (number)": ({"size_budget": 0}, "size_budget", "greater than zero"),
     "negative disk_size": ({"disk_size": "-5G"}, "disk_size", "invalid size"),
     "huge disk_size": ({"disk_size": "99999999999999T"}, "disk_size", "larger than a disk image can be"),
     "huge memory": ({"memory": 10**30}, "memory", "more than QEMU can give"),
